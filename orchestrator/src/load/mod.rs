@@ -1,0 +1,2 @@
+//! The load generator (closed and open models, HDR percentiles, streaming metrics).
+pub mod cli;

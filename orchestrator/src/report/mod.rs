@@ -1,0 +1,2 @@
+//! summary.md, report.html and run-to-run comparison.
+pub mod cli;

@@ -1,0 +1,1 @@
+//! Where per-second points go besides the results files (InfluxDB v2 line protocol).

@@ -1,0 +1,2 @@
+//! Benchmark suites defined in YAML (profiles `full` and `quick`).
+pub mod cli;

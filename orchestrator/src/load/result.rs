@@ -1,0 +1,450 @@
+//! The load generator's result: one JSON document per (target, suite), written to
+//! `raw/<target>-<suite>.json`. The JSON Schema for it is `orchestrator/schema/suite-result.schema.json`;
+//! keep both in step (a unit test checks every `required` key of the schema is produced).
+//!
+//! Units are in the field names: `_ms` milliseconds (f64), `_us` microseconds, `_s` seconds,
+//! `_per_s` per second. Latencies are measured by the generator on the client side.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Version of this document's shape; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything measured for one suite against one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteResult {
+    pub schema_version: u32,
+    /// Suite name (`baseline`, `throughput`, ...), or `adhoc` for `orchestrator load`.
+    pub suite: String,
+    /// Target name (`direct`, `gateway`, `litellm`, or what the user called it).
+    pub target: String,
+    /// URL the requests were sent to.
+    pub url: String,
+    /// Suite profile (`full` or `quick`).
+    pub profile: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// True when the run was cancelled before it finished: what was measured is kept.
+    pub interrupted: bool,
+    /// Measured phases in the order they ran (warm-ups are not included).
+    pub phases: Vec<PhaseResult>,
+    /// `frontier` suite only: the highest arrival rate sustained under each p99 bound.
+    pub frontier: Option<Vec<FrontierPoint>>,
+    /// `overhead` suite only: latency the target adds over calling the upstream directly.
+    pub overhead: Option<Overhead>,
+    pub warnings: Vec<ResultWarning>,
+}
+
+/// One measured phase: a closed-model run (virtual users) or an open-model run (arrival rate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseResult {
+    pub name: String,
+    pub model: LoadModel,
+    /// URL this phase's requests went to (the overhead suite has two phases, two URLs).
+    pub url: String,
+    /// Wall-clock length of the measured phase, from its start to its last answer.
+    pub duration_s: f64,
+    /// Closed model: the largest number of virtual users reached.
+    pub vus: Option<u64>,
+    /// Open model: the scheduled arrival rate.
+    pub target_rate_per_s: Option<f64>,
+    pub stream: bool,
+    pub requests: RequestCounts,
+    pub throughput: Throughput,
+    /// Whole request, from the start (closed) or the due time (open) to the last body byte.
+    /// Only successful requests.
+    pub latency_ms: Summary,
+    /// Time to the first response byte. Only successful requests.
+    pub ttfb_ms: Summary,
+    /// Streams only: time to the first chunk carrying non-empty content.
+    pub ttft_ms: Option<Summary>,
+    /// Streams only: every gap between consecutive content chunks.
+    pub itl_ms: Option<Summary>,
+    /// Streams only: (latency - ttft) / (output tokens - 1), per request with >= 2 tokens.
+    pub tpot_ms: Option<Summary>,
+    /// Output tokens over successful requests (from `usage` when present, else counted chunks).
+    pub output_tokens: u64,
+    pub generator: GeneratorCost,
+    /// Latency (successful requests) at increasing percentiles, for charts.
+    pub percentile_curve: Vec<CurvePoint>,
+    /// One point per second of the phase.
+    pub timeseries: Vec<TimePoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadModel {
+    /// Virtual users: each sends, waits for the whole answer, sends again.
+    Closed,
+    /// Arrival rate: requests are due on a schedule whatever the answers do.
+    Open,
+}
+
+/// Requests by outcome. `total = ok + errors.total()`; `dropped` (open model) is not in
+/// `total`: those requests were never sent because the in-flight cap was reached.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub ok: u64,
+    pub errors: ErrorCounts,
+    pub dropped: u64,
+    /// Errors over requests sent, in percent.
+    pub error_percent: f64,
+}
+
+/// Failed requests by class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorCounts {
+    /// TCP connect failed (refused, unreachable, connect timeout).
+    pub connect: u64,
+    /// No complete answer within the request timeout.
+    pub timeout: u64,
+    /// HTTP 429.
+    pub http_429: u64,
+    /// Other HTTP 4xx.
+    pub http_4xx: u64,
+    /// HTTP 5xx.
+    pub http_5xx: u64,
+    /// 2xx with a body that is not the expected JSON (or SSE events that are not).
+    pub malformed: u64,
+    /// A 2xx stream that ended before its end marker (`[DONE]` / `message_stop`).
+    pub stream_cut: u64,
+    /// The connection closed or was reset before a complete non-streaming answer,
+    /// or the response was not valid HTTP/1.1.
+    pub connection: u64,
+}
+
+impl ErrorCounts {
+    pub fn total(&self) -> u64 {
+        self.connect
+            + self.timeout
+            + self.http_429
+            + self.http_4xx
+            + self.http_5xx
+            + self.malformed
+            + self.stream_cut
+            + self.connection
+    }
+
+    pub fn add(&mut self, o: &ErrorCounts) {
+        self.connect += o.connect;
+        self.timeout += o.timeout;
+        self.http_429 += o.http_429;
+        self.http_4xx += o.http_4xx;
+        self.http_5xx += o.http_5xx;
+        self.malformed += o.malformed;
+        self.stream_cut += o.stream_cut;
+        self.connection += o.connection;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Throughput {
+    /// Requests answered (ok or error) per second of the phase.
+    pub requests_per_s: f64,
+    /// Successful requests per second.
+    pub ok_per_s: f64,
+    pub output_tokens_per_s: f64,
+}
+
+/// Distribution summary from an HDR histogram (µs resolution, 3 significant figures).
+/// All zero when `count` is 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub stddev: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+/// The generator's own CPU use during the phase (its worker threads only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorCost {
+    pub cpu_seconds: f64,
+    /// CPU time over wall time, in percent of one core (200 = two cores busy).
+    pub cpu_percent: f64,
+    /// Worker threads the generator ran.
+    pub threads: u64,
+    /// Cores the process may run on (sched_getaffinity).
+    pub cores: u64,
+    /// True when the generator's cores were saturated (>= 90%) while the target rate was
+    /// not reached (open model) or at all (closed model): the figures show the
+    /// generator's limit, not the target's. A `load_generator_bound` warning accompanies it.
+    pub bound: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurvePoint {
+    pub percentile: f64,
+    pub latency_ms: f64,
+}
+
+/// One second of a phase. Counts are of requests that completed in that second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimePoint {
+    /// Seconds since the phase started (end of the interval).
+    pub t_s: f64,
+    /// Closed model: virtual users running at the end of the interval.
+    pub active_vus: u64,
+    /// Open model: scheduled arrival rate during the interval (0 for closed).
+    pub target_rate_per_s: f64,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Streams only (0 otherwise).
+    pub ttft_p50_ms: f64,
+    pub output_tokens: u64,
+}
+
+/// Highest rate sustained under one p99 bound (frontier suite).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontierPoint {
+    pub p99_bound_ms: f64,
+    /// None when even the lowest step missed the bound.
+    pub max_rate_per_s: Option<f64>,
+    /// Achieved request rate at that step.
+    pub achieved_rate_per_s: Option<f64>,
+    /// Measured p99 at that step.
+    pub p99_ms: Option<f64>,
+    /// Name of the phase (step) it came from.
+    pub phase: Option<String>,
+}
+
+/// Latency added by the target over the upstream called directly, measured interleaved
+/// at concurrency 1 (overhead suite). `added_*` are differences of percentiles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overhead {
+    pub direct_url: String,
+    pub target_p50_us: f64,
+    pub target_p99_us: f64,
+    pub direct_p50_us: f64,
+    pub direct_p99_us: f64,
+    pub added_p50_us: f64,
+    pub added_p99_us: f64,
+    pub samples: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultWarning {
+    pub kind: ResultWarningKind,
+    /// The phase it applies to, if one.
+    pub phase: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultWarningKind {
+    /// The generator saturated its cores while short of the target rate.
+    LoadGeneratorBound,
+    /// Many requests failed (more than 1%).
+    HighErrorRate,
+    /// Open model: requests were dropped at the in-flight cap.
+    Dropped,
+    /// A phase ended with no successful request.
+    NoSuccess,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::Value;
+
+    const SCHEMA: &str = include_str!("../../schema/suite-result.schema.json");
+
+    fn sample_phase(stream: bool) -> PhaseResult {
+        let s = Summary {
+            count: 3,
+            min: 1.0,
+            mean: 2.0,
+            stddev: 0.5,
+            p50: 2.0,
+            p90: 3.0,
+            p95: 3.0,
+            p99: 3.0,
+            p99_9: 3.0,
+            max: 3.0,
+        };
+        PhaseResult {
+            name: "main".into(),
+            model: LoadModel::Open,
+            url: "http://127.0.0.1:1/v1/chat/completions".into(),
+            duration_s: 1.0,
+            vus: None,
+            target_rate_per_s: Some(10.0),
+            stream,
+            requests: RequestCounts {
+                total: 3,
+                ok: 3,
+                ..Default::default()
+            },
+            throughput: Throughput::default(),
+            latency_ms: s.clone(),
+            ttfb_ms: s.clone(),
+            ttft_ms: stream.then(|| s.clone()),
+            itl_ms: stream.then(|| s.clone()),
+            tpot_ms: None,
+            output_tokens: 9,
+            generator: GeneratorCost::default(),
+            percentile_curve: vec![CurvePoint {
+                percentile: 50.0,
+                latency_ms: 2.0,
+            }],
+            timeseries: vec![TimePoint::default()],
+        }
+    }
+
+    fn sample() -> SuiteResult {
+        SuiteResult {
+            schema_version: SCHEMA_VERSION,
+            suite: "frontier".into(),
+            target: "gateway".into(),
+            url: "http://127.0.0.1:1".into(),
+            profile: "quick".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            interrupted: false,
+            phases: vec![sample_phase(true), sample_phase(false)],
+            frontier: Some(vec![FrontierPoint {
+                p99_bound_ms: 1.0,
+                max_rate_per_s: None,
+                achieved_rate_per_s: None,
+                p99_ms: None,
+                phase: None,
+            }]),
+            overhead: Some(Overhead {
+                direct_url: "http://127.0.0.1:2".into(),
+                target_p50_us: 1.0,
+                target_p99_us: 1.0,
+                direct_p50_us: 1.0,
+                direct_p99_us: 1.0,
+                added_p50_us: 0.0,
+                added_p99_us: 0.0,
+                samples: 1,
+            }),
+            warnings: vec![ResultWarning {
+                kind: ResultWarningKind::LoadGeneratorBound,
+                phase: Some("main".into()),
+                message: "x".into(),
+            }],
+        }
+    }
+
+    fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r.trim_start_matches("#/$defs/");
+                &root["$defs"][name]
+            }
+            None => schema,
+        }
+    }
+
+    /// Checks `value` against the parts of JSON Schema the schema file uses: required keys,
+    /// no extra keys, types, enums, arrays and nullable refs.
+    fn check(root: &Value, schema: &Value, value: &Value, path: &str) {
+        let schema = resolve(root, schema);
+        if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+            if value.is_null() {
+                assert!(any.iter().any(|s| s["type"] == "null"), "{path}: null");
+                return;
+            }
+            let branch = any.iter().find(|s| s["type"] != "null").unwrap();
+            return check(root, branch, value, path);
+        }
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+            assert!(allowed.contains(value), "{path}: {value} not in enum");
+        }
+        if let Some(c) = schema.get("const") {
+            assert_eq!(c, value, "{path}");
+        }
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        if !types.is_empty() {
+            let ok = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+            assert!(ok, "{path}: {actual} is not {types:?}");
+        }
+        if let Value::Object(map) = value {
+            let props = schema["properties"].as_object().unwrap();
+            for req in schema["required"].as_array().unwrap() {
+                let key = req.as_str().unwrap();
+                assert!(map.contains_key(key), "{path}: missing required `{key}`");
+            }
+            for (k, v) in map {
+                let sub = props
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}: `{k}` not in schema"));
+                check(root, sub, v, &format!("{path}.{k}"));
+            }
+        }
+        if let Value::Array(items) = value {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    check(root, item_schema, v, &format!("{path}[{i}]"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn produced_result_matches_schema() {
+        let root: Value = serde_json::from_str(SCHEMA).unwrap();
+        let value = serde_json::to_value(sample()).unwrap();
+        check(&root, &root, &value, "$");
+    }
+
+    #[test]
+    fn schema_check_catches_a_missing_key() {
+        let root: Value = serde_json::from_str(SCHEMA).unwrap();
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["phases"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("ttfb_ms");
+        let caught = std::panic::catch_unwind(|| check(&root, &root, &value, "$"));
+        assert!(caught.is_err());
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = sample();
+        let back: SuiteResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(r, back);
+    }
+}

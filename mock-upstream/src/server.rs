@@ -1,0 +1,520 @@
+//! The HTTP/1.1 server: accept loop, routing, fault injection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::body::{MockBody, Pace, SseBody};
+use crate::config::{Fault, Knobs, Opts, KNOB_PREFIX};
+use crate::metrics::{Endpoint, Metrics, Outcome};
+use crate::render::{self, Answer, Finish, Flavor};
+use crate::request::ChatRequest;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+const PROMETHEUS_TEXT: HeaderValue =
+    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+
+/// What `serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Default knobs (request headers override them).
+    pub knobs: Knobs,
+    /// Models listed by `GET /v1/models`.
+    pub models: Vec<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+impl From<&Opts> for Config {
+    fn from(opts: &Opts) -> Self {
+        Config {
+            knobs: opts.knobs,
+            models: opts.models.clone(),
+            max_body_bytes: opts.max_body_bytes,
+        }
+    }
+}
+
+/// Failure to start or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The tokio runtime could not be built.
+    #[error("cannot build the tokio runtime")]
+    Runtime(#[source] io::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The bound address could not be read back.
+    #[error("cannot read the bound address")]
+    LocalAddr(#[source] io::Error),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signal(#[source] io::Error),
+}
+
+/// Server-wide state.
+#[derive(Debug)]
+pub(crate) struct State {
+    knobs: Knobs,
+    pub(crate) metrics: Arc<Metrics>,
+    models: Bytes,
+    max_body_bytes: usize,
+    seq: AtomicU64,
+}
+
+/// Per-connection state, shared by the service and the socket wrapper.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) state: Arc<State>,
+    /// Set when an injected reset must close this connection with an RST.
+    pub(crate) reset: AtomicBool,
+}
+
+/// Runs the server described by `opts` until SIGINT/SIGTERM: builds the runtime
+/// (current-thread when `threads` is 1), binds, prints `listening on ADDR`, serves.
+pub fn run(opts: Opts) -> Result<(), RunError> {
+    let threads = opts
+        .threads
+        .map(NonZeroUsize::get)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(RunError::Runtime)?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(RunError::LocalAddr)?;
+        println!("listening on {addr}");
+        let shutdown = shutdown_signal()?;
+        tokio::select! {
+            () = serve(listener, Config::from(&opts)) => Ok(()),
+            () = shutdown => Ok(()),
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM (a container's PID 1 must handle SIGTERM itself).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, RunError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// Serves HTTP/1.1 with keep-alive on `listener` forever. Accept errors (such as running
+/// out of file descriptors) are logged to stderr and retried after a short pause.
+pub async fn serve(listener: TcpListener, config: Config) {
+    let state = Arc::new(State {
+        knobs: config.knobs,
+        metrics: Arc::new(Metrics::default()),
+        models: render::models_body(&config.models),
+        max_body_bytes: config.max_body_bytes,
+        seq: AtomicU64::new(1),
+    });
+    let mut builder = http1::Builder::new();
+    builder.keep_alive(true).pipeline_flush(true);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                eprintln!("mock-upstream: accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Nagle would delay small SSE chunks and answers.
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(Conn {
+            state: Arc::clone(&state),
+            reset: AtomicBool::new(false),
+        });
+        let io = TokioIo::new(ConnIo {
+            stream,
+            conn: Arc::clone(&conn),
+        });
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(Arc::clone(&conn), req));
+            // Connection errors (client gone, injected resets) end the connection; nothing to report.
+            let _ = builder.serve_connection(io, service).await;
+        });
+    }
+}
+
+/// The accepted socket; on drop after an injected reset it sets `SO_LINGER` 0 so the
+/// close sends an RST instead of a FIN.
+struct ConnIo {
+    stream: TcpStream,
+    conn: Arc<Conn>,
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        if self.conn.reset.load(Ordering::Relaxed) {
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Why a request got no HTTP answer (hyper then closes the connection).
+#[derive(Debug, thiserror::Error)]
+enum ServiceError {
+    #[error("connection reset injected by x-mock-reset-rate")]
+    InjectedReset,
+    #[error("reading the request body failed")]
+    ReadBody(#[source] hyper::Error),
+}
+
+async fn handle(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, ServiceError> {
+    let method = req.method();
+    let path = req.uri().path();
+    let (endpoint, allowed) = match path {
+        "/v1/chat/completions" => (Endpoint::ChatCompletions, method == Method::POST),
+        "/v1/messages" => (Endpoint::Messages, method == Method::POST),
+        "/v1/models" => (Endpoint::Models, method == Method::GET),
+        "/health" => (
+            Endpoint::Health,
+            method == Method::GET || method == Method::HEAD,
+        ),
+        "/metrics" => (Endpoint::Metrics, method == Method::GET),
+        _ => (Endpoint::Other, false),
+    };
+    let metrics = &conn.state.metrics;
+    if endpoint == Endpoint::Other {
+        metrics.count(endpoint, Outcome::NotFound);
+        let message = format!("Unknown request URL: {method} {path}.");
+        let body = render::error_body(
+            Flavor::OpenAi,
+            404,
+            "invalid_request_error",
+            &message,
+            None,
+            Some("unknown_url"),
+        );
+        return Ok(json(StatusCode::NOT_FOUND, body));
+    }
+    let flavor = if endpoint == Endpoint::Messages {
+        Flavor::Anthropic
+    } else {
+        Flavor::OpenAi
+    };
+    if !allowed {
+        metrics.count(endpoint, Outcome::MethodNotAllowed);
+        let message = format!("Method {method} is not allowed on {path}.");
+        let body = render::error_body(
+            flavor,
+            405,
+            "invalid_request_error",
+            &message,
+            None,
+            Some("method_not_allowed"),
+        );
+        return Ok(json(StatusCode::METHOD_NOT_ALLOWED, body));
+    }
+    match endpoint {
+        Endpoint::ChatCompletions | Endpoint::Messages => {
+            completion(conn, req, endpoint, flavor).await
+        }
+        Endpoint::Models => {
+            metrics.count(endpoint, Outcome::Ok);
+            Ok(json(StatusCode::OK, conn.state.models.clone()))
+        }
+        Endpoint::Health => {
+            metrics.count(endpoint, Outcome::Ok);
+            Ok(json(
+                StatusCode::OK,
+                Bytes::from_static(b"{\"status\":\"ok\"}"),
+            ))
+        }
+        Endpoint::Metrics | Endpoint::Other => {
+            metrics.count(endpoint, Outcome::Ok);
+            let mut response = Response::new(MockBody::full(Bytes::from(metrics.render())));
+            response.headers_mut().insert(CONTENT_TYPE, PROMETHEUS_TEXT);
+            Ok(response)
+        }
+    }
+}
+
+/// `POST /v1/chat/completions` and `POST /v1/messages`.
+async fn completion(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+    endpoint: Endpoint,
+    flavor: Flavor,
+) -> Result<Response<MockBody>, ServiceError> {
+    let state = &conn.state;
+    let metrics = &state.metrics;
+    let mut knobs = state.knobs;
+    for (name, value) in req.headers() {
+        let name = name.as_str();
+        if name.starts_with(KNOB_PREFIX) {
+            if let Err(err) = knobs.apply_header(name, value.as_bytes()) {
+                metrics.count(endpoint, Outcome::BadRequest);
+                let body = render::error_body(
+                    flavor,
+                    400,
+                    "invalid_request_error",
+                    &err.to_string(),
+                    Some(err.header()),
+                    Some("invalid_mock_header"),
+                );
+                return Ok(json(StatusCode::BAD_REQUEST, body));
+            }
+        }
+    }
+    let in_flight = metrics.in_flight();
+    let body = match read_body(req.into_body(), state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => {
+            metrics.count(endpoint, Outcome::TooLarge);
+            let message = format!(
+                "Request body is larger than {} bytes.",
+                state.max_body_bytes
+            );
+            let body = render::error_body(
+                flavor,
+                413,
+                "invalid_request_error",
+                &message,
+                None,
+                Some("request_too_large"),
+            );
+            return Ok(json(StatusCode::PAYLOAD_TOO_LARGE, body));
+        }
+        Err(ReadError::Body(err)) => return Err(ServiceError::ReadBody(err)),
+    };
+    let request = match ChatRequest::parse(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            metrics.count(endpoint, Outcome::BadRequest);
+            let message = format!("We could not parse the JSON body of your request: {err}");
+            let body = render::error_body(
+                flavor,
+                400,
+                "invalid_request_error",
+                &message,
+                None,
+                Some("invalid_json"),
+            );
+            return Ok(json(StatusCode::BAD_REQUEST, body));
+        }
+    };
+
+    let fault = knobs.draw_fault();
+    if fault == Fault::Hang {
+        metrics.count(endpoint, Outcome::Hang);
+        // hyper drops this future (and the in-flight guard) when the client closes.
+        std::future::pending::<()>().await;
+    }
+    let delay = knobs.answer_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let stream = request.is_stream();
+    match fault {
+        Fault::RateLimited => {
+            metrics.count(endpoint, Outcome::RateLimited);
+            let mut response = json(
+                StatusCode::TOO_MANY_REQUESTS,
+                render::rate_limited_body(flavor),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(response);
+        }
+        Fault::ServerError => {
+            metrics.count(endpoint, Outcome::ServerError);
+            return Ok(json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                render::server_error_body(flavor),
+            ));
+        }
+        Fault::Reset if !stream => {
+            metrics.count(endpoint, Outcome::Reset);
+            conn.reset.store(true, Ordering::Relaxed);
+            return Err(ServiceError::InjectedReset);
+        }
+        Fault::None | Fault::Hang | Fault::Reset => {}
+    }
+
+    let tokens = request
+        .max_output()
+        .map_or(knobs.output_tokens, |cap| cap.min(knobs.output_tokens));
+    let answer = Answer {
+        seq: state.seq.fetch_add(1, Ordering::Relaxed),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: &request.model,
+        prompt_tokens: request.prompt_tokens(),
+        output_tokens: tokens,
+        finish: if tokens < knobs.output_tokens {
+            Finish::Length
+        } else {
+            Finish::Stop
+        },
+    };
+    if !stream {
+        metrics.count(endpoint, Outcome::Ok);
+        metrics.add_tokens(endpoint, u64::from(tokens));
+        let body = match flavor {
+            Flavor::OpenAi => answer.openai_completion(),
+            Flavor::Anthropic => answer.anthropic_message(),
+        };
+        return Ok(json(StatusCode::OK, body));
+    }
+    let parts = match flavor {
+        Flavor::OpenAi => answer.openai_stream(request.include_usage()),
+        Flavor::Anthropic => answer.anthropic_stream(),
+    };
+    let reset_at = (fault == Fault::Reset).then_some(tokens / 2);
+    metrics.count(
+        endpoint,
+        if reset_at.is_some() {
+            Outcome::Reset
+        } else {
+            Outcome::Ok
+        },
+    );
+    let pace = Pace {
+        tokens,
+        ttft: knobs.ttft(),
+        token_delay: knobs.token_delay(),
+        reset_at,
+    };
+    let body = SseBody::new(parts, pace, Arc::clone(&conn), endpoint, in_flight);
+    let mut response = Response::new(MockBody::Stream(Box::new(body)));
+    response.headers_mut().insert(CONTENT_TYPE, EVENT_STREAM);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, JSON);
+    response
+}
+
+enum ReadError {
+    TooLarge,
+    Body(hyper::Error),
+}
+
+/// Reads a whole request body; a body of one frame (the usual case) is not copied.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ReadError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    let mut total = 0usize;
+    let mut single: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(ReadError::Body)?.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some(joined) = &mut joined {
+            joined.extend_from_slice(&data);
+        } else if let Some(first) = single.take() {
+            let mut buf =
+                BytesMut::with_capacity(total.max(body.size_hint().lower() as usize + total));
+            buf.extend_from_slice(&first);
+            buf.extend_from_slice(&data);
+            joined = Some(buf);
+        } else {
+            single = Some(data);
+        }
+    }
+    Ok(joined.map(BytesMut::freeze).or(single).unwrap_or_default())
+}

@@ -1,7 +1,168 @@
-//! `orchestrator load`: placeholder until the load generator lands.
-#[derive(Debug, clap::Args)]
-pub struct LoadArgs {}
+//! `orchestrator load`: an ad-hoc load against any URL (no Docker), with a summary table
+//! and optionally the JSON result.
 
-pub fn run(_args: LoadArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`load` is not built yet")
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+
+use super::engine::{run_phase, EngineOpts, LoadShape, PhasePlan};
+use super::request::{Api, PreparedRequest, RequestSpec};
+use super::result::{SuiteResult, SCHEMA_VERSION};
+use super::CancelToken;
+use crate::suites::def::parse_duration;
+
+/// Options of `orchestrator load`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["vus", "rate"])))]
+pub struct LoadArgs {
+    /// Base URL (`http://127.0.0.1:8080`, the API path is added) or a full endpoint URL.
+    #[arg(long)]
+    pub url: String,
+    /// Closed model: this many virtual users.
+    #[arg(long)]
+    pub vus: Option<u64>,
+    /// Open model: this many requests per second, whatever the answers do.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// How long to run (`10s`, `2m`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Closed model: stop after this many requests in total.
+    #[arg(long)]
+    pub iterations: Option<u64>,
+    /// Unmeasured warm-up before the run.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    #[arg(long)]
+    pub stream: bool,
+    #[arg(long, value_enum, default_value = "openai")]
+    pub api: Api,
+    #[arg(long, default_value = "gpt-4o-mini")]
+    pub model: String,
+    #[arg(long, default_value_t = 16)]
+    pub max_tokens: u32,
+    /// Extra header `name:value` (repeatable), e.g. `--header x-mock-latency-ms:5`.
+    #[arg(long = "header", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    #[arg(long, env = "LOAD_API_KEY")]
+    pub api_key: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Open model: most requests in flight; beyond it due requests are dropped (counted).
+    #[arg(long, default_value_t = 1000)]
+    pub max_in_flight: usize,
+    /// Worker threads (0 = the cores this process may use).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write the JSON result (suite-result schema) here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Name of the target in the result.
+    #[arg(long, default_value = "target")]
+    pub target: String,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once(':')
+        .ok_or_else(|| format!("header `{s}` must be name:value"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+/// Runs the ad-hoc load and prints its summary; exit code 0.
+pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
+    let spec = RequestSpec {
+        api: args.api,
+        stream: args.stream,
+        model: args.model.clone(),
+        max_tokens: args.max_tokens,
+        headers: args.headers.clone(),
+        api_key: args.api_key.clone(),
+        ..RequestSpec::default()
+    };
+    let req = PreparedRequest::new(&spec, &args.url)?;
+    let shape = match (args.vus, args.rate) {
+        (Some(vus), None) => {
+            anyhow::ensure!(vus > 0, "--vus must be at least 1");
+            let mut s = LoadShape::constant_vus(vus, args.duration);
+            if let LoadShape::Closed { iterations, .. } = &mut s {
+                *iterations = args.iterations;
+            }
+            s
+        }
+        (None, Some(rate)) => {
+            anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be positive");
+            anyhow::ensure!(args.max_in_flight > 0, "--max-in-flight must be at least 1");
+            anyhow::ensure!(args.iterations.is_none(), "--iterations needs --vus");
+            LoadShape::Open {
+                rate_per_s: rate,
+                duration: args.duration,
+                max_in_flight: args.max_in_flight,
+            }
+        }
+        _ => anyhow::bail!("give exactly one of --vus and --rate"),
+    };
+    let cancel = CancelToken::new();
+    let opts = EngineOpts {
+        threads: args.threads,
+        cancel: cancel.clone(),
+        progress: true,
+        observer: None,
+        suite: "adhoc".into(),
+    };
+    let started_at = Utc::now();
+    let requests = vec![("load".to_string(), req.clone())];
+    if !args.warmup.is_zero() {
+        let warm = match &shape {
+            LoadShape::Closed { start_vus, .. } => LoadShape::constant_vus(*start_vus, args.warmup),
+            LoadShape::Open {
+                rate_per_s,
+                max_in_flight,
+                ..
+            } => LoadShape::Open {
+                rate_per_s: *rate_per_s,
+                duration: args.warmup,
+                max_in_flight: *max_in_flight,
+            },
+        };
+        let plan = PhasePlan {
+            name: "load".into(),
+            shape: warm,
+            requests: requests.clone(),
+            timeout: args.timeout,
+            warmup: true,
+        };
+        run_phase(&plan, &opts)?;
+    }
+    let plan = PhasePlan {
+        name: "load".into(),
+        shape,
+        requests,
+        timeout: args.timeout,
+        warmup: false,
+    };
+    let out = run_phase(&plan, &opts)?;
+    let result = SuiteResult {
+        schema_version: SCHEMA_VERSION,
+        suite: "adhoc".into(),
+        target: args.target.clone(),
+        url: req.endpoint.url.clone(),
+        profile: "adhoc".into(),
+        started_at,
+        finished_at: Utc::now(),
+        interrupted: out.interrupted,
+        phases: out.results,
+        frontier: None,
+        overhead: None,
+        warnings: out.warnings,
+    };
+    print!("{}", super::table::render(&result));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&result)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(0)
 }

@@ -1,7 +1,96 @@
-//! `orchestrator bench`: placeholder until the suites land.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+//! `orchestrator bench`: run suites from the suites file against any URL (no Docker);
+//! writes `<out>/<target>-<suite>.json` and prints a summary per suite.
 
-pub fn run(_args: BenchArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`bench` is not built yet")
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::def::{Profile, SuitesFile};
+use super::run::{run_suite_blocking, RunOpts, TargetSpec};
+use crate::load::table;
+
+/// Options of `orchestrator bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The target's base URL, e.g. `http://127.0.0.1:8080`.
+    #[arg(long)]
+    pub url: String,
+    /// The upstream called directly (needed by the `overhead` suite).
+    #[arg(long)]
+    pub direct_url: Option<String>,
+    /// Suite name, comma-separated names, or `all`.
+    #[arg(long, default_value = "all")]
+    pub suite: String,
+    #[arg(long, value_enum, default_value = "quick")]
+    pub profile: Profile,
+    /// Directory for the JSON results.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// Target name used in result file names.
+    #[arg(long, default_value = "target")]
+    pub target: String,
+    /// Suites file (default: the one built in, orchestrator/suites.yaml).
+    #[arg(long)]
+    pub suites_file: Option<PathBuf>,
+    /// Overrides the suites' API key.
+    #[arg(long, env = "LOAD_API_KEY")]
+    pub api_key: Option<String>,
+    /// Overrides the suites' model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Extra header `name:value` (repeatable).
+    #[arg(long = "header", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Generator worker threads (0 = the cores this process may use).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once(':')
+        .ok_or_else(|| format!("header `{s}` must be name:value"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+/// Runs the chosen suites in order; exit code 0, or 1 if a suite had no successful request.
+pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let file = match &args.suites_file {
+        Some(p) => SuitesFile::load(p)?,
+        None => SuitesFile::builtin()?,
+    };
+    let suites = file.select(&args.suite)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let target = TargetSpec {
+        name: args.target.clone(),
+        url: args.url.clone(),
+        direct_url: args.direct_url.clone(),
+        api_key: args.api_key.clone(),
+        model: args.model.clone(),
+        headers: args.headers.clone(),
+    };
+    let opts = RunOpts {
+        profile: args.profile,
+        threads: args.threads,
+        progress: true,
+        ..RunOpts::default()
+    };
+    let mut code = 0;
+    for def in &suites {
+        if matches!(def.kind, super::SuiteKind::Overhead(_)) && target.direct_url.is_none() {
+            eprintln!("skipping suite `{}`: it needs --direct-url", def.name);
+            continue;
+        }
+        let result = run_suite_blocking(def, &target, &opts, None)?;
+        print!("{}", table::render(&result));
+        if result.phases.iter().any(|p| p.requests.ok == 0) {
+            code = 1;
+        }
+        let path = args.out.join(format!("{}-{}.json", target.name, def.name));
+        std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(code)
 }

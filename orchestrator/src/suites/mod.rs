@@ -1,2 +1,8 @@
-//! Benchmark suites defined in YAML (profiles `full` and `quick`).
+//! Benchmark suites defined in YAML (`orchestrator/suites.yaml`, profiles `full` and
+//! `quick`) and run against any URL by [`run_suite`]. See the `load` module docs for the API.
 pub mod cli;
+pub mod def;
+pub mod run;
+
+pub use def::{Profile, SuiteDef, SuiteError, SuiteKind, SuitesFile};
+pub use run::{run_suite, run_suite_blocking, RunOpts, TargetSpec};

@@ -1,0 +1,532 @@
+//! The suites file (`orchestrator/suites.yaml`): profiles, request defaults and suites.
+//! Unknown keys are rejected and every error names the offending field.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::load::engine::Stage;
+use crate::load::request::{Api, RequestSpec};
+
+/// The suites file shipped with the orchestrator (used when no other file is given).
+pub const BUILTIN_SUITES: &str = include_str!("../../suites.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("cannot read suites file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("suites file {path}: at `{field}`: {why}")]
+    Parse {
+        path: String,
+        field: String,
+        why: String,
+    },
+    #[error("suites file {path}: suite `{suite}`: {why}")]
+    Invalid {
+        path: String,
+        suite: String,
+        why: String,
+    },
+    #[error("unknown suite `{name}` (known: {known})")]
+    Unknown { name: String, known: String },
+}
+
+/// A duration written as `500ms`, `30s`, `1.5m`, `1h` or a bare number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dur(pub Duration);
+
+/// Parses `500ms`, `30s`, `1.5m`, `2h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (like 500ms, 30s, 2m, 1h)"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "us" | "µs" => 0.000_001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        u => {
+            return Err(format!(
+                "unknown duration unit `{u}` in `{s}` (use ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = n * mult;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        let s = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "expected a duration like 30s, got {other:?}"
+                )))
+            }
+        };
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let m = BTreeMap::<String, serde_yaml::Value>::deserialize(d)?;
+    m.into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(serde::de::Error::custom(format!(
+                        "header `{k}` must be a string, number or boolean"
+                    )))
+                }
+            };
+            Ok((k, s))
+        })
+        .collect()
+}
+
+/// Scaling for a profile.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDef {
+    /// Multiplies every phase and stage duration.
+    pub scale: f64,
+    /// Warm-up before each measured phase (not counted).
+    pub warmup: Dur,
+    /// Lower bound for a scaled non-zero duration.
+    #[serde(default)]
+    pub min_phase: Dur,
+}
+
+impl ProfileDef {
+    pub fn scale(&self, d: Duration) -> Duration {
+        if d.is_zero() {
+            return d;
+        }
+        d.mul_f64(self.scale).max(self.min_phase.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profiles {
+    pub full: ProfileDef,
+    pub quick: ProfileDef,
+}
+
+/// Request fields; in `defaults.request` and per suite (the suite's win).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDef {
+    pub api: Option<Api>,
+    pub stream: Option<bool>,
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub prompt: Option<String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub headers: BTreeMap<String, String>,
+    pub api_key: Option<String>,
+    /// A full JSON body replacing the generated one.
+    pub body: Option<serde_json::Value>,
+}
+
+impl RequestDef {
+    fn apply(&self, spec: &mut RequestSpec) {
+        if let Some(v) = self.api {
+            spec.api = v;
+        }
+        if let Some(v) = self.stream {
+            spec.stream = v;
+        }
+        if let Some(v) = &self.model {
+            spec.model = v.clone();
+        }
+        if let Some(v) = self.max_tokens {
+            spec.max_tokens = v;
+        }
+        if let Some(v) = &self.prompt {
+            spec.prompt = v.clone();
+        }
+        for (k, v) in &self.headers {
+            spec.headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
+            spec.headers.push((k.clone(), v.clone()));
+        }
+        if let Some(v) = &self.api_key {
+            spec.api_key = Some(v.clone());
+        }
+        if let Some(v) = &self.body {
+            spec.body = Some(v.clone());
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default)]
+    pub request: RequestDef,
+    /// Per-request timeout.
+    pub timeout: Dur,
+    /// Open model in-flight cap.
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageDef {
+    pub duration: Dur,
+    pub target: u64,
+}
+
+/// Closed model: `vus` + `duration`, `vus` + `iterations`, or `stages` (k6 semantics).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedDef {
+    pub vus: Option<u64>,
+    pub duration: Option<Dur>,
+    pub iterations: Option<u64>,
+    #[serde(default)]
+    pub start_vus: u64,
+    pub stages: Option<Vec<StageDef>>,
+}
+
+/// Open model: a constant arrival rate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDef {
+    pub rate: f64,
+    pub duration: Dur,
+    pub max_in_flight: Option<usize>,
+}
+
+/// Interleaved target / direct requests at concurrency 1.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverheadDef {
+    pub duration: Dur,
+}
+
+/// Stepped arrival rates; the highest rate meeting each p99 bound.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontierDef {
+    /// Arrival rates to try, ascending.
+    pub rates: Vec<f64>,
+    /// Length of each step.
+    pub step: Dur,
+    pub bounds_ms: Vec<f64>,
+    /// A step meets a bound only with errors under this share (percent).
+    pub max_error_percent: f64,
+    /// Stop stepping once errors exceed this share (percent) or p99 exceeds the largest bound.
+    pub stop_error_percent: f64,
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteRaw {
+    name: String,
+    description: String,
+    #[serde(default)]
+    request: RequestDef,
+    timeout: Option<Dur>,
+    /// Set false to skip warm-ups for this suite.
+    #[serde(default = "yes")]
+    warmup: bool,
+    closed: Option<ClosedDef>,
+    open: Option<OpenDef>,
+    overhead: Option<OverheadDef>,
+    frontier: Option<FrontierDef>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRaw {
+    profiles: Profiles,
+    defaults: Defaults,
+    suites: Vec<SuiteRaw>,
+}
+
+/// What a suite does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SuiteKind {
+    Closed(ClosedDef),
+    Open(OpenDef),
+    Overhead(OverheadDef),
+    Frontier(FrontierDef),
+}
+
+/// One suite, self-contained (defaults and profiles resolved in).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuiteDef {
+    pub name: String,
+    pub description: String,
+    pub request: RequestSpec,
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub warmup: bool,
+    pub kind: SuiteKind,
+    pub profiles: Profiles,
+}
+
+/// Suite profile: `full`, or `quick` (under a tenth of the time, for CI and first tries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Profile {
+    Full,
+    #[default]
+    Quick,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Full => "full",
+            Profile::Quick => "quick",
+        }
+    }
+}
+
+impl Profiles {
+    pub fn get(&self, p: Profile) -> &ProfileDef {
+        match p {
+            Profile::Full => &self.full,
+            Profile::Quick => &self.quick,
+        }
+    }
+}
+
+impl ClosedDef {
+    /// Stages (scaled), start VUs and iteration limit.
+    pub fn shape(&self, p: &ProfileDef) -> (u64, Vec<Stage>, Option<u64>) {
+        if let Some(stages) = &self.stages {
+            let st = stages
+                .iter()
+                .map(|s| Stage {
+                    duration: p.scale(s.duration.0),
+                    target: s.target,
+                })
+                .collect();
+            return (self.start_vus, st, self.iterations);
+        }
+        let vus = self.vus.unwrap_or(1);
+        // Iteration-limited phases without a duration get a generous cap.
+        let d = self
+            .duration
+            .map_or(Duration::from_secs(3600), |d| p.scale(d.0));
+        (
+            vus,
+            vec![Stage {
+                duration: d,
+                target: vus,
+            }],
+            self.iterations,
+        )
+    }
+}
+
+impl SuiteDef {
+    /// Scheduled time of the suite under a profile, warm-ups included (iteration-limited
+    /// phases count only their warm-up; frontier counts every step).
+    pub fn estimated_duration(&self, profile: Profile) -> Duration {
+        let p = self.profiles.get(profile);
+        let warm = if self.warmup {
+            p.warmup.0
+        } else {
+            Duration::ZERO
+        };
+        match &self.kind {
+            SuiteKind::Closed(c) => {
+                if c.iterations.is_some() && c.duration.is_none() && c.stages.is_none() {
+                    warm
+                } else {
+                    let (_, stages, _) = c.shape(p);
+                    warm + stages.iter().map(|s| s.duration).sum::<Duration>()
+                }
+            }
+            SuiteKind::Open(o) => warm + p.scale(o.duration.0),
+            SuiteKind::Overhead(o) => warm + p.scale(o.duration.0),
+            SuiteKind::Frontier(f) => (warm + p.scale(f.step.0)) * f.rates.len() as u32,
+        }
+    }
+}
+
+/// A parsed, validated suites file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuitesFile {
+    pub path: String,
+    pub suites: Vec<SuiteDef>,
+}
+
+impl SuitesFile {
+    pub fn load(path: &Path) -> Result<Self, SuiteError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The file compiled into the binary.
+    pub fn builtin() -> Result<Self, SuiteError> {
+        Self::parse(BUILTIN_SUITES, "orchestrator/suites.yaml (built in)")
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, SuiteError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let raw: FileRaw = serde_path_to_error::deserialize(de).map_err(|e| SuiteError::Parse {
+            path: path.to_string(),
+            field: e.path().to_string(),
+            why: e.inner().to_string(),
+        })?;
+        let invalid = |suite: &str, why: String| SuiteError::Invalid {
+            path: path.to_string(),
+            suite: suite.to_string(),
+            why,
+        };
+        for (name, p) in [("full", &raw.profiles.full), ("quick", &raw.profiles.quick)] {
+            if !(p.scale > 0.0 && p.scale.is_finite()) {
+                return Err(invalid(
+                    &format!("profiles.{name}"),
+                    "scale must be positive".into(),
+                ));
+            }
+        }
+        let mut suites = Vec::new();
+        for s in raw.suites {
+            let kinds = [
+                s.closed.clone().map(SuiteKind::Closed),
+                s.open.clone().map(SuiteKind::Open),
+                s.overhead.clone().map(SuiteKind::Overhead),
+                s.frontier.clone().map(SuiteKind::Frontier),
+            ];
+            let mut set = kinds.into_iter().flatten();
+            let kind = set.next().ok_or_else(|| {
+                invalid(
+                    &s.name,
+                    "needs one of `closed`, `open`, `overhead`, `frontier`".into(),
+                )
+            })?;
+            if set.next().is_some() {
+                return Err(invalid(
+                    &s.name,
+                    "only one of `closed`, `open`, `overhead`, `frontier` may be set".into(),
+                ));
+            }
+            match &kind {
+                SuiteKind::Closed(c) => {
+                    let has_stages = c.stages.as_ref().is_some_and(|v| !v.is_empty());
+                    if c.stages.is_some() && !has_stages {
+                        return Err(invalid(&s.name, "`closed.stages` is empty".into()));
+                    }
+                    if has_stages && (c.vus.is_some() || c.duration.is_some()) {
+                        return Err(invalid(
+                            &s.name,
+                            "`closed.stages` excludes `closed.vus` and `closed.duration`".into(),
+                        ));
+                    }
+                    if !has_stages {
+                        if c.vus.unwrap_or(0) == 0 {
+                            return Err(invalid(&s.name, "`closed.vus` must be at least 1".into()));
+                        }
+                        if c.duration.is_none() && c.iterations.is_none() {
+                            return Err(invalid(
+                                &s.name,
+                                "`closed` needs `duration`, `iterations` or `stages`".into(),
+                            ));
+                        }
+                    }
+                }
+                SuiteKind::Open(o) => {
+                    if !(o.rate > 0.0 && o.rate.is_finite()) {
+                        return Err(invalid(&s.name, "`open.rate` must be positive".into()));
+                    }
+                }
+                SuiteKind::Overhead(_) => {}
+                SuiteKind::Frontier(f) => {
+                    if f.rates.is_empty() || f.rates.iter().any(|r| r.is_nan() || *r <= 0.0) {
+                        return Err(invalid(
+                            &s.name,
+                            "`frontier.rates` must be non-empty and positive".into(),
+                        ));
+                    }
+                    if f.rates.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(invalid(&s.name, "`frontier.rates` must ascend".into()));
+                    }
+                    if f.bounds_ms.is_empty() {
+                        return Err(invalid(&s.name, "`frontier.bounds_ms` is empty".into()));
+                    }
+                }
+            }
+            if suites.iter().any(|d: &SuiteDef| d.name == s.name) {
+                return Err(invalid(&s.name, "defined twice".into()));
+            }
+            let mut request = RequestSpec::default();
+            raw.defaults.request.apply(&mut request);
+            s.request.apply(&mut request);
+            suites.push(SuiteDef {
+                name: s.name,
+                description: s.description,
+                request,
+                timeout: s.timeout.unwrap_or(raw.defaults.timeout).0,
+                max_in_flight: raw.defaults.max_in_flight,
+                warmup: s.warmup,
+                kind,
+                profiles: raw.profiles.clone(),
+            });
+        }
+        Ok(Self {
+            path: path.to_string(),
+            suites,
+        })
+    }
+
+    pub fn suite(&self, name: &str) -> Result<SuiteDef, SuiteError> {
+        self.suites
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .ok_or_else(|| SuiteError::Unknown {
+                name: name.to_string(),
+                known: self
+                    .suites
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// `all`, one name, or a comma-separated list.
+    pub fn select(&self, which: &str) -> Result<Vec<SuiteDef>, SuiteError> {
+        if which == "all" {
+            return Ok(self.suites.clone());
+        }
+        which.split(',').map(|n| self.suite(n.trim())).collect()
+    }
+}

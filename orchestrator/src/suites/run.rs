@@ -1,0 +1,305 @@
+//! Running a suite against a target: warm-ups, phases, the overhead comparison and the
+//! frontier search, assembled into one [`SuiteResult`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::def::{FrontierDef, Profile, SuiteDef, SuiteKind};
+use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan};
+use crate::load::request::{PreparedRequest, RequestSpec};
+use crate::load::result::{FrontierPoint, Overhead, PhaseResult, SuiteResult, SCHEMA_VERSION};
+use crate::load::{CancelToken, LoadError, Observer};
+
+/// What to measure: a name for the results and the URL(s) to load.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TargetSpec {
+    /// `direct`, `gateway`, `litellm`, ...; used in result file names.
+    pub name: String,
+    /// Base URL (`http://127.0.0.1:8080`) or full endpoint URL.
+    pub url: String,
+    /// The upstream called directly (the `overhead` suite needs it).
+    pub direct_url: Option<String>,
+    /// Overrides the suite's API key / model; extra headers are added.
+    pub api_key: Option<String>,
+    pub model: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl TargetSpec {
+    pub fn new(name: &str, url: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            url: url.to_string(),
+            ..Self::default()
+        }
+    }
+
+    fn apply(&self, spec: &mut RequestSpec) {
+        if let Some(k) = &self.api_key {
+            spec.api_key = Some(k.clone());
+        }
+        if let Some(m) = &self.model {
+            spec.model = m.clone();
+        }
+        for (k, v) in &self.headers {
+            spec.headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
+            spec.headers.push((k.clone(), v.clone()));
+        }
+    }
+}
+
+/// How suites run.
+#[derive(Clone, Default)]
+pub struct RunOpts {
+    pub profile: Profile,
+    /// Generator worker threads; 0 = the cores the process may use.
+    pub threads: usize,
+    pub cancel: CancelToken,
+    /// Live progress line on stderr (drawn only when it is a terminal).
+    pub progress: bool,
+}
+
+/// Runs one suite on the generator's own threads and awaits the result. Safe to call
+/// from any tokio runtime; see the `load` module docs.
+pub async fn run_suite(
+    def: &SuiteDef,
+    target: &TargetSpec,
+    opts: &RunOpts,
+    observer: Option<Arc<dyn Observer>>,
+) -> Result<SuiteResult, LoadError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (def, target, opts) = (def.clone(), target.clone(), opts.clone());
+    std::thread::Builder::new()
+        .name("loadgen-suite".into())
+        .spawn(move || {
+            let _ = tx.send(run_suite_blocking(&def, &target, &opts, observer));
+        })
+        .map_err(LoadError::Runtime)?;
+    rx.await
+        .map_err(|_| LoadError::Thread("the suite thread ended without a result".into()))?
+}
+
+/// [`run_suite`] on the calling thread (blocks it).
+pub fn run_suite_blocking(
+    def: &SuiteDef,
+    target: &TargetSpec,
+    opts: &RunOpts,
+    observer: Option<Arc<dyn Observer>>,
+) -> Result<SuiteResult, LoadError> {
+    let started_at = Utc::now();
+    let profile = def.profiles.get(opts.profile);
+    let mut spec = def.request.clone();
+    target.apply(&mut spec);
+    let req = PreparedRequest::new(&spec, &target.url)?;
+    let engine = EngineOpts {
+        threads: opts.threads,
+        cancel: opts.cancel.clone(),
+        progress: opts.progress,
+        observer,
+        suite: def.name.clone(),
+    };
+    let warmup = if def.warmup {
+        profile.warmup.0
+    } else {
+        Duration::ZERO
+    };
+    let mut phases: Vec<PhaseResult> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut interrupted = false;
+    let mut frontier = None;
+    let mut overhead = None;
+
+    let mut run = |name: &str,
+                   shape: LoadShape,
+                   requests: Vec<(String, PreparedRequest)>|
+     -> Result<Option<Vec<PhaseResult>>, LoadError> {
+        if engine.cancel.is_cancelled() {
+            return Ok(None);
+        }
+        if !warmup.is_zero() {
+            let warm_shape = match &shape {
+                LoadShape::Closed {
+                    start_vus, stages, ..
+                } => {
+                    let level = std::iter::once(*start_vus)
+                        .chain(stages.iter().map(|s| s.target))
+                        .find(|v| *v > 0)
+                        .unwrap_or(1);
+                    LoadShape::constant_vus(level, warmup)
+                }
+                LoadShape::Open {
+                    rate_per_s,
+                    max_in_flight,
+                    ..
+                } => LoadShape::Open {
+                    rate_per_s: *rate_per_s,
+                    duration: warmup,
+                    max_in_flight: *max_in_flight,
+                },
+            };
+            run_phase(
+                &PhasePlan {
+                    name: name.to_string(),
+                    shape: warm_shape,
+                    requests: requests.clone(),
+                    timeout: def.timeout,
+                    warmup: true,
+                },
+                &engine,
+            )?;
+            if engine.cancel.is_cancelled() {
+                return Ok(None);
+            }
+        }
+        let out = run_phase(
+            &PhasePlan {
+                name: name.to_string(),
+                shape,
+                requests,
+                timeout: def.timeout,
+                warmup: false,
+            },
+            &engine,
+        )?;
+        warnings.extend(out.warnings);
+        if out.interrupted {
+            interrupted = true;
+        }
+        Ok(Some(out.results))
+    };
+
+    match &def.kind {
+        SuiteKind::Closed(c) => {
+            let (start_vus, stages, iterations) = c.shape(profile);
+            let shape = LoadShape::Closed {
+                start_vus,
+                stages,
+                iterations,
+            };
+            if let Some(r) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
+                phases.extend(r);
+            }
+        }
+        SuiteKind::Open(o) => {
+            let shape = LoadShape::Open {
+                rate_per_s: o.rate,
+                duration: profile.scale(o.duration.0),
+                max_in_flight: o.max_in_flight.unwrap_or(def.max_in_flight),
+            };
+            if let Some(r) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
+                phases.extend(r);
+            }
+        }
+        SuiteKind::Overhead(o) => {
+            let direct_url = target.direct_url.clone().ok_or_else(|| LoadError::Config {
+                what: format!("suite `{}`", def.name),
+                why: "it needs the upstream's URL to compare with (--direct-url)".into(),
+            })?;
+            let direct = PreparedRequest::new(&spec, &direct_url)?;
+            let shape = LoadShape::constant_vus(1, profile.scale(o.duration.0));
+            let requests = vec![
+                ("target".to_string(), req.clone()),
+                ("direct".to_string(), direct),
+            ];
+            if let Some(r) = run(&def.name, shape, requests)? {
+                overhead = overhead_of(&r, &direct_url);
+                phases.extend(r);
+            }
+        }
+        SuiteKind::Frontier(f) => {
+            let step = profile.scale(f.step.0);
+            for &rate in &f.rates {
+                let shape = LoadShape::Open {
+                    rate_per_s: rate,
+                    duration: step,
+                    max_in_flight: f.max_in_flight.unwrap_or(def.max_in_flight),
+                };
+                let name = format!("rate-{rate}");
+                let Some(r) = run(&name, shape, vec![(name.clone(), req.clone())])? else {
+                    break;
+                };
+                let stop = r.first().is_none_or(|p| step_fails_hard(f, p));
+                phases.extend(r);
+                if stop {
+                    break;
+                }
+            }
+            frontier = Some(frontier_of(f, &phases));
+        }
+    }
+    if engine.cancel.is_cancelled() {
+        interrupted = true;
+    }
+    Ok(SuiteResult {
+        schema_version: SCHEMA_VERSION,
+        suite: def.name.clone(),
+        target: target.name.clone(),
+        url: req.endpoint.url.clone(),
+        profile: opts.profile.name().to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        interrupted,
+        phases,
+        frontier,
+        overhead,
+        warnings,
+    })
+}
+
+fn overhead_of(phases: &[PhaseResult], direct_url: &str) -> Option<Overhead> {
+    let t = phases.iter().find(|p| p.name == "target")?;
+    let d = phases.iter().find(|p| p.name == "direct")?;
+    if t.latency_ms.count == 0 || d.latency_ms.count == 0 {
+        return None;
+    }
+    let us = |ms: f64| ms * 1000.0;
+    Some(Overhead {
+        direct_url: direct_url.to_string(),
+        target_p50_us: us(t.latency_ms.p50),
+        target_p99_us: us(t.latency_ms.p99),
+        direct_p50_us: us(d.latency_ms.p50),
+        direct_p99_us: us(d.latency_ms.p99),
+        added_p50_us: us(t.latency_ms.p50 - d.latency_ms.p50),
+        added_p99_us: us(t.latency_ms.p99 - d.latency_ms.p99),
+        samples: t.latency_ms.count.min(d.latency_ms.count),
+    })
+}
+
+/// Whether a frontier step meets a p99 bound.
+pub fn step_meets(f: &FrontierDef, p: &PhaseResult, bound_ms: f64) -> bool {
+    p.requests.ok > 0
+        && p.latency_ms.p99 <= bound_ms
+        && p.requests.error_percent < f.max_error_percent
+        && p.requests.dropped == 0
+        && !p.generator.bound
+}
+
+/// Whether stepping should stop after this step.
+fn step_fails_hard(f: &FrontierDef, p: &PhaseResult) -> bool {
+    let largest = f.bounds_ms.iter().copied().fold(0.0, f64::max);
+    let scheduled = p.target_rate_per_s.unwrap_or(0.0) * p.duration_s;
+    p.requests.ok == 0
+        || p.latency_ms.p99 > largest
+        || p.requests.error_percent > f.stop_error_percent
+        || (scheduled > 0.0 && p.requests.dropped as f64 * 100.0 / scheduled > f.stop_error_percent)
+        || p.generator.bound
+}
+
+/// For each bound, the highest rate met before the first step that missed it.
+pub fn frontier_of(f: &FrontierDef, steps: &[PhaseResult]) -> Vec<FrontierPoint> {
+    f.bounds_ms
+        .iter()
+        .map(|&bound| {
+            let best = steps.iter().take_while(|p| step_meets(f, p, bound)).last();
+            FrontierPoint {
+                p99_bound_ms: bound,
+                max_rate_per_s: best.and_then(|p| p.target_rate_per_s),
+                achieved_rate_per_s: best.map(|p| p.throughput.requests_per_s),
+                p99_ms: best.map(|p| p.latency_ms.p99),
+                phase: best.map(|p| p.name.clone()),
+            }
+        })
+        .collect()
+}

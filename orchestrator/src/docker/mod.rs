@@ -1,1 +1,564 @@
-//! The only module that speaks to Docker (bollard).
+//! The only module that speaks to Docker (bollard). The rest of the orchestrator talks in
+//! its own terms: a [`ContainerSpec`] to run, a [`ContainerInfo`] listed by label, a
+//! [`StatsPoint`] per second.
+
+pub mod tar;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateContainerOptionsBuilder,
+    CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder, TagImageOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use futures_util::{Stream, StreamExt};
+
+/// Errors talking to the Docker engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("the Docker engine isn't reachable at {endpoint}: {reason}. Start it with `sudo systemctl start docker` (or `sudo service docker start`; `sudo dockerd &` where there is no init system), check that you may use it (`docker info`), or point DOCKER_HOST at a running engine")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("docker: {what}: {source}")]
+    Api {
+        what: String,
+        source: bollard::errors::Error,
+    },
+    #[error("docker: {what}: {message}")]
+    Failed { what: String, message: String },
+}
+
+impl DockerError {
+    fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Self {
+        let what = what.into();
+        move |source| DockerError::Api { what, source }
+    }
+}
+
+/// Is this a "no such container/image" answer?
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// An in-container healthcheck (durations in nanoseconds).
+#[derive(Debug, Clone, Default)]
+pub struct HealthSpec {
+    /// `None` disables the image's own healthcheck.
+    pub test: Option<Vec<String>>,
+    pub interval_ns: Option<i64>,
+    pub timeout_ns: Option<i64>,
+    pub retries: Option<i64>,
+    pub start_period_ns: Option<i64>,
+}
+
+/// What to run: always host networking, no swap.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    /// `host:container[:ro]`.
+    pub binds: Vec<String>,
+    pub cpuset: Option<String>,
+    pub memory_bytes: Option<i64>,
+    pub privileged: bool,
+    pub labels: HashMap<String, String>,
+    pub healthcheck: Option<HealthSpec>,
+}
+
+/// A container found by label.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub state: String,
+    pub status: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// A container's state from inspect.
+#[derive(Debug, Clone)]
+pub struct ContainerState {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    /// `starting`, `healthy`, `unhealthy`, or `none` without a healthcheck.
+    pub health: String,
+    pub cpuset: Option<String>,
+    pub memory_bytes: Option<i64>,
+    pub image_id: Option<String>,
+}
+
+/// One reading of the stats API, reduced to what the lab records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatsPoint {
+    /// Percent of one core over the interval since the previous reading.
+    pub cpu_percent: f64,
+    /// Memory in use, page cache excluded (as `docker stats` shows it).
+    pub memory_bytes: u64,
+    pub throttled_periods: u64,
+    pub throttled_time_ns: u64,
+}
+
+/// A connection to the Docker engine, its API version negotiated.
+#[derive(Clone)]
+pub struct Docker {
+    inner: bollard::Docker,
+}
+
+fn endpoint() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+impl Docker {
+    /// Connects (DOCKER_HOST or the local socket), negotiates the API version (Debian's
+    /// engine speaks 1.41) and pings; an engine that does not answer is a clear error.
+    pub async fn connect() -> Result<Self, DockerError> {
+        let unreachable = |reason: String| DockerError::Unreachable {
+            endpoint: endpoint(),
+            reason,
+        };
+        let docker = bollard::Docker::connect_with_defaults()
+            .map_err(|e| unreachable(e.to_string()))?
+            .with_timeout(Duration::from_secs(600));
+        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable("no answer within 10 s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::time::timeout(Duration::from_secs(10), docker.ping())
+            .await
+            .map_err(|_| unreachable("no answer to ping within 10 s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Self { inner: docker })
+    }
+
+    /// The engine's version, e.g. `20.10.24+dfsg1 (API 1.41)`.
+    pub async fn version(&self) -> Result<String, DockerError> {
+        let v = self
+            .inner
+            .version()
+            .await
+            .map_err(DockerError::api("version"))?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    /// The id of a local image, `None` when absent.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        match self.inner.inspect_image(image).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(DockerError::Api {
+                what: format!("inspect image {image}"),
+                source: e,
+            }),
+        }
+    }
+
+    /// Pulls an image; gives up after `timeout` (no registry answering is the common case
+    /// on lab machines, and must not hang).
+    pub async fn pull(&self, image: &str, timeout: Duration) -> Result<(), DockerError> {
+        let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut stream = self.inner.create_image(Some(opts), None, None);
+        let pull = async {
+            while let Some(item) = stream.next().await {
+                item.map_err(DockerError::api(format!("pull {image}")))?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, pull)
+            .await
+            .map_err(|_| DockerError::Failed {
+                what: format!("pull {image}"),
+                message: format!("no registry answered within {} s", timeout.as_secs()),
+            })?
+    }
+
+    /// Builds an image from a build context tar (with its Dockerfile at the root).
+    pub async fn build_from_tar(&self, tag: &str, context: Vec<u8>) -> Result<(), DockerError> {
+        let opts = BuildImageOptionsBuilder::new()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream =
+            self.inner
+                .build_image(opts, None, Some(bollard::body_full(context.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(DockerError::api(format!("build {tag}")))?;
+            if let Some(err) = info.error {
+                return Err(DockerError::Failed {
+                    what: format!("build {tag}"),
+                    message: err,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports a root filesystem tar as an image (`docker import`).
+    pub async fn import_rootfs(
+        &self,
+        repo: &str,
+        tag: &str,
+        rootfs: impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<(), DockerError> {
+        let opts = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .build();
+        let body = bollard::body_try_stream(rootfs);
+        let mut stream = self.inner.create_image(Some(opts), Some(body), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(DockerError::api(format!("import {repo}:{tag}")))?;
+        }
+        Ok(())
+    }
+
+    /// Adds a tag to an image.
+    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let opts = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        self.inner
+            .tag_image(image, Some(opts))
+            .await
+            .map_err(DockerError::api(format!("tag {image} as {repo}:{tag}")))
+    }
+
+    /// Runs a build step to completion (host networking, no limits), then commits the
+    /// container as `repo:tag` with the given Dockerfile `changes` (ENTRYPOINT, CMD…).
+    /// The step's container is removed either way.
+    pub async fn run_and_commit(
+        &self,
+        spec: &ContainerSpec,
+        repo: &str,
+        tag: &str,
+        changes: &str,
+    ) -> Result<(), DockerError> {
+        self.remove(&spec.name).await?;
+        self.create(spec).await?;
+        let result = async {
+            self.start(&spec.name).await?;
+            let code = self.wait(&spec.name).await?;
+            if code != 0 {
+                let logs = self.logs_tail(&spec.name, 30).await.unwrap_or_default();
+                return Err(DockerError::Failed {
+                    what: format!("build step {} for {repo}:{tag}", spec.name),
+                    message: format!("exit code {code}; last output:\n{}", logs.join("\n")),
+                });
+            }
+            let opts = CommitContainerOptionsBuilder::new()
+                .container(&spec.name)
+                .repo(repo)
+                .tag(tag)
+                .changes(changes)
+                .build();
+            self.inner
+                .commit_container(opts, bollard::models::ContainerConfig::default())
+                .await
+                .map_err(DockerError::api(format!("commit {repo}:{tag}")))?;
+            Ok(())
+        }
+        .await;
+        self.remove(&spec.name).await?;
+        result
+    }
+
+    /// Creates a container (host networking, memory = memory + swap: no swap).
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
+        let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone().unwrap_or_else(|| vec!["NONE".to_string()])),
+            interval: h.interval_ns,
+            timeout: h.timeout_ns,
+            retries: h.retries,
+            start_period: h.start_period_ns,
+            start_interval: None,
+        });
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            healthcheck,
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                cpuset_cpus: spec.cpuset.clone(),
+                memory: spec.memory_bytes,
+                memory_swap: spec.memory_bytes,
+                binds: Some(spec.binds.clone()),
+                privileged: Some(spec.privileged),
+                init: None,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let resp = self
+            .inner
+            .create_container(Some(opts), body)
+            .await
+            .map_err(DockerError::api(format!("create container {}", spec.name)))?;
+        Ok(resp.id)
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), DockerError> {
+        self.inner
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(DockerError::api(format!("start container {name}")))
+    }
+
+    /// Waits for a container to exit and returns its exit code.
+    pub async fn wait(&self, name: &str) -> Result<i64, DockerError> {
+        let opts = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let mut stream = self.inner.wait_container(name, Some(opts));
+        let mut code = 0;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(r) => code = r.status_code,
+                // bollard reports a non-zero exit as an error carrying the code.
+                Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
+                Err(e) => {
+                    return Err(DockerError::Api {
+                        what: format!("wait for {name}"),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(code)
+    }
+
+    /// Removes a container (stopping it first); absent is fine.
+    pub async fn remove(&self, name: &str) -> Result<(), DockerError> {
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.inner.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // "removal already in progress"
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(DockerError::Api {
+                what: format!("remove container {name}"),
+                source: e,
+            }),
+        }
+    }
+
+    /// Stops a container gracefully (SIGTERM, then SIGKILL after `grace`).
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::StopContainerOptionsBuilder::new()
+            .t(grace.as_secs() as i32)
+            .build();
+        match self.inner.stop_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(DockerError::Api {
+                what: format!("stop container {name}"),
+                source: e,
+            }),
+        }
+    }
+
+    /// Every container (running or not) whose label `key` equals `value`.
+    pub async fn list_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerInfo>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("label", vec![format!("{key}={value}")]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .inner
+            .list_containers(Some(opts))
+            .await
+            .map_err(DockerError::api("list containers"))?;
+        Ok(list
+            .into_iter()
+            .map(|c| ContainerInfo {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                image: c.image.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                status: c.status.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// A container's state; `None` when it does not exist.
+    pub async fn state(&self, name: &str) -> Result<Option<ContainerState>, DockerError> {
+        let c = match self
+            .inner
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => {
+                return Err(DockerError::Api {
+                    what: format!("inspect {name}"),
+                    source: e,
+                })
+            }
+        };
+        let st = c.state.unwrap_or_default();
+        let health = st
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "none".into());
+        let hc = c.host_config.unwrap_or_default();
+        Ok(Some(ContainerState {
+            running: st.running.unwrap_or(false),
+            exit_code: st.exit_code,
+            oom_killed: st.oom_killed.unwrap_or(false),
+            health,
+            cpuset: hc.cpuset_cpus,
+            memory_bytes: hc.memory,
+            image_id: c.image,
+        }))
+    }
+
+    /// The last `n` lines of a container's output (stdout and stderr).
+    pub async fn logs_tail(&self, name: &str, n: usize) -> Result<Vec<String>, DockerError> {
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&n.to_string())
+            .build();
+        let mut stream = self.inner.logs(name, Some(opts));
+        let mut text = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(out) => text.push_str(&String::from_utf8_lossy(&out.into_bytes())),
+                Err(e) if is_not_found(&e) => break,
+                Err(e) => {
+                    return Err(DockerError::Api {
+                        what: format!("logs of {name}"),
+                        source: e,
+                    })
+                }
+            }
+        }
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let skip = lines.len().saturating_sub(n);
+        Ok(lines.into_iter().skip(skip).collect())
+    }
+
+    /// A stream of per-second stats readings for a running container; ends when the
+    /// container stops.
+    pub fn stats_stream(&self, name: &str) -> impl Stream<Item = StatsPoint> + Send + 'static {
+        let opts = StatsOptionsBuilder::new()
+            .stream(true)
+            .one_shot(false)
+            .build();
+        let docker = self.inner.clone();
+        let name = name.to_string();
+        async_stream(docker, name, opts)
+    }
+}
+
+/// Maps bollard's stats stream to [`StatsPoint`]s (own function so the returned stream
+/// owns its client).
+fn async_stream(
+    docker: bollard::Docker,
+    name: String,
+    opts: bollard::query_parameters::StatsOptions,
+) -> impl Stream<Item = StatsPoint> + Send + 'static {
+    futures_util::stream::once(async move { docker.stats(&name, Some(opts)) })
+        .flatten()
+        .take_while(|r| futures_util::future::ready(r.is_ok()))
+        .filter_map(|r| futures_util::future::ready(r.ok().and_then(|s| to_point(&s))))
+}
+
+/// Reduces one stats reading the way `docker stats` does.
+fn to_point(s: &bollard::models::ContainerStatsResponse) -> Option<StatsPoint> {
+    let cpu = s.cpu_stats.as_ref()?;
+    let pre = s.precpu_stats.as_ref();
+    let total = cpu.cpu_usage.as_ref()?.total_usage?;
+    let pre_total = pre
+        .and_then(|p| p.cpu_usage.as_ref())
+        .and_then(|u| u.total_usage)
+        .unwrap_or(0);
+    let system = cpu.system_cpu_usage.unwrap_or(0);
+    let pre_system = pre.and_then(|p| p.system_cpu_usage).unwrap_or(0);
+    let online = cpu
+        .online_cpus
+        .map(f64::from)
+        .or_else(|| {
+            cpu.cpu_usage
+                .as_ref()
+                .and_then(|u| u.percpu_usage.as_ref())
+                .map(|v| v.len() as f64)
+        })
+        .unwrap_or(1.0);
+    let cpu_delta = total.saturating_sub(pre_total) as f64;
+    let sys_delta = system.saturating_sub(pre_system) as f64;
+    let cpu_percent = if pre_total > 0 && sys_delta > 0.0 {
+        cpu_delta / sys_delta * online * 100.0
+    } else {
+        0.0
+    };
+    let mem = s.memory_stats.as_ref();
+    let usage = mem.and_then(|m| m.usage).unwrap_or(0);
+    let cache = mem
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|st| {
+            st.get("total_inactive_file")
+                .or_else(|| st.get("inactive_file"))
+                .or_else(|| st.get("cache"))
+                .copied()
+        })
+        .unwrap_or(0);
+    let thr = cpu.throttling_data.as_ref();
+    Some(StatsPoint {
+        cpu_percent,
+        memory_bytes: usage.saturating_sub(cache),
+        throttled_periods: thr.and_then(|t| t.throttled_periods).unwrap_or(0),
+        throttled_time_ns: thr.and_then(|t| t.throttled_time).unwrap_or(0),
+    })
+}

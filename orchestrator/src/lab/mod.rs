@@ -1,2 +1,7 @@
 //! The Docker lab: the stack, the cpuset plan, runs against each target in turn.
 pub mod cli;
+pub mod compose;
+pub mod images;
+pub mod plan;
+pub mod run;
+pub mod stack;

@@ -1,0 +1,571 @@
+//! Reads `docker-compose.benchmark.yml` and `.env.benchmark` the way docker-compose does, so
+//! one file describes the stack both for the orchestrator and for compose users.
+//!
+//! Only the compose keys the lab uses are accepted (`deny_unknown_fields`): an unsupported
+//! key is an error naming it, instead of a setting silently ignored. Variables are
+//! interpolated before parsing: `${VAR}`, `${VAR:-default}` (default when unset or empty),
+//! `${VAR-default}` (default when unset), `$VAR`, and `$$` for a literal `$`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading the compose file or the env file.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Interpolation { path: PathBuf, message: String },
+    #[error("{path}: unsupported or invalid compose setting at `{field}`: {message}")]
+    Parse {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+    #[error("{path} line {line}: expected NAME=value, got `{text}`")]
+    EnvLine {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
+    #[error("service `{service}`: {message}")]
+    Invalid { service: String, message: String },
+}
+
+/// The compose file: only what the lab uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeFile {
+    #[serde(default)]
+    pub version: Option<String>,
+    pub services: BTreeMap<String, Service>,
+}
+
+/// One service of the compose file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub image: String,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub environment: Environment,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    pub cpuset: String,
+    pub mem_limit: String,
+    pub memswap_limit: String,
+    pub network_mode: String,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `target`, `mock` or `monitoring`.
+    #[serde(rename = "x-lab-role")]
+    pub role: Role,
+    /// Built locally from the workspace binary of that name (a `FROM scratch` image).
+    #[serde(rename = "x-lab-build", default)]
+    pub build: Option<String>,
+    /// Readiness URL probed from the host.
+    #[serde(rename = "x-lab-health-url")]
+    pub health_url: String,
+    /// What to run when no registry answers.
+    #[serde(rename = "x-lab-offline", default)]
+    pub offline: Option<Offline>,
+}
+
+/// The role of a service in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Measured in turn (gateway, litellm); started alone, on the target cpuset.
+    Target,
+    /// The upstream mock, up for the whole run; also the `direct` target.
+    Mock,
+    /// Prometheus, cAdvisor, the sink: up for the whole run.
+    Monitoring,
+}
+
+/// `environment:` as a map or as a list of `NAME=value`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Environment {
+    #[default]
+    Empty,
+    Map(BTreeMap<String, String>),
+    List(Vec<String>),
+}
+
+impl Environment {
+    /// `NAME=value` pairs in a stable order.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        match self {
+            Environment::Empty => Vec::new(),
+            Environment::Map(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Environment::List(l) => l
+                .iter()
+                .map(|s| match s.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (s.clone(), String::new()),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A compose healthcheck (durations in compose syntax: `5s`, `1m30s`, `500ms`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Healthcheck {
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub start_period: Option<String>,
+    #[serde(default)]
+    pub disable: bool,
+}
+
+/// `x-lab-offline`: the locally built variant of a service, or why there is none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offline {
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+    /// The service cannot run offline; the reason is shown by `status` and in the manifest.
+    #[serde(default)]
+    pub unavailable: Option<String>,
+}
+
+/// Variables for interpolation: process environment over the env file over computed
+/// values (the cpuset plan). Empty values count as unset for the computed layer.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    /// From the process environment.
+    pub process: HashMap<String, String>,
+    /// From `.env.benchmark`.
+    pub file: BTreeMap<String, String>,
+    /// Computed by the orchestrator (cpusets, workers), used when the others leave a
+    /// variable unset or empty.
+    pub computed: BTreeMap<String, String>,
+}
+
+impl Vars {
+    /// Looks a variable up: `None` when unset everywhere.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let explicit = self
+            .process
+            .get(name)
+            .or_else(|| self.file.get(name))
+            .cloned();
+        match explicit {
+            Some(v) if !v.is_empty() => Some(v),
+            other => self.computed.get(name).cloned().or(other),
+        }
+    }
+
+    /// Looks a variable up, with a default when unset or empty.
+    pub fn get_or(&self, name: &str, default: &str) -> String {
+        match self.get(name) {
+            Some(v) if !v.is_empty() => v,
+            _ => default.to_string(),
+        }
+    }
+}
+
+/// Parses an env file: `NAME=value` lines, `#` comments, blank lines, optional quotes.
+pub fn parse_env_file(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ComposeError> {
+    let mut vars = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(ComposeError::EnvLine {
+                path: path.to_path_buf(),
+                line: i + 1,
+                text: raw.to_string(),
+            });
+        };
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ComposeError::EnvLine {
+                path: path.to_path_buf(),
+                line: i + 1,
+                text: raw.to_string(),
+            });
+        }
+        let value = value.trim();
+        let value = if value.len() >= 2
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
+        {
+            &value[1..value.len() - 1]
+        } else {
+            value
+        };
+        vars.insert(name.to_string(), value.to_string());
+    }
+    Ok(vars)
+}
+
+/// Reads the env file; a missing file is an empty set of variables.
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ComposeError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_env_file(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(source) => Err(ComposeError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Interpolates `${VAR}`, `${VAR:-d}`, `${VAR-d}`, `$VAR` and `$$` in `text`.
+pub fn interpolate(text: &str, vars: &Vars) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in `{}`", line_of(text, pos)))?;
+            let expr = &body[..end];
+            out.push_str(&expand(expr, vars)?);
+            rest = &body[end + 1..];
+        } else {
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if len == 0 {
+                return Err(format!(
+                    "invalid `$` in `{}` (write `$$` for a literal `$`)",
+                    line_of(text, pos)
+                ));
+            }
+            out.push_str(&vars.get(&after[..len]).unwrap_or_default());
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn line_of(text: &str, pos: usize) -> &str {
+    let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i);
+    text[start..end].trim()
+}
+
+fn expand(expr: &str, vars: &Vars) -> Result<String, String> {
+    let valid = |n: &str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    if let Some((name, default)) = expr.split_once(":-") {
+        if !valid(name) {
+            return Err(format!("invalid variable name in `${{{expr}}}`"));
+        }
+        return Ok(match vars.get(name) {
+            Some(v) if !v.is_empty() => v,
+            _ => default.to_string(),
+        });
+    }
+    if let Some((name, default)) = expr.split_once('-') {
+        if !valid(name) {
+            return Err(format!("invalid variable name in `${{{expr}}}`"));
+        }
+        return Ok(vars.get(name).unwrap_or_else(|| default.to_string()));
+    }
+    if !valid(expr) {
+        return Err(format!(
+            "unsupported substitution `${{{expr}}}` (supported: ${{VAR}}, ${{VAR:-default}}, ${{VAR-default}})"
+        ));
+    }
+    Ok(vars.get(expr).unwrap_or_default())
+}
+
+/// Interpolates and parses compose text; errors name the offending field.
+pub fn parse_compose(path: &Path, text: &str, vars: &Vars) -> Result<ComposeFile, ComposeError> {
+    let text = interpolate(text, vars).map_err(|message| ComposeError::Interpolation {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let de = serde_yaml::Deserializer::from_str(&text);
+    let file: ComposeFile =
+        serde_path_to_error::deserialize(de).map_err(|e| ComposeError::Parse {
+            path: path.to_path_buf(),
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    for (name, svc) in &file.services {
+        if svc.network_mode != "host" {
+            return Err(ComposeError::Invalid {
+                service: name.clone(),
+                message: format!(
+                    "network_mode must be `host` (load stays on 127.0.0.1), got `{}`",
+                    svc.network_mode
+                ),
+            });
+        }
+        let mem = parse_bytes(&svc.mem_limit).map_err(|m| ComposeError::Invalid {
+            service: name.clone(),
+            message: format!("mem_limit: {m}"),
+        })?;
+        let swap = parse_bytes(&svc.memswap_limit).map_err(|m| ComposeError::Invalid {
+            service: name.clone(),
+            message: format!("memswap_limit: {m}"),
+        })?;
+        if swap != mem {
+            return Err(ComposeError::Invalid {
+                service: name.clone(),
+                message: format!(
+                    "memswap_limit ({}) must equal mem_limit ({}): the lab runs without swap",
+                    svc.memswap_limit, svc.mem_limit
+                ),
+            });
+        }
+    }
+    Ok(file)
+}
+
+/// Reads and parses the compose file at `path`.
+pub fn read_compose(path: &Path, vars: &Vars) -> Result<ComposeFile, ComposeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_compose(path, &text, vars)
+}
+
+/// Parses a docker memory size (`512m`, `1g`, `1024k`, `1048576`, `1gb`) into bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some(c) if c.is_ascii_digit() => (t, 1),
+        _ => return Err(format!("invalid size `{s}` (examples: 512m, 1g)")),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size `{s}` (examples: 512m, 1g)"))?;
+    if n <= 0.0 {
+        return Err(format!("size `{s}` must be positive"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// Parses a compose duration (`5s`, `1m30s`, `500ms`, `1h`) into nanoseconds.
+pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
+    let mut total: f64 = 0.0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let nlen = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..nlen]
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}`"))?;
+        rest = &rest[nlen..];
+        let ulen = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..ulen] {
+            "ns" => 1.0,
+            "us" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(format!("invalid duration `{s}` (examples: 5s, 1m30s)")),
+        };
+        total += n * unit;
+        rest = &rest[ulen..];
+    }
+    Ok(total as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn vars(file: &[(&str, &str)], process: &[(&str, &str)]) -> Vars {
+        Vars {
+            process: process
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            file: file
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            computed: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn interpolation_forms() {
+        let v = vars(&[("A", "1"), ("E", "")], &[]);
+        assert_eq!(interpolate("${A}", &v).unwrap(), "1");
+        assert_eq!(interpolate("$A-x", &v).unwrap(), "1-x");
+        assert_eq!(interpolate("${B:-d}", &v).unwrap(), "d");
+        assert_eq!(interpolate("${E:-d}", &v).unwrap(), "d");
+        assert_eq!(interpolate("${E-d}", &v).unwrap(), "");
+        assert_eq!(interpolate("${B-d}", &v).unwrap(), "d");
+        assert_eq!(interpolate("${A:-d}", &v).unwrap(), "1");
+        assert_eq!(interpolate("$${A}", &v).unwrap(), "${A}");
+        assert_eq!(interpolate("${B}", &v).unwrap(), "");
+        assert_eq!(interpolate("a $$ b", &v).unwrap(), "a $ b");
+        assert_eq!(
+            interpolate("${A:-http://x:1/y}", &vars(&[], &[])).unwrap(),
+            "http://x:1/y"
+        );
+    }
+
+    #[test]
+    fn interpolation_errors_are_clear() {
+        let v = vars(&[], &[]);
+        assert!(interpolate("x: ${A", &v)
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(interpolate("x: ${A:?err}", &v)
+            .unwrap_err()
+            .contains("unsupported substitution"));
+        assert!(interpolate("x: $ y", &v).unwrap_err().contains("$$"));
+    }
+
+    #[test]
+    fn process_env_overrides_file_and_computed_fills_empty() {
+        let mut v = vars(&[("P", "file"), ("C", "")], &[("P", "proc")]);
+        v.computed.insert("C".into(), "0-1".into());
+        v.computed.insert("P".into(), "computed".into());
+        assert_eq!(v.get("P").as_deref(), Some("proc"));
+        assert_eq!(v.get("C").as_deref(), Some("0-1"));
+        assert_eq!(v.get("Z"), None);
+    }
+
+    #[test]
+    fn env_file_parsing() {
+        let p = Path::new(".env.benchmark");
+        let m = parse_env_file(p, "# c\n\nA=1\nB = \"two words\"\nexport C='x'\nD=\n").unwrap();
+        assert_eq!(m["A"], "1");
+        assert_eq!(m["B"], "two words");
+        assert_eq!(m["C"], "x");
+        assert_eq!(m["D"], "");
+        let err = parse_env_file(p, "A=1\nnot a line\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    const MINI: &str = r#"
+version: "2.4"
+services:
+  mock:
+    image: ${IMG:-lab/mock:latest}
+    cpuset: "${CPU:-0}"
+    mem_limit: 512m
+    memswap_limit: 512m
+    network_mode: host
+    labels: {lab: x}
+    x-lab-role: mock
+    x-lab-health-url: http://127.0.0.1:9000/health
+"#;
+
+    #[test]
+    fn parses_a_service() {
+        let f = parse_compose(Path::new("c.yml"), MINI, &vars(&[("CPU", "1")], &[])).unwrap();
+        let s = &f.services["mock"];
+        assert_eq!(s.image, "lab/mock:latest");
+        assert_eq!(s.cpuset, "1");
+        assert_eq!(s.role, Role::Mock);
+    }
+
+    #[test]
+    fn unsupported_key_is_named() {
+        let text = MINI.replace("    labels:", "    ports: [\"80:80\"]\n    labels:");
+        let err = parse_compose(Path::new("c.yml"), &text, &vars(&[], &[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("services.mock"), "{msg}");
+        assert!(msg.contains("ports"), "{msg}");
+    }
+
+    #[test]
+    fn swap_must_equal_memory() {
+        let text = MINI.replace("memswap_limit: 512m", "memswap_limit: 1g");
+        let err = parse_compose(Path::new("c.yml"), &text, &vars(&[], &[])).unwrap_err();
+        assert!(err.to_string().contains("memswap_limit"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_duration_ns("5s").unwrap(), 5_000_000_000);
+        assert_eq!(parse_duration_ns("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration_ns("500ms").unwrap(), 500_000_000);
+        assert!(parse_duration_ns("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_repo_compose_file_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let file = read_env_file(&root.join(".env.benchmark")).unwrap();
+        let v = Vars {
+            file,
+            ..Default::default()
+        };
+        let f = read_compose(&root.join("docker-compose.benchmark.yml"), &v).unwrap();
+        for name in [
+            "gateway",
+            "litellm",
+            "mock-upstream",
+            "prometheus",
+            "cadvisor",
+            "influxdb",
+        ] {
+            let s = &f.services[name];
+            assert_eq!(
+                s.labels.get("lab").map(String::as_str),
+                Some("llm-gateway-lab")
+            );
+            assert_eq!(s.labels.get("lab.service").map(String::as_str), Some(name));
+        }
+    }
+}

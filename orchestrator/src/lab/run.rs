@@ -1,0 +1,702 @@
+//! `orchestrator run <suite|all>`: starts the mock and monitoring, then for each target in
+//! turn starts it alone on its cpuset, waits for it, runs the suites in process while
+//! sampling its container every second, and stops it. Results go to `results/<run-id>/`
+//! (layout in [`crate::rundir`]) and every per-second point to the InfluxDB sink.
+//!
+//! Ctrl-C or a failure mid-run: the containers are removed, what was measured is kept and
+//! the manifest is marked `partial`. A target that dies is recorded as failed (exit code,
+//! last log lines) and the run goes on with the next one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use futures_util::StreamExt;
+
+use crate::docker::Docker;
+use crate::lab::cli::{bring_up, RunArgs};
+use crate::lab::compose::Role;
+use crate::lab::images::{self, ImageChoice};
+use crate::lab::plan;
+use crate::lab::stack::{self, Lab, ServiceFailure};
+use crate::load::{CancelToken, ChannelObserver, Event, Observer};
+use crate::rundir::{
+    ContainerStats, HostInfo, Manifest, RunDir, RunStatus, ServiceRecord, StatsSample,
+    TargetOutcome, TargetRecord, Warning, WarningKind, LATEST, RAW_DIR, STATS_DIR,
+};
+use crate::sinks::{self, InfluxSink, SeriesTags};
+use crate::suites::{run_suite, Profile, RunOpts, SuiteDef, SuitesFile, TargetSpec};
+
+/// The control target: the mock upstream called directly.
+pub const DIRECT: &str = "direct";
+const API_KEY: &str = "sk-lab-key";
+
+/// What `run` was asked to do, validated.
+struct Plan {
+    lab: Lab,
+    profile: Profile,
+    suites: Vec<SuiteDef>,
+    targets: Vec<String>,
+    results: PathBuf,
+    keep: bool,
+}
+
+fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
+    let lab = Lab::load(&a.lab)?;
+    let profile_name = a
+        .profile
+        .clone()
+        .unwrap_or_else(|| lab.vars.get_or("LAB_PROFILE", "quick"));
+    let profile = <Profile as clap::ValueEnum>::from_str(&profile_name, true)
+        .map_err(|_| anyhow::anyhow!("unknown profile `{profile_name}` (quick or full)"))?;
+    let file = match &a.suites_file {
+        Some(p) => SuitesFile::load(p)?,
+        None => SuitesFile::builtin()?,
+    };
+    let suites = if a.suite == "all" {
+        file.suites.clone()
+    } else {
+        a.suite
+            .split(',')
+            .map(|name| {
+                file.suites
+                    .iter()
+                    .find(|s| s.name == name.trim())
+                    .cloned()
+                    .with_context(|| {
+                        let names: Vec<&str> =
+                            file.suites.iter().map(|s| s.name.as_str()).collect();
+                        format!("unknown suite `{name}` (suites: all, {})", names.join(", "))
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let targets: Vec<String> = match &a.targets {
+        Some(t) => t.clone(),
+        None => lab
+            .vars
+            .get_or("LAB_TARGETS", "direct,gateway,litellm")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect(),
+    };
+    if targets.is_empty() {
+        bail!("no target given (--targets direct,gateway,litellm)");
+    }
+    for t in &targets {
+        if t != DIRECT {
+            let ok = lab
+                .compose
+                .services
+                .get(t)
+                .is_some_and(|s| s.role == Role::Target);
+            if !ok {
+                let known: Vec<&str> = lab
+                    .by_role(Role::Target)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                bail!(
+                    "unknown target `{t}` (targets: {DIRECT}, {})",
+                    known.join(", ")
+                );
+            }
+        }
+    }
+    let results = match &a.results {
+        Some(r) => r.clone(),
+        None => lab.root.join(lab.vars.get_or("LAB_RESULTS_DIR", "results")),
+    };
+    Ok(Plan {
+        lab,
+        profile,
+        suites,
+        targets,
+        results,
+        keep: a.keep,
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")
+}
+
+/// Entry point of `orchestrator run`.
+pub fn run(a: RunArgs) -> anyhow::Result<i32> {
+    let plan = prepare(&a)?;
+    let mode = plan.lab.image_mode(&a.lab)?;
+    // Images first, unpinned: building them uses every core.
+    let choices = runtime()?.block_on(async {
+        let docker = Docker::connect().await?;
+        images::ensure_all(&docker, &plan.lab, mode, plan.lab.pull_timeout()).await
+    })?;
+    // Then pin this thread; the runtime and the generator's threads inherit the cpuset.
+    plan::pin_self(&plan.lab.plan.generator).with_context(|| {
+        format!(
+            "pinning the orchestrator to cpuset {}",
+            plan.lab.plan.generator
+        )
+    })?;
+    let rt = runtime()?;
+    let (code, run_dir) = rt.block_on(run_lab(&plan, &choices))?;
+    drop(rt);
+    println!("results: {}", run_dir.display());
+    match crate::report::render_run(&run_dir) {
+        Ok(paths) => println!("report:  {paths:?}"),
+        Err(e) => eprintln!("report: rendering failed: {e}"),
+    }
+    Ok(code)
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+async fn host_info(docker: &Docker, cores: usize) -> HostInfo {
+    let os = read_trim("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|s| s.trim_matches('"').to_string())
+        .unwrap_or_default();
+    let cpu_model = read_trim("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let memory_bytes = read_trim("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|s| s.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    HostInfo {
+        cores,
+        kernel: read_trim("/proc/sys/kernel/osrelease"),
+        os,
+        cpu_model,
+        memory_bytes,
+        docker_version: docker.version().await.unwrap_or_default(),
+    }
+}
+
+fn git_commit(root: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Creates `results/<run-id>/` and points `results/latest` at it.
+fn create_run_dir(results: &Path) -> anyhow::Result<(String, RunDir)> {
+    std::fs::create_dir_all(results).with_context(|| format!("creating {}", results.display()))?;
+    let mut run_id = Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    let mut n = 1;
+    while results.join(&run_id).exists() {
+        n += 1;
+        run_id = format!("{}-{n}", Utc::now().format("%Y%m%d-%H%M%S"));
+    }
+    let dir = RunDir::new(results, &run_id);
+    std::fs::create_dir_all(dir.root.join(RAW_DIR))?;
+    std::fs::create_dir_all(dir.root.join(STATS_DIR))?;
+    let latest = results.join(LATEST);
+    if latest.symlink_metadata().is_ok() {
+        std::fs::remove_file(&latest).with_context(|| format!("replacing {}", latest.display()))?;
+    }
+    std::os::unix::fs::symlink(&run_id, &latest)
+        .with_context(|| format!("linking {}", latest.display()))?;
+    Ok((run_id, dir))
+}
+
+/// Shared by the run and its Ctrl-C handling.
+struct RunState {
+    manifest: Manifest,
+    dir: RunDir,
+}
+
+impl RunState {
+    fn save(&self) -> anyhow::Result<()> {
+        write_json(&self.dir.manifest(), &self.manifest)
+    }
+    fn warn(&mut self, kind: WarningKind, target: Option<&str>, suite: Option<&str>, msg: String) {
+        eprintln!("warning: {msg}");
+        self.manifest.warnings.push(Warning {
+            kind,
+            target: target.map(str::to_string),
+            suite: suite.map(str::to_string),
+            message: msg,
+        });
+    }
+}
+
+fn target_service(t: &str) -> &str {
+    if t == DIRECT {
+        "mock-upstream"
+    } else {
+        t
+    }
+}
+
+async fn run_lab(
+    plan: &Plan,
+    choices: &BTreeMap<String, ImageChoice>,
+) -> anyhow::Result<(i32, PathBuf)> {
+    let lab = &plan.lab;
+    let docker = Docker::connect().await?;
+    let cancel = CancelToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: stopping the current suite, keeping what was measured");
+                cancel.cancel();
+            }
+        });
+    }
+    let (run_id, dir) = create_run_dir(&plan.results)?;
+    eprintln!("run    {run_id} -> {}", dir.root.display());
+    let mock = lab.service("mock-upstream")?;
+    let mock_url =
+        stack::base_url(mock).context("mock-upstream has no port in x-lab-health-url")?;
+    let targets = plan
+        .targets
+        .iter()
+        .map(|t| -> anyhow::Result<TargetRecord> {
+            let svc = lab.service(target_service(t))?;
+            let choice = choices.get(target_service(t)).context("no image")?;
+            Ok(TargetRecord {
+                name: t.clone(),
+                url: stack::base_url(svc).unwrap_or_default(),
+                image: choice.image.clone(),
+                image_id: choice.image_id.clone(),
+                version: choice.version.clone(),
+                cpuset: svc.cpuset.clone(),
+                memory_limit_bytes: crate::lab::compose::parse_bytes(&svc.mem_limit).unwrap_or(0),
+                outcome: TargetOutcome::Skipped,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let services = lab
+        .compose
+        .services
+        .iter()
+        .filter(|(_, s)| s.role != Role::Target)
+        .map(|(n, s)| {
+            let c = choices.get(n);
+            ServiceRecord {
+                name: n.clone(),
+                image: c.map_or_else(|| s.image.clone(), |c| c.image.clone()),
+                available: c.is_some_and(|c| c.unavailable.is_none()),
+                cpuset: Some(s.cpuset.clone()),
+                memory_limit_bytes: crate::lab::compose::parse_bytes(&s.mem_limit).ok(),
+                url: stack::base_url(s),
+                note: c.and_then(|c| c.unavailable.clone()),
+            }
+        })
+        .collect();
+    let mut st = RunState {
+        manifest: Manifest {
+            run_id: run_id.clone(),
+            started_at: Utc::now(),
+            finished_at: None,
+            status: RunStatus::Running,
+            profile: plan.profile.name().to_string(),
+            suites: plan.suites.iter().map(|s| s.name.clone()).collect(),
+            git_commit: git_commit(&lab.root),
+            host: host_info(&docker, lab.cores).await,
+            generator_cpuset: lab.plan.generator.clone(),
+            targets,
+            services,
+            config: lab.redacted_config(),
+            warnings: Vec::new(),
+        },
+        dir: dir.clone(),
+    };
+    for (name, c) in choices {
+        if let Some(why) = &c.unavailable {
+            let kind = if name == "cadvisor" {
+                WarningKind::CadvisorUnavailable
+            } else {
+                WarningKind::Other
+            };
+            st.warn(kind, None, None, format!("{name} unavailable: {why}"));
+        }
+    }
+    if lab.cores < 3 {
+        st.warn(
+            WarningKind::NoisyMachine,
+            None,
+            None,
+            format!(
+                "{} cores: the load generator, the mock and monitoring share cpuset {}; only the target has its own ({})",
+                lab.cores, lab.plan.generator, lab.plan.target
+            ),
+        );
+    }
+    st.save()?;
+
+    let body = run_targets(plan, choices, &docker, &mut st, &cancel, &mock_url).await;
+    // Whatever happened: no container left behind (unless asked to keep the stack).
+    let teardown = if plan.keep && body.is_ok() {
+        for t in &plan.targets {
+            if t != DIRECT {
+                let _ = docker.remove(&lab.container_name(t)).await;
+            }
+        }
+        Ok(Vec::new())
+    } else {
+        stack::teardown(&docker, &lab.name).await
+    };
+    st.manifest.finished_at = Some(Utc::now());
+    let interrupted = cancel.is_cancelled();
+    if interrupted {
+        st.warn(
+            WarningKind::Interrupted,
+            None,
+            None,
+            "the run was interrupted (Ctrl-C); results cover what ran before".into(),
+        );
+    }
+    st.manifest.status = if body.is_err() || interrupted {
+        RunStatus::Partial
+    } else {
+        RunStatus::Complete
+    };
+    if let Err(e) = &body {
+        st.warn(
+            WarningKind::Other,
+            None,
+            None,
+            format!("run aborted: {e:#}"),
+        );
+    }
+    st.save()?;
+    teardown?;
+    body?;
+    Ok((if interrupted { 130 } else { 0 }, dir.root))
+}
+
+async fn run_targets(
+    plan: &Plan,
+    choices: &BTreeMap<String, ImageChoice>,
+    docker: &Docker,
+    st: &mut RunState,
+    cancel: &CancelToken,
+    mock_url: &str,
+) -> anyhow::Result<()> {
+    let lab = &plan.lab;
+    stack::teardown(docker, &lab.name).await?;
+    // Every port the run will use must be free before anything starts.
+    let mut ports = Vec::new();
+    for (n, s) in &lab.compose.services {
+        let used = s.role != Role::Target || plan.targets.iter().any(|t| t == n);
+        if used && choices.get(n).is_some_and(|c| c.unavailable.is_none()) {
+            if let Some(p) = stack::port_of(s) {
+                ports.push((n.clone(), p));
+            }
+        }
+    }
+    stack::check_ports_free(&ports)?;
+    let support: Vec<&str> = lab
+        .by_role(Role::Mock)
+        .into_iter()
+        .chain(lab.by_role(Role::Monitoring))
+        .map(|(n, _)| n)
+        .collect();
+    with_cancel(cancel, bring_up(docker, lab, choices, &support))
+        .await
+        .map_err(|()| anyhow::anyhow!("interrupted while starting the stack"))??;
+    let sink = choices
+        .get("influxdb")
+        .filter(|c| c.unavailable.is_none())
+        .and_then(|_| lab.compose.services.get("influxdb"))
+        .and_then(stack::base_url)
+        .map(|url| {
+            Arc::new(InfluxSink::new(
+                &url,
+                &lab.vars.get_or("INFLUX_ORG", "lab"),
+                &lab.vars.get_or("INFLUX_BUCKET", "lab"),
+                &lab.vars.get_or("INFLUX_TOKEN", "lab-token"),
+            ))
+        });
+    if sink.is_none() {
+        st.warn(
+            WarningKind::Other,
+            None,
+            None,
+            "no InfluxDB sink: per-second points are only in the results files".into(),
+        );
+    }
+    if let Some(p) = lab
+        .compose
+        .services
+        .get("prometheus")
+        .and_then(stack::base_url)
+    {
+        eprintln!("Prometheus UI: {p}/graph (while the run goes)");
+    }
+
+    for (i, target) in plan.targets.iter().enumerate() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let service = target_service(target);
+        let container = lab.container_name(service);
+        let choice = choices.get(service).context("no image")?;
+        if target != DIRECT {
+            eprintln!(
+                "target {target}: starting on cpuset {}",
+                lab.service(service)?.cpuset
+            );
+            let url = lab.service(service)?.health_url.clone();
+            let started = async {
+                stack::start_service(docker, lab, service, choice)
+                    .await
+                    .map_err(|e| ServiceFailure {
+                        exit_code: None,
+                        reason: format!("{e:#}"),
+                        last_log_lines: Vec::new(),
+                    })?;
+                stack::wait_ready(docker, &container, &url, stack::ready_timeout(service)).await
+            };
+            match with_cancel(cancel, started).await {
+                Err(_) => break,
+                Ok(Err(f)) => {
+                    fail_target(st, i, target, None, &f);
+                    let _ = docker.remove(&container).await;
+                    continue;
+                }
+                Ok(Ok(waited)) => {
+                    eprintln!("target {target}: ready in {:.1} s", waited.as_secs_f64())
+                }
+            }
+        }
+        if let Ok(Some(s)) = docker.state(&container).await {
+            st.manifest.targets[i].image_id = s.image_id.or(choice.image_id.clone());
+        }
+        let spec = TargetSpec {
+            name: target.clone(),
+            url: st.manifest.targets[i].url.clone(),
+            direct_url: Some(mock_url.to_string()),
+            api_key: Some(API_KEY.to_string()),
+            ..TargetSpec::default()
+        };
+        let mut failed = false;
+        for def in &plan.suites {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let outcome = measure(plan, docker, &sink, st, cancel, def, &spec, &container).await?;
+            if let Err(f) = outcome {
+                fail_target(st, i, target, Some(&def.name), &f);
+                failed = true;
+                break;
+            }
+        }
+        if !failed && !cancel.is_cancelled() {
+            st.manifest.targets[i].outcome = TargetOutcome::Ok;
+        }
+        st.save()?;
+        if target != DIRECT {
+            stack::stop_container(docker, &container).await?;
+        }
+    }
+    Ok(())
+}
+
+fn fail_target(st: &mut RunState, i: usize, target: &str, suite: Option<&str>, f: &ServiceFailure) {
+    st.manifest.targets[i].outcome = TargetOutcome::Failed {
+        exit_code: f.exit_code,
+        reason: f.reason.clone(),
+        last_log_lines: f.last_log_lines.clone(),
+    };
+    st.warn(
+        WarningKind::TargetFailed,
+        Some(target),
+        suite,
+        format!("target {target} failed: {f}"),
+    );
+}
+
+/// Runs `fut` unless the run is cancelled first (`Err(())` then).
+async fn with_cancel<T>(
+    cancel: &CancelToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, ()> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            r = &mut fut => return Ok(r),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if cancel.is_cancelled() {
+                    return Err(());
+                }
+            }
+        }
+    }
+}
+
+/// One suite against one target: the suite in process, the container sampled every
+/// second, every point to the sink; raw and stats files written. `Ok(Err(_))` when the
+/// target died during the suite.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    plan: &Plan,
+    docker: &Docker,
+    sink: &Option<Arc<InfluxSink>>,
+    st: &mut RunState,
+    cancel: &CancelToken,
+    def: &SuiteDef,
+    spec: &TargetSpec,
+    container: &str,
+) -> anyhow::Result<Result<(), ServiceFailure>> {
+    let target = spec.name.as_str();
+    let suite = def.name.as_str();
+    let tags = SeriesTags {
+        run_id: st.manifest.run_id.clone(),
+        target: target.to_string(),
+        suite: suite.to_string(),
+    };
+    eprintln!(
+        "suite  {target}/{suite} ({} profile, about {} s)",
+        plan.profile.name(),
+        def.estimated_duration(plan.profile).as_secs()
+    );
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+
+    // Container stats, every second, to memory and the sink.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sampler = {
+        let docker = docker.clone();
+        let sink = sink.clone();
+        let container = container.to_string();
+        let tags = tags.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut stream = Box::pin(docker.stats_stream(&container));
+            let mut sink_errors = 0usize;
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    p = stream.next() => {
+                        let Some(p) = p else { break };
+                        let s = StatsSample {
+                            t: t0.elapsed().as_secs_f64(),
+                            cpu_percent: p.cpu_percent,
+                            memory_bytes: p.memory_bytes,
+                            throttled_periods: p.throttled_periods,
+                            throttled_time_ns: p.throttled_time_ns,
+                        };
+                        if let Some(sink) = &sink {
+                            let one = ContainerStats { target: tags.target.clone(), suite: tags.suite.clone(), container: container.clone(), samples: vec![s.clone()] };
+                            if let Ok(pts) = sinks::container_points(&tags, started_at, &one) {
+                                if sink.write(pts).await.is_err() { sink_errors += 1; }
+                            }
+                        }
+                        samples.push(s);
+                    }
+                }
+            }
+            (samples, sink_errors)
+        })
+    };
+
+    // Load points as they come, to the sink.
+    let (observer, mut rx) = ChannelObserver::new();
+    let writer = {
+        let sink = sink.clone();
+        let tags = tags.clone();
+        tokio::spawn(async move {
+            let mut written = 0usize;
+            let mut errors = 0usize;
+            while let Some(ev) = rx.recv().await {
+                let Event::Point {
+                    phase, at, point, ..
+                } = ev
+                else {
+                    continue;
+                };
+                let Some(sink) = &sink else { continue };
+                match sinks::load_point(&tags, &phase, at, &point) {
+                    Ok(p) => match sink.write(vec![p]).await {
+                        Ok(n) => written += n,
+                        Err(_) => errors += 1,
+                    },
+                    Err(_) => errors += 1,
+                }
+            }
+            (written, errors)
+        })
+    };
+    let observer: Arc<dyn Observer> = Arc::new(observer);
+    let opts = RunOpts {
+        profile: plan.profile,
+        threads: 0,
+        cancel: cancel.clone(),
+        progress: true,
+    };
+    let result = run_suite(def, spec, &opts, Some(observer)).await;
+    let _ = stop_tx.send(());
+    let (samples, stats_sink_errors) = sampler.await.unwrap_or_default();
+    let (written, load_sink_errors) = writer.await.unwrap_or_default();
+    let result = result.with_context(|| format!("suite {suite} against {target}"))?;
+
+    write_json(&st.dir.raw(target, suite), &result)?;
+    let stats = ContainerStats {
+        target: target.to_string(),
+        suite: suite.to_string(),
+        container: container.to_string(),
+        samples,
+    };
+    write_json(&st.dir.stats(target, suite), &stats)?;
+    if sink.is_some() && (stats_sink_errors + load_sink_errors) > 0 {
+        st.warn(
+            WarningKind::Other,
+            Some(target),
+            Some(suite),
+            format!(
+                "{} points could not be written to the sink",
+                stats_sink_errors + load_sink_errors
+            ),
+        );
+    }
+    for w in &result.warnings {
+        if w.kind == crate::load::result::ResultWarningKind::LoadGeneratorBound {
+            st.warn(
+                WarningKind::LoadGeneratorBound,
+                Some(target),
+                Some(suite),
+                w.message.clone(),
+            );
+        }
+    }
+    eprintln!(
+        "suite  {target}/{suite}: done in {:.0} s; {} load points and {} container samples to the sink",
+        t0.elapsed().as_secs_f64(),
+        written,
+        stats.samples.len()
+    );
+    st.save()?;
+    Ok(stack::check_alive(docker, container).await)
+}

@@ -1,0 +1,484 @@
+//! The lab's stack in the orchestrator's terms: the compose file read with its variables
+//! and the cpuset plan, the container of each service, readiness, teardown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::docker::{ContainerSpec, Docker, HealthSpec};
+use crate::lab::compose::{self, ComposeFile, Healthcheck, Role, Service, Vars};
+use crate::lab::images::{ImageChoice, ImageMode};
+use crate::lab::plan::{self, CpusetPlan};
+
+pub const COMPOSE_FILE: &str = "docker-compose.benchmark.yml";
+pub const ENV_FILE: &str = ".env.benchmark";
+/// The label every lab container carries; its value is the lab's name (`LAB_NAME`).
+pub const LABEL: &str = "lab";
+/// The label naming the compose service of a container.
+pub const SERVICE_LABEL: &str = "lab.service";
+
+/// Where the lab's files are; shared by every lab subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LabOpts {
+    /// Repository root (holds docker-compose.benchmark.yml). Default: the nearest
+    /// directory upwards from the current one that has it.
+    #[arg(long, env = "LAB_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Compose file. Default: <root>/docker-compose.benchmark.yml.
+    #[arg(long)]
+    pub compose: Option<PathBuf>,
+    /// Env file. Default: <root>/.env.benchmark.
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+    /// Where images come from (overrides LAB_IMAGES).
+    #[arg(long, value_enum)]
+    pub images: Option<ImageMode>,
+    /// Shorthand for `--images offline`: build every image locally, never pull.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// The lab as configured: compose file, variables, cpuset plan.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    pub root: PathBuf,
+    pub compose_path: PathBuf,
+    pub env_path: PathBuf,
+    pub vars: Vars,
+    pub compose: ComposeFile,
+    pub plan: CpusetPlan,
+    /// Value of the `lab` label and prefix of container names.
+    pub name: String,
+    pub cores: usize,
+}
+
+fn find_root() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    for dir in cwd.ancestors() {
+        if dir.join(COMPOSE_FILE).is_file() {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built_in.join(COMPOSE_FILE).is_file() {
+        return Ok(built_in.canonicalize()?);
+    }
+    bail!(
+        "no {COMPOSE_FILE} in {} or its parents: run from the repository or pass --root",
+        cwd.display()
+    )
+}
+
+impl Lab {
+    /// Reads the env file, plans cpusets, then reads the compose file.
+    pub fn load(opts: &LabOpts) -> anyhow::Result<Self> {
+        let root = match &opts.root {
+            Some(r) => r.clone(),
+            None => find_root()?,
+        };
+        let compose_path = opts
+            .compose
+            .clone()
+            .unwrap_or_else(|| root.join(COMPOSE_FILE));
+        let env_path = opts.env_file.clone().unwrap_or_else(|| root.join(ENV_FILE));
+        let mut vars = Vars {
+            process: std::env::vars().collect(),
+            file: compose::read_env_file(&env_path)?,
+            computed: BTreeMap::new(),
+        };
+        let cores = plan::host_cores();
+        let plan = CpusetPlan::resolve(cores, |v| vars.get(v))?;
+        for (k, v) in plan.vars() {
+            vars.computed.insert(k.to_string(), v);
+        }
+        vars.computed.insert(
+            "LITELLM_WORKERS".into(),
+            plan::count(&plan.target).max(1).to_string(),
+        );
+        let compose = compose::read_compose(&compose_path, &vars)?;
+        let name = vars.get_or("LAB_NAME", "llm-gateway-lab");
+        for (svc_name, svc) in &compose.services {
+            if svc.labels.get(LABEL) != Some(&name) {
+                bail!("{}: service `{svc_name}` must carry the label `{LABEL}: {name}` (LAB_NAME), so `stop` can find it", compose_path.display());
+            }
+            plan::validate(&format!("services.{svc_name}.cpuset"), &svc.cpuset, cores)?;
+        }
+        Ok(Self {
+            root,
+            compose_path,
+            env_path,
+            vars,
+            compose,
+            plan,
+            name,
+            cores,
+        })
+    }
+
+    /// Image mode from the options, else LAB_IMAGES.
+    pub fn image_mode(&self, opts: &LabOpts) -> anyhow::Result<ImageMode> {
+        if opts.offline {
+            return Ok(ImageMode::Offline);
+        }
+        if let Some(m) = opts.images {
+            return Ok(m);
+        }
+        self.vars
+            .get_or("LAB_IMAGES", "auto")
+            .parse()
+            .map_err(anyhow::Error::msg)
+    }
+
+    pub fn pull_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.vars
+                .get_or("LAB_PULL_TIMEOUT_SECS", "15")
+                .parse()
+                .unwrap_or(15),
+        )
+    }
+
+    /// Labels for containers the orchestrator makes outside the compose services.
+    pub fn labels(&self, service: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL.to_string(), self.name.clone()),
+            (SERVICE_LABEL.to_string(), service.to_string()),
+        ])
+    }
+
+    pub fn container_name(&self, service: &str) -> String {
+        format!("{}-{service}", self.name)
+    }
+
+    /// Workspace binaries that images are built from.
+    pub fn rust_binaries(&self) -> Vec<String> {
+        self.compose
+            .services
+            .values()
+            .filter_map(|s| s.build.clone())
+            .collect()
+    }
+
+    pub fn service(&self, name: &str) -> anyhow::Result<&Service> {
+        self.compose
+            .services
+            .get(name)
+            .with_context(|| format!("{} has no service `{name}`", self.compose_path.display()))
+    }
+
+    /// Services of one role, in name order.
+    pub fn by_role(&self, role: Role) -> Vec<(&str, &Service)> {
+        self.compose
+            .services
+            .iter()
+            .filter(|(_, s)| s.role == role)
+            .map(|(n, s)| (n.as_str(), s))
+            .collect()
+    }
+
+    /// The container spec of a service with the chosen image.
+    pub fn spec(
+        &self,
+        name: &str,
+        svc: &Service,
+        choice: &ImageChoice,
+    ) -> anyhow::Result<ContainerSpec> {
+        let off = svc.offline.as_ref().filter(|_| choice.offline_variant);
+        let entrypoint = off
+            .and_then(|o| o.entrypoint.clone())
+            .or_else(|| svc.entrypoint.clone());
+        let cmd = off
+            .and_then(|o| o.command.clone())
+            .or_else(|| svc.command.clone());
+        let hc = off
+            .and_then(|o| o.healthcheck.as_ref())
+            .or(svc.healthcheck.as_ref());
+        let compose_dir = self
+            .compose_path
+            .parent()
+            .map_or_else(|| self.root.clone(), Path::to_path_buf);
+        let binds = svc
+            .volumes
+            .iter()
+            .map(|v| resolve_bind(&compose_dir, v))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("service `{name}` volumes"))?;
+        let memory = compose::parse_bytes(&svc.mem_limit)
+            .map_err(|m| anyhow::anyhow!("service `{name}` mem_limit: {m}"))?;
+        Ok(ContainerSpec {
+            name: self.container_name(name),
+            image: choice.image.clone(),
+            entrypoint,
+            cmd,
+            env: svc
+                .environment
+                .to_pairs()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            binds,
+            cpuset: Some(svc.cpuset.clone()),
+            memory_bytes: Some(memory as i64),
+            privileged: svc.privileged,
+            labels: svc.labels.clone().into_iter().collect(),
+            healthcheck: hc.map(health_spec).transpose()?,
+        })
+    }
+
+    /// The configuration used, secrets redacted: for the manifest.
+    pub fn redacted_config(&self) -> serde_json::Value {
+        let mut env = serde_json::Map::new();
+        let keys: std::collections::BTreeSet<&String> = self
+            .vars
+            .file
+            .keys()
+            .chain(self.vars.computed.keys())
+            .collect();
+        for k in keys {
+            let v = self.vars.get(k).unwrap_or_default();
+            env.insert(k.clone(), serde_json::Value::String(redact(k, &v)));
+        }
+        let services: serde_json::Map<String, serde_json::Value> = self
+            .compose
+            .services
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    serde_json::json!({
+                        "image": s.image,
+                        "command": s.command,
+                        "cpuset": s.cpuset,
+                        "mem_limit": s.mem_limit,
+                        "environment": s.environment.to_pairs().into_iter()
+                            .map(|(k, v)| (k.clone(), serde_json::Value::String(redact(&k, &v))))
+                            .collect::<serde_json::Map<_, _>>(),
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "compose_file": self.compose_path.display().to_string(),
+            "env_file": self.env_path.display().to_string(),
+            "env": env,
+            "services": services,
+            "cpuset_plan": {
+                "target": self.plan.target,
+                "mock": self.plan.mock,
+                "generator": self.plan.generator,
+                "monitoring": self.plan.monitoring,
+            },
+        })
+    }
+}
+
+/// Hides values of variables that look like secrets.
+pub fn redact(key: &str, value: &str) -> String {
+    let k = key.to_ascii_uppercase();
+    let secret = ["KEY", "TOKEN", "PASSWORD", "SECRET"]
+        .iter()
+        .any(|s| k.contains(s));
+    if secret && !value.is_empty() {
+        "<redacted>".into()
+    } else {
+        value.to_string()
+    }
+}
+
+fn resolve_bind(base: &Path, v: &str) -> anyhow::Result<String> {
+    let (host, rest) = v
+        .split_once(':')
+        .with_context(|| format!("`{v}`: only bind mounts `host:container[:ro]` are supported"))?;
+    let host_path = if host.starts_with('/') {
+        PathBuf::from(host)
+    } else if host.starts_with('.') {
+        base.join(host)
+    } else {
+        bail!("`{v}`: named volumes are not supported, use a bind mount (`./path:...`)");
+    };
+    if !host_path.exists() {
+        bail!("`{v}`: {} does not exist", host_path.display());
+    }
+    let host_path = host_path.canonicalize()?;
+    Ok(format!("{}:{rest}", host_path.display()))
+}
+
+fn health_spec(h: &Healthcheck) -> anyhow::Result<HealthSpec> {
+    if h.disable {
+        return Ok(HealthSpec::default());
+    }
+    let d = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
+        s.as_deref()
+            .map(compose::parse_duration_ns)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    };
+    Ok(HealthSpec {
+        test: h.test.clone(),
+        interval_ns: d(&h.interval)?,
+        timeout_ns: d(&h.timeout)?,
+        retries: h.retries.map(i64::from),
+        start_period_ns: d(&h.start_period)?,
+    })
+}
+
+/// The port a service listens on, from its readiness URL.
+pub fn port_of(svc: &Service) -> Option<u16> {
+    let rest = svc.health_url.split_once("://")?.1;
+    let hostport = rest.split('/').next()?;
+    hostport.rsplit_once(':')?.1.parse().ok()
+}
+
+/// The base URL of a service (`http://127.0.0.1:PORT`).
+pub fn base_url(svc: &Service) -> Option<String> {
+    port_of(svc).map(|p| format!("http://127.0.0.1:{p}"))
+}
+
+/// Fails when a port is already in use on 127.0.0.1, naming the service and the variable.
+pub fn check_ports_free(ports: &[(String, u16)]) -> anyhow::Result<()> {
+    for (service, port) in ports {
+        if let Err(e) = TcpListener::bind(("127.0.0.1", *port)) {
+            bail!(
+                "port {port} for `{service}` is already in use on 127.0.0.1 ({e}): stop what listens there \
+                 (`ss -ltnp 'sport = :{port}'`; a lab left running: `orchestrator stop`) or choose another port in .env.benchmark"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Why a service did not become ready.
+#[derive(Debug, Clone)]
+pub struct ServiceFailure {
+    pub exit_code: Option<i64>,
+    pub reason: String,
+    pub last_log_lines: Vec<String>,
+}
+
+impl std::fmt::Display for ServiceFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.reason)?;
+        if let Some(c) = self.exit_code {
+            write!(f, " (exit code {c})")?;
+        }
+        if !self.last_log_lines.is_empty() {
+            write!(
+                f,
+                "; last log lines:\n  {}",
+                self.last_log_lines.join("\n  ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a container still runs; a dead one becomes a [`ServiceFailure`].
+pub async fn check_alive(docker: &Docker, container: &str) -> Result<(), ServiceFailure> {
+    match docker.state(container).await {
+        Ok(Some(s)) if s.running => Ok(()),
+        Ok(Some(s)) => Err(ServiceFailure {
+            exit_code: s.exit_code,
+            reason: if s.oom_killed {
+                format!("container {container} was killed for exceeding its memory limit")
+            } else {
+                format!("container {container} exited")
+            },
+            last_log_lines: docker.logs_tail(container, 20).await.unwrap_or_default(),
+        }),
+        Ok(None) => Err(ServiceFailure {
+            exit_code: None,
+            reason: format!("container {container} disappeared"),
+            last_log_lines: Vec::new(),
+        }),
+        Err(e) => Err(ServiceFailure {
+            exit_code: None,
+            reason: e.to_string(),
+            last_log_lines: Vec::new(),
+        }),
+    }
+}
+
+/// Waits until `url` answers 2xx from the host while the container runs.
+pub async fn wait_ready(
+    docker: &Docker,
+    container: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<Duration, ServiceFailure> {
+    let start = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .map_err(|e| ServiceFailure {
+            exit_code: None,
+            reason: e.to_string(),
+            last_log_lines: Vec::new(),
+        })?;
+    loop {
+        check_alive(docker, container).await?;
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(start.elapsed());
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(ServiceFailure {
+                exit_code: None,
+                reason: format!(
+                    "{container} did not answer {url} within {} s",
+                    timeout.as_secs()
+                ),
+                last_log_lines: docker.logs_tail(container, 20).await.unwrap_or_default(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Creates and starts a service's container (replacing a leftover one of the same name).
+pub async fn start_service(
+    docker: &Docker,
+    lab: &Lab,
+    name: &str,
+    choice: &ImageChoice,
+) -> anyhow::Result<String> {
+    let svc = lab.service(name)?;
+    let spec = lab.spec(name, svc, choice)?;
+    docker.remove(&spec.name).await?;
+    if let Some(p) = port_of(svc) {
+        check_ports_free(&[(name.to_string(), p)])?;
+    }
+    docker.create(&spec).await?;
+    docker.start(&spec.name).await?;
+    Ok(spec.name)
+}
+
+/// Readiness timeout of a service: LiteLLM and Prometheus take a while to start.
+pub fn ready_timeout(name: &str) -> Duration {
+    match name {
+        "litellm" => Duration::from_secs(240),
+        _ => Duration::from_secs(90),
+    }
+}
+
+/// Stops and removes a container.
+pub async fn stop_container(docker: &Docker, container: &str) -> anyhow::Result<()> {
+    docker.stop(container, Duration::from_secs(5)).await?;
+    docker.remove(container).await?;
+    Ok(())
+}
+
+/// Removes every container carrying `lab=<name>`; returns their names.
+pub async fn teardown(docker: &Docker, name: &str) -> anyhow::Result<Vec<String>> {
+    let list = docker.list_labelled(LABEL, name).await?;
+    let mut removed = Vec::new();
+    for c in list {
+        docker.remove(&c.id).await?;
+        removed.push(c.name);
+    }
+    Ok(removed)
+}

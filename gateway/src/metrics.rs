@@ -1,0 +1,361 @@
+//! Prometheus metrics in a fixed registry built from the config: every series is an
+//! atomic found by index (model slot, status slot, error slot), so the hot path never
+//! hashes or locks label strings. Rendered in the text exposition format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::error::GatewayError;
+
+/// Status codes with their own `requests_total` series; anything else is `other`.
+const STATUSES: [u16; 10] = [200, 400, 401, 404, 405, 413, 429, 500, 502, 504];
+/// Request duration buckets, seconds.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+/// Consecutive upstream failures after which a provider reports unhealthy.
+const UNHEALTHY_AFTER: u32 = 3;
+
+/// A histogram as fixed bucket counters (non-cumulative; summed when rendered).
+struct Histogram {
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+}
+
+/// Every series for one (model, provider) pair.
+struct Slot {
+    model: String,
+    provider: String,
+    requests: [AtomicU64; STATUSES.len() + 1],
+    errors: [AtomicU64; GatewayError::LABELS.len()],
+    duration: Histogram,
+    ttft: Histogram,
+    tokens_in: AtomicU64,
+    tokens_out: AtomicU64,
+    active: AtomicI64,
+}
+
+struct Health {
+    failures: AtomicU32,
+    healthy: AtomicBool,
+}
+
+/// The registry. Slot `models.len()` collects requests that never reached a model
+/// (bad key, unknown model, bad JSON); it is labelled `model="-",provider="-"`.
+pub struct Metrics {
+    slots: Box<[Slot]>,
+    providers: Vec<String>,
+    health: Box<[Health]>,
+}
+
+impl Metrics {
+    /// Builds the registry for `models` (name, provider index) over `providers`.
+    pub fn new(providers: &[String], models: &[(String, usize)]) -> Self {
+        let slot = |model: &str, provider: &str| Slot {
+            model: escape(model),
+            provider: escape(provider),
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            duration: Histogram::new(),
+            ttft: Histogram::new(),
+            tokens_in: AtomicU64::new(0),
+            tokens_out: AtomicU64::new(0),
+            active: AtomicI64::new(0),
+        };
+        let mut slots: Vec<Slot> = models
+            .iter()
+            .map(|(m, p)| slot(m, providers.get(*p).map_or("-", String::as_str)))
+            .collect();
+        slots.push(slot("-", "-"));
+        Metrics {
+            slots: slots.into_boxed_slice(),
+            providers: providers.iter().map(|p| escape(p)).collect(),
+            health: providers
+                .iter()
+                .map(|_| Health {
+                    failures: AtomicU32::new(0),
+                    healthy: AtomicBool::new(true),
+                })
+                .collect(),
+        }
+    }
+
+    /// Slot for requests not routed to a model.
+    pub fn unrouted(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    fn slot(&self, i: usize) -> &Slot {
+        &self.slots[i.min(self.slots.len() - 1)]
+    }
+
+    /// A request started on `slot`.
+    pub fn start(&self, slot: usize) {
+        self.slot(slot).active.fetch_add(1, Relaxed);
+    }
+
+    /// Moves an in-flight request from one slot to another (once its model is known).
+    pub fn reroute(&self, from: usize, to: usize) {
+        self.slot(from).active.fetch_sub(1, Relaxed);
+        self.slot(to).active.fetch_add(1, Relaxed);
+    }
+
+    /// A request on `slot` finished (its body is done) after `elapsed`.
+    pub fn finish(&self, slot: usize, elapsed: Duration) {
+        let s = self.slot(slot);
+        s.active.fetch_sub(1, Relaxed);
+        s.duration.observe(elapsed);
+    }
+
+    /// Counts a response status on `slot`.
+    pub fn status(&self, slot: usize, status: u16) {
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len());
+        self.slot(slot).requests[i].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an error by its label.
+    pub fn error(&self, slot: usize, e: &GatewayError) {
+        self.slot(slot).errors[e.label_index()].fetch_add(1, Relaxed);
+    }
+
+    /// Time to first content token.
+    pub fn ttft(&self, slot: usize, d: Duration) {
+        self.slot(slot).ttft.observe(d);
+    }
+
+    /// Input and output token counts.
+    pub fn tokens(&self, slot: usize, input: u64, output: u64) {
+        let s = self.slot(slot);
+        if input > 0 {
+            s.tokens_in.fetch_add(input, Relaxed);
+        }
+        if output > 0 {
+            s.tokens_out.fetch_add(output, Relaxed);
+        }
+    }
+
+    /// An upstream exchange of `provider` succeeded.
+    pub fn upstream_ok(&self, provider: usize) {
+        if let Some(h) = self.health.get(provider) {
+            if h.failures.load(Relaxed) != 0 {
+                h.failures.store(0, Relaxed);
+            }
+            if !h.healthy.load(Relaxed) {
+                h.healthy.store(true, Relaxed);
+            }
+        }
+    }
+
+    /// An upstream exchange of `provider` failed.
+    pub fn upstream_failed(&self, provider: usize) {
+        if let Some(h) = self.health.get(provider) {
+            if h.failures.fetch_add(1, Relaxed) + 1 >= UNHEALTHY_AFTER {
+                h.healthy.store(false, Relaxed);
+            }
+        }
+    }
+
+    /// The text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096 + self.slots.len() * 4096);
+        head(
+            &mut o,
+            "llm_gateway_requests_total",
+            "counter",
+            "Requests answered, by model, provider and HTTP status.",
+        );
+        for s in self.slots.iter() {
+            for (i, c) in s.requests.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let status = STATUSES.get(i).map_or("other".to_string(), u16::to_string);
+                let _ = writeln!(
+                    o,
+                    "llm_gateway_requests_total{{model=\"{}\",provider=\"{}\",status=\"{status}\"}} {n}",
+                    s.model, s.provider
+                );
+            }
+        }
+        for (name, help, pick) in [
+            (
+                "llm_gateway_request_duration_seconds",
+                "Request duration until the last byte of the answer.",
+                (|s: &Slot| &s.duration) as fn(&Slot) -> &Histogram,
+            ),
+            (
+                "llm_gateway_ttft_seconds",
+                "Time from request to the first content token of a stream.",
+                |s: &Slot| &s.ttft,
+            ),
+        ] {
+            head(&mut o, name, "histogram", help);
+            for s in self.slots.iter() {
+                let h = pick(s);
+                let labels = format!("model=\"{}\",provider=\"{}\"", s.model, s.provider);
+                let mut cum = 0u64;
+                for (i, b) in h.buckets.iter().enumerate() {
+                    cum += b.load(Relaxed);
+                    let le = DURATION_BUCKETS
+                        .get(i)
+                        .map_or("+Inf".to_string(), f64::to_string);
+                    let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{le}\"}} {cum}");
+                }
+                let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+                let _ = writeln!(o, "{name}_sum{{{labels}}} {sum}");
+                let _ = writeln!(o, "{name}_count{{{labels}}} {cum}");
+            }
+        }
+        head(
+            &mut o,
+            "llm_gateway_tokens_total",
+            "counter",
+            "Tokens, input (prompt) and output (completion).",
+        );
+        for s in self.slots.iter() {
+            for (dir, v) in [("input", &s.tokens_in), ("output", &s.tokens_out)] {
+                let _ = writeln!(
+                    o,
+                    "llm_gateway_tokens_total{{direction=\"{dir}\",model=\"{}\",provider=\"{}\"}} {}",
+                    s.model,
+                    s.provider,
+                    v.load(Relaxed)
+                );
+            }
+        }
+        head(
+            &mut o,
+            "llm_gateway_active_requests",
+            "gauge",
+            "Requests in flight (streams count until their last byte).",
+        );
+        for s in self.slots.iter() {
+            let _ = writeln!(
+                o,
+                "llm_gateway_active_requests{{model=\"{}\",provider=\"{}\"}} {}",
+                s.model,
+                s.provider,
+                s.active.load(Relaxed)
+            );
+        }
+        head(
+            &mut o,
+            "llm_gateway_errors_total",
+            "counter",
+            "Failed requests by error type.",
+        );
+        for s in self.slots.iter() {
+            for (i, c) in s.errors.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let _ = writeln!(
+                    o,
+                    "llm_gateway_errors_total{{error_type=\"{}\",model=\"{}\",provider=\"{}\"}} {n}",
+                    GatewayError::LABELS[i],
+                    s.model,
+                    s.provider
+                );
+            }
+        }
+        head(
+            &mut o,
+            "llm_gateway_provider_health",
+            "gauge",
+            "1 while a provider answers, 0 after consecutive upstream failures.",
+        );
+        for (p, h) in self.providers.iter().zip(self.health.iter()) {
+            let _ = writeln!(
+                o,
+                "llm_gateway_provider_health{{provider=\"{p}\"}} {}",
+                u8::from(h.healthy.load(Relaxed))
+            );
+        }
+        o
+    }
+}
+
+fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_render() {
+        let m = Metrics::new(&["p".into()], &[("m".into(), 0)]);
+        m.start(0);
+        m.status(0, 200);
+        m.tokens(0, 3, 5);
+        m.finish(0, Duration::from_millis(3));
+        m.error(m.unrouted(), &GatewayError::Unauthorized);
+        let t = m.render();
+        assert!(
+            t.contains("llm_gateway_requests_total{model=\"m\",provider=\"p\",status=\"200\"} 1")
+        );
+        assert!(t.contains(
+            "llm_gateway_request_duration_seconds_bucket{model=\"m\",provider=\"p\",le=\"0.005\"} 1"
+        ));
+        assert!(t.contains(
+            "llm_gateway_request_duration_seconds_bucket{model=\"m\",provider=\"p\",le=\"0.0025\"} 0"
+        ));
+        assert!(t.contains(
+            "llm_gateway_tokens_total{direction=\"output\",model=\"m\",provider=\"p\"} 5"
+        ));
+        assert!(t.contains(
+            "llm_gateway_errors_total{error_type=\"unauthorized\",model=\"-\",provider=\"-\"} 1"
+        ));
+        assert!(t.contains("llm_gateway_active_requests{model=\"m\",provider=\"p\"} 0"));
+    }
+
+    #[test]
+    fn health_flips() {
+        let m = Metrics::new(&["p".into()], &[("m".into(), 0)]);
+        for _ in 0..UNHEALTHY_AFTER {
+            m.upstream_failed(0);
+        }
+        assert!(m
+            .render()
+            .contains("llm_gateway_provider_health{provider=\"p\"} 0"));
+        m.upstream_ok(0);
+        assert!(m
+            .render()
+            .contains("llm_gateway_provider_health{provider=\"p\"} 1"));
+    }
+}

@@ -1,0 +1,111 @@
+//! The key figures of one target in one suite: what the tables, `all_results.json` and the
+//! comparison show. A figure that was not measured is `None` (printed "—", written `null`).
+
+use serde::Serialize;
+
+use super::data::{headline_phase, Entry};
+use crate::load::result::Summary;
+
+/// Headline figures of one (target, suite), taken from its headline phase and stats.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KeyFigures {
+    /// The phase the figures come from.
+    pub phase: Option<String>,
+    pub requests: Option<u64>,
+    pub ok: Option<u64>,
+    pub errors: Option<u64>,
+    pub error_percent: Option<f64>,
+    pub requests_per_s: Option<f64>,
+    pub ok_per_s: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p99_9_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p99_ms: Option<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub itl_p99_ms: Option<f64>,
+    pub output_tokens_per_s: Option<f64>,
+    /// Mean CPU of the target container, percent of one core.
+    pub cpu_percent: Option<f64>,
+    pub peak_memory_bytes: Option<u64>,
+    /// The load generator's own CPU, percent of one core.
+    pub generator_cpu_percent: Option<f64>,
+    pub generator_bound: Option<bool>,
+    /// `overhead` suite: latency added over calling the upstream directly.
+    pub added_p50_us: Option<f64>,
+    pub added_p99_us: Option<f64>,
+    /// `frontier` suite: highest rate sustained under each p99 bound.
+    pub frontier: Option<Vec<FrontierFigure>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrontierFigure {
+    pub p99_bound_ms: f64,
+    pub max_rate_per_s: Option<f64>,
+}
+
+fn measured(s: &Summary) -> bool {
+    s.count > 0
+}
+
+impl KeyFigures {
+    pub fn of(e: &Entry) -> Self {
+        let mut k = KeyFigures::default();
+        if let Some(stats) = &e.stats {
+            if !stats.samples.is_empty() {
+                k.cpu_percent = Some(stats.mean_cpu_percent());
+                k.peak_memory_bytes = Some(stats.peak_memory_bytes());
+            }
+        }
+        let Some(r) = &e.result else { return k };
+        if let Some(o) = &r.overhead {
+            if o.samples > 0 {
+                k.added_p50_us = Some(o.added_p50_us);
+                k.added_p99_us = Some(o.added_p99_us);
+            }
+        }
+        k.frontier = r.frontier.as_ref().map(|f| {
+            f.iter()
+                .map(|p| FrontierFigure {
+                    p99_bound_ms: p.p99_bound_ms,
+                    max_rate_per_s: p.max_rate_per_s,
+                })
+                .collect()
+        });
+        let Some(p) = headline_phase(r) else { return k };
+        k.phase = Some(p.name.clone());
+        k.requests = Some(p.requests.total);
+        k.ok = Some(p.requests.ok);
+        k.errors = Some(p.requests.errors.total());
+        k.error_percent = Some(p.requests.error_percent);
+        if p.duration_s > 0.0 {
+            k.requests_per_s = Some(p.throughput.requests_per_s);
+            k.ok_per_s = Some(p.throughput.ok_per_s);
+            k.output_tokens_per_s =
+                (p.output_tokens > 0).then_some(p.throughput.output_tokens_per_s);
+        }
+        if measured(&p.latency_ms) {
+            let l = &p.latency_ms;
+            k.p50_ms = Some(l.p50);
+            k.p90_ms = Some(l.p90);
+            k.p95_ms = Some(l.p95);
+            k.p99_ms = Some(l.p99);
+            k.p99_9_ms = Some(l.p99_9);
+            k.max_ms = Some(l.max);
+        }
+        if let Some(t) = p.ttft_ms.as_ref().filter(|s| measured(s)) {
+            k.ttft_p50_ms = Some(t.p50);
+            k.ttft_p99_ms = Some(t.p99);
+        }
+        if let Some(t) = p.itl_ms.as_ref().filter(|s| measured(s)) {
+            k.itl_p50_ms = Some(t.p50);
+            k.itl_p99_ms = Some(t.p99);
+        }
+        k.generator_cpu_percent = Some(p.generator.cpu_percent);
+        k.generator_bound = Some(p.generator.bound);
+        k
+    }
+}

@@ -1,0 +1,104 @@
+//! `orchestrator compare`: the change per figure as markdown, exit code 2 on a regression
+//! beyond the threshold, 0 within it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "fixtures/gen.rs"]
+mod gen;
+
+use std::process::{Command, Output};
+
+fn compare(results: &std::path::Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["compare", "run-a", "run-b", "--results"])
+        .arg(results)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_regression_beyond_the_threshold_exits_2_and_is_listed() {
+    let results = gen::temp_dir("compare-bad");
+    gen::write_run(&results, "run-a", false, 1.0);
+    // Gateway 30 % slower: latencies x1.3, throughput / 1.3 (-23 %).
+    gen::write_run(&results, "run-b", false, 1.3);
+    let out_file = results.join("cmp.md");
+    let out = compare(
+        &results,
+        &["--threshold", "10", "--out", out_file.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("- ⛔ gateway/baseline: p99 rose 611 µs → 794 µs (+30.0 %), beyond 10.0 %"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gateway/throughput: ok requests/s fell"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("litellm/baseline:"), "{stdout}");
+    assert!(stderr.contains("regression(s) beyond 10 %"), "{stderr}");
+    // The table cell carries the change and the marker.
+    let row = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("## Suite `baseline`"))
+        .find(|l| l.starts_with("| p99 |"))
+        .unwrap();
+    assert_eq!(
+        row,
+        "| p99 | 520 µs → 520 µs (±0 %) | 611 µs → 794 µs (+30.0 %) ⛔ | 410 ms → 410 ms (±0 %) |"
+    );
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), stdout);
+
+    // The same runs with a looser threshold pass.
+    let out = compare(&results, &["--threshold", "35"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&results);
+}
+
+#[test]
+fn a_change_within_the_threshold_exits_0() {
+    let results = gen::temp_dir("compare-ok");
+    gen::write_run(&results, "run-a", false, 1.0);
+    gen::write_run(&results, "run-b", false, 1.05);
+    let out = compare(&results, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("No regression beyond the threshold."));
+    assert!(stdout.contains("611 µs → 642 µs (+5.00 %)"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&results);
+}
+
+#[test]
+fn a_target_lost_in_run_b_is_a_regression() {
+    let results = gen::temp_dir("compare-lost");
+    gen::write_run(&results, "run-a", false, 1.0);
+    gen::write_run(&results, "run-b", true, 1.0);
+    let out = compare(&results, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("litellm/streaming: measured in run-a but no result in run-b"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&results);
+}
+
+#[test]
+fn a_broken_run_is_named() {
+    let results = gen::temp_dir("compare-broken");
+    gen::write_run(&results, "run-a", false, 1.0);
+    let out = compare(&results, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run-b/manifest.json"));
+    let out = compare(&results, &["--threshold=-5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&results);
+}

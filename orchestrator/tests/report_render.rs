@@ -1,0 +1,273 @@
+//! Reports rendered from a fixture run directory: the numbers in the tables, the ratios,
+//! warnings next to the figures they affect, failures shown as failures, and errors that
+//! name the broken file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "fixtures/gen.rs"]
+mod gen;
+
+use orchestrator::report::{self, format, render_run, ReportError};
+
+/// The markdown table row whose first cell is `label` inside the section of `suite`.
+fn md_row<'a>(md: &'a str, suite: &str, label: &str) -> Vec<&'a str> {
+    let start = md
+        .find(&format!("## Suite `{suite}`"))
+        .expect("suite section");
+    let section = &md[start..];
+    let end = section[3..]
+        .find("\n## ")
+        .map(|i| i + 3)
+        .unwrap_or(section.len());
+    let line = section[..end]
+        .lines()
+        .find(|l| {
+            l.strip_prefix("| ").is_some_and(|r| {
+                r.split(" | ")
+                    .next()
+                    .is_some_and(|c| c == label || c.starts_with(&format!("{label} ⚠")))
+            })
+        })
+        .unwrap_or_else(|| panic!("row {label} in {suite}"));
+    line.trim_matches('|').split(" | ").map(str::trim).collect()
+}
+
+fn column(md: &str, suite: &str, name: &str) -> usize {
+    md_row(md, suite, "metric")
+        .iter()
+        .position(|c| *c == name)
+        .unwrap()
+}
+
+fn render_fixture(litellm_failed: bool) -> (std::path::PathBuf, String, String) {
+    let results = gen::temp_dir("render");
+    let dir = gen::write_run(&results, "run-1", litellm_failed, 1.0);
+    let paths = render_run(&dir).unwrap();
+    let md = std::fs::read_to_string(&paths.summary_md).unwrap();
+    let html = std::fs::read_to_string(&paths.report_html).unwrap();
+    (dir, md, html)
+}
+
+#[test]
+fn tables_show_the_fixture_numbers_side_by_side() {
+    let (_dir, md, html) = render_fixture(false);
+    let gw = gen::suite_result("gateway", "baseline", 1.0);
+    let lt = gen::suite_result("litellm", "baseline", 1.0);
+    let g = &gw.phases[0];
+    let l = &lt.phases[0];
+
+    let p99 = md_row(&md, "baseline", "p99");
+    let gcol = column(&md, "baseline", "gateway");
+    let lcol = column(&md, "baseline", "litellm");
+    assert_eq!(p99[gcol], format::latency_ms(g.latency_ms.p99));
+    assert_eq!(p99[gcol], "611 µs");
+    assert_eq!(p99[lcol], "410 ms");
+
+    // Ratios: gateway vs litellm throughput, latency added over direct in µs.
+    let rps = md_row(&md, "baseline", "requests/s");
+    assert_eq!(rps[gcol], "18,000");
+    let vs = column(&md, "baseline", "gateway vs litellm");
+    assert_eq!(
+        rps[vs],
+        format::ratio(g.throughput.requests_per_s / l.throughput.requests_per_s)
+    );
+    assert_eq!(rps[vs], "47.4x");
+    let p50 = md_row(&md, "baseline", "p50");
+    let vs_direct = column(&md, "baseline", "gateway vs direct");
+    assert_eq!(p50[vs_direct], "+42 µs"); // 0.252 ms - 0.210 ms
+
+    // Errors with their share, memory from the stats file, streaming rows only where streamed.
+    let errors = md_row(&md, "baseline", "errors");
+    assert_eq!(errors[gcol], "360 (0.200 %)");
+    let mem = md_row(&md, "baseline", "peak memory");
+    assert!(mem[gcol].starts_with("22.0 MiB"), "{mem:?}");
+    assert!(md_row(&md, "streaming", "TTFT p50")[gcol].ends_with("ms"));
+    assert!(!md
+        [md.find("## Suite `baseline`").unwrap()..md.find("## Suite `throughput`").unwrap()]
+        .contains("TTFT"));
+    // Frontier rows per p99 bound; a bound nobody met shows as missing, not 0.
+    let f10 = md_row(&md, "frontier", "max rate @ p99 ≤ 10.0 ms");
+    assert_eq!(f10[gcol], "18,000");
+    assert_eq!(f10[lcol], format::MISSING);
+
+    // Headline at the top.
+    let head = &md[..md.find("## How this run was made").unwrap()];
+    assert!(
+        head.contains("gateway: 47.4x the throughput of litellm in `throughput` (27,000 vs 570 req/s), p99 1.22 ms vs 820 ms"),
+        "{head}"
+    );
+    assert!(
+        head.contains("gateway: adds 42 µs p50 over direct in `baseline`"),
+        "{head}"
+    );
+
+    // The same cells in the HTML.
+    assert!(html.contains("<td class=\"ok\">611 µs</td>"));
+    assert!(html.contains("<td class=\"ratio\">47.4x</td>"));
+    assert!(html.contains("Test CPU @ 2.0GHz, 2 cores, 24.0 GiB RAM"));
+}
+
+#[test]
+fn warnings_sit_next_to_the_numbers_they_affect() {
+    let (_dir, md, html) = render_fixture(true);
+    // ⚠1 cadvisor (run-wide): on the CPU and memory row labels of every suite table.
+    for suite in gen::SUITES {
+        assert!(
+            md_row(&md, suite, "CPU (mean)")[0].ends_with("⚠1"),
+            "{suite}"
+        );
+        assert!(md_row(&md, suite, "peak memory")[0].ends_with("⚠1"));
+    }
+    // ⚠2 litellm failed in streaming: its status cell there, with the reason, not zeros.
+    let lcol = column(&md, "streaming", "litellm");
+    let status = md_row(&md, "streaming", "status");
+    assert_eq!(
+        status[lcol],
+        "✗ failed: container was OOM-killed (exit code 137) ⚠2"
+    );
+    assert_eq!(
+        md_row(&md, "streaming", "requests/s")[lcol],
+        format::MISSING
+    );
+    assert_eq!(md_row(&md, "streaming", "p99")[lcol], format::MISSING);
+    let vs = column(&md, "streaming", "gateway vs litellm");
+    assert_eq!(md_row(&md, "streaming", "requests/s")[vs], format::MISSING);
+    // ⚠3 direct's load generator was the bottleneck in throughput: on its throughput and
+    // latency cells, and explained under that table.
+    let dcol = column(&md, "throughput", "direct");
+    assert!(md_row(&md, "throughput", "requests/s")[dcol].ends_with("⚠3"));
+    assert!(md_row(&md, "throughput", "p99")[dcol].ends_with("⚠3"));
+    assert!(!md_row(&md, "baseline", "requests/s")[dcol].contains('⚠'));
+    let tp =
+        &md[md.find("## Suite `throughput`").unwrap()..md.find("## Suite `streaming`").unwrap()];
+    assert!(tp.contains("> ⚠3 **direct · throughput** `load_generator_bound`: phase `ramp`: the load generator saturated"), "{tp}");
+    // Direct has no stats file: missing, never 0.
+    assert_eq!(md_row(&md, "baseline", "CPU (mean)")[dcol], format::MISSING);
+    // HTML: the marker in the same cell.
+    assert!(html.contains(
+        "✗ failed: container was OOM-killed (exit code 137)<span class=\"warn\">⚠2</span>"
+    ));
+    assert!(md.contains("litellm failed: container was OOM-killed"));
+}
+
+#[test]
+fn all_results_has_every_target_and_suite() {
+    let (dir, _, _) = render_fixture(true);
+    let all: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("all_results.json")).unwrap())
+            .unwrap();
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 12);
+    let gw = all
+        .iter()
+        .find(|r| r["target_id"] == "gateway/baseline")
+        .unwrap();
+    assert_eq!(gw["metrics"]["p99_ms"], 0.611);
+    assert_eq!(gw["metrics"]["status"], "ok");
+    assert_eq!(gw["timestamp"], "2026-11-24T09:00:30+00:00");
+    let failed = all
+        .iter()
+        .find(|r| r["target_id"] == "litellm/streaming")
+        .unwrap();
+    assert_eq!(failed["metrics"]["status"], "failed");
+    assert_eq!(failed["metrics"]["reason"], "container was OOM-killed");
+    assert!(failed["metrics"]["p99_ms"].is_null());
+}
+
+#[test]
+fn a_broken_results_file_is_named_with_field_line_and_column() {
+    let results = gen::temp_dir("broken");
+    let dir = gen::write_run(&results, "run-1", false, 1.0);
+    let raw = dir.join("raw/gateway-baseline.json");
+    let text = std::fs::read_to_string(&raw).unwrap();
+    let broken = text.replacen("\"p99\": 0.611", "\"p99\": \"fast\"", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&raw, broken).unwrap();
+    let err = render_run(&dir).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ReportError::Parse { .. }), "{msg}");
+    assert!(msg.contains("raw/gateway-baseline.json"), "{msg}");
+    assert!(msg.contains("phases[0].latency_ms.p99"), "{msg}");
+    assert!(msg.contains("line ") && msg.contains("column "), "{msg}");
+
+    // Truncated JSON: still the file and a position.
+    std::fs::write(&raw, &text[..text.len() / 2]).unwrap();
+    let msg = render_run(&dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("raw/gateway-baseline.json") && msg.contains("EOF"),
+        "{msg}"
+    );
+
+    // An unknown field in a stats file.
+    std::fs::write(&raw, &text).unwrap();
+    let stats = dir.join("stats/litellm-throughput.json");
+    let s = std::fs::read_to_string(&stats)
+        .unwrap()
+        .replacen("\"cpu_percent\"", "\"cpu_pct\"", 1);
+    std::fs::write(&stats, s).unwrap();
+    let msg = render_run(&dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("stats/litellm-throughput.json") && msg.contains("cpu_pct"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_results_file_is_named_in_its_cell() {
+    let results = gen::temp_dir("missing");
+    let dir = gen::write_run(&results, "run-1", false, 1.0);
+    std::fs::remove_file(dir.join("raw/gateway-throughput.json")).unwrap();
+    let paths = render_run(&dir).unwrap();
+    let md = std::fs::read_to_string(paths.summary_md).unwrap();
+    let gcol = column(&md, "throughput", "gateway");
+    assert_eq!(
+        md_row(&md, "throughput", "status")[gcol],
+        "no result: raw/gateway-throughput.json missing"
+    );
+    assert_eq!(md_row(&md, "throughput", "p99")[gcol], format::MISSING);
+
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    let msg = render_run(&dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("manifest.json") && msg.contains("cannot read"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn templates_fail_loudly_on_a_missing_field() {
+    let env = report::environment().unwrap();
+    let err = report::render(
+        &env,
+        report::SUMMARY_TEMPLATE,
+        &serde_json::json!({"run_id": "x"}),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("summary.md.j2"), "{err}");
+    assert!(err.to_string().contains("undefined"), "{err}");
+}
+
+#[test]
+fn report_command_renders_the_latest_run() {
+    let results = gen::temp_dir("cli");
+    gen::write_run(&results, "run-1", false, 1.0);
+    std::os::unix::fs::symlink("run-1", results.join("latest")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["report", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(results.join("run-1/summary.md").exists());
+    assert!(results.join("run-1/report.html").exists());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["report", "nope", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope/manifest.json"));
+}

@@ -113,7 +113,7 @@ pub enum Fault {
 
 /// A knob value that does not parse or is out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid value {value:?}: expected {expected}")]
+#[error("expected {expected}")]
 pub struct KnobValueError {
     /// The rejected text.
     pub value: String,
@@ -125,7 +125,7 @@ pub struct KnobValueError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KnobHeaderError {
     /// The value is not valid for this knob.
-    #[error("invalid header {header}: {source}")]
+    #[error("invalid value {:?} for header {header}: {source}", .source.value)]
     Invalid {
         /// Header name.
         header: String,

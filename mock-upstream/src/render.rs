@@ -245,8 +245,8 @@ pub enum Flavor {
     Anthropic,
 }
 
-/// An error body in the given flavor. `kind` is OpenAI's `type`; Anthropic's type is
-/// derived from the status.
+/// An error body in the given flavor (fields in the providers' order). `kind` is
+/// OpenAI's `type`; Anthropic's type is derived from the status.
 pub fn error_body(
     flavor: Flavor,
     status: u16,
@@ -255,16 +255,49 @@ pub fn error_body(
     param: Option<&str>,
     code: Option<&str>,
 ) -> Bytes {
-    let value = match flavor {
-        Flavor::OpenAi => serde_json::json!({
-            "error": {"message": message, "type": kind, "param": param, "code": code}
+    #[derive(serde::Serialize)]
+    struct OpenAiError<'a> {
+        error: OpenAiDetail<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct OpenAiDetail<'a> {
+        message: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        param: Option<&'a str>,
+        code: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct AnthropicError<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        error: AnthropicDetail<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct AnthropicDetail<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        message: &'a str,
+    }
+    let body = match flavor {
+        Flavor::OpenAi => serde_json::to_vec(&OpenAiError {
+            error: OpenAiDetail {
+                message,
+                kind,
+                param,
+                code,
+            },
         }),
-        Flavor::Anthropic => serde_json::json!({
-            "type": "error",
-            "error": {"type": anthropic_error_type(status), "message": message}
+        Flavor::Anthropic => serde_json::to_vec(&AnthropicError {
+            kind: "error",
+            error: AnthropicDetail {
+                kind: anthropic_error_type(status),
+                message,
+            },
         }),
     };
-    Bytes::from(value.to_string())
+    // Serializing plain strings cannot fail.
+    Bytes::from(body.unwrap_or_default())
 }
 
 fn anthropic_error_type(status: u16) -> &'static str {

@@ -61,14 +61,14 @@ fn report_renders_in_chromium_with_every_chart_and_table() {
 
     let (status, dom, stderr) = chromium(&results.join("profile-dom"), &["--dump-dom"], &url);
     assert!(status.success(), "{stderr}");
-    // Charts: latency curve, requests/s and p99 over time, CPU and memory for each of the four
+    // Charts: latency curve, requests/s and p99 over time, CPU and memory for each of the five
     // suites, plus the frontier chart.
-    assert_eq!(dom.matches("<svg").count(), 4 * 5 + 1, "charts in the DOM");
-    assert!(dom.matches("<polyline").count() >= 4 * 5 * 2);
-    // Tables: run info, targets, services, one per suite, the frontier suite's phases.
+    assert_eq!(dom.matches("<svg").count(), 5 * 5 + 1, "charts in the DOM");
+    assert!(dom.matches("<polyline").count() >= 5 * 5 * 2);
+    // Tables: run info, targets, services, one per suite, the phases of overhead and frontier.
     assert_eq!(
         dom.matches("<table").count(),
-        3 + 4 + 1,
+        3 + 5 + 2,
         "tables in the DOM"
     );
     for suite in gen::SUITES {
@@ -128,5 +128,4 @@ fn report_renders_in_chromium_with_every_chart_and_table() {
         litellm_orange > 2000,
         "litellm's chart lines: {litellm_orange} pixels"
     );
-    let _ = std::fs::remove_dir_all(&results);
 }

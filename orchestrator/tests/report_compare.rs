@@ -60,7 +60,6 @@ fn a_regression_beyond_the_threshold_exits_2_and_is_listed() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let _ = std::fs::remove_dir_all(&results);
 }
 
 #[test]
@@ -73,7 +72,6 @@ fn a_change_within_the_threshold_exits_0() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("No regression beyond the threshold."));
     assert!(stdout.contains("611 µs → 642 µs (+5.00 %)"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&results);
 }
 
 #[test]
@@ -88,7 +86,6 @@ fn a_target_lost_in_run_b_is_a_regression() {
         stdout.contains("litellm/streaming: measured in run-a but no result in run-b"),
         "{stdout}"
     );
-    let _ = std::fs::remove_dir_all(&results);
 }
 
 #[test]
@@ -100,5 +97,4 @@ fn a_broken_run_is_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("run-b/manifest.json"));
     let out = compare(&results, &["--threshold=-5"]);
     assert_eq!(out.status.code(), Some(1));
-    let _ = std::fs::remove_dir_all(&results);
 }

@@ -38,18 +38,19 @@ fn column(md: &str, suite: &str, name: &str) -> usize {
         .unwrap()
 }
 
-fn render_fixture(litellm_failed: bool) -> (std::path::PathBuf, String, String) {
+/// Renders the fixture run; the first value keeps the directory alive.
+fn render_fixture(litellm_failed: bool) -> (gen::TempDir, std::path::PathBuf, String, String) {
     let results = gen::temp_dir("render");
     let dir = gen::write_run(&results, "run-1", litellm_failed, 1.0);
     let paths = render_run(&dir).unwrap();
     let md = std::fs::read_to_string(&paths.summary_md).unwrap();
     let html = std::fs::read_to_string(&paths.report_html).unwrap();
-    (dir, md, html)
+    (results, dir, md, html)
 }
 
 #[test]
 fn tables_show_the_fixture_numbers_side_by_side() {
-    let (_dir, md, html) = render_fixture(false);
+    let (_tmp, _dir, md, html) = render_fixture(false);
     let gw = gen::suite_result("gateway", "baseline", 1.0);
     let lt = gen::suite_result("litellm", "baseline", 1.0);
     let g = &gw.phases[0];
@@ -96,9 +97,24 @@ fn tables_show_the_fixture_numbers_side_by_side() {
         "{head}"
     );
     assert!(
-        head.contains("gateway: adds 42 µs p50 over direct in `baseline`"),
+        head.contains("gateway: adds 42 µs p50, 91 µs p99 over direct (`overhead`, interleaved)"),
         "{head}"
     );
+    assert!(
+        head.contains("gateway: 189x the rate litellm sustains with p99 ≤ 1.00 s in `frontier` (18,000 vs 95.0 req/s)"),
+        "{head}"
+    );
+    assert!(!head.contains("in `overhead` ("), "{head}");
+    let gcol_o = column(&md, "overhead", "gateway");
+    assert_eq!(
+        md_row(&md, "overhead", "added p50 over direct")[gcol_o],
+        "+42 µs"
+    );
+    assert_eq!(
+        md_row(&md, "overhead", "added p99 over direct")[column(&md, "overhead", "litellm")],
+        "+409 ms"
+    );
+    assert!(!md[..md.find("## Suite `overhead`").unwrap()].contains("added p50"));
 
     // The same cells in the HTML.
     assert!(html.contains("<td class=\"ok\">611 µs</td>"));
@@ -108,7 +124,7 @@ fn tables_show_the_fixture_numbers_side_by_side() {
 
 #[test]
 fn warnings_sit_next_to_the_numbers_they_affect() {
-    let (_dir, md, html) = render_fixture(true);
+    let (_tmp, _dir, md, html) = render_fixture(true);
     // ⚠1 cadvisor (run-wide): on the CPU and memory row labels of every suite table.
     for suite in gen::SUITES {
         assert!(
@@ -151,12 +167,12 @@ fn warnings_sit_next_to_the_numbers_they_affect() {
 
 #[test]
 fn all_results_has_every_target_and_suite() {
-    let (dir, _, _) = render_fixture(true);
+    let (_tmp, dir, _, _) = render_fixture(true);
     let all: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("all_results.json")).unwrap())
             .unwrap();
     let all = all.as_array().unwrap();
-    assert_eq!(all.len(), 12);
+    assert_eq!(all.len(), 15);
     let gw = all
         .iter()
         .find(|r| r["target_id"] == "gateway/baseline")

@@ -109,7 +109,13 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
         move |e: &super::data::Entry| -> Vec<(f64, f64)> {
             let mut pts = Vec::new();
             let mut offset = 0.0;
-            for p in e.result.iter().flat_map(|r| &r.phases) {
+            // The overhead suite's two phases ran interleaved: only the target's is drawn.
+            let phases: Vec<&crate::load::result::PhaseResult> = match &e.result {
+                Some(r) if r.overhead.is_some() => headline_phase(r).into_iter().collect(),
+                Some(r) => r.phases.iter().collect(),
+                None => Vec::new(),
+            };
+            for p in phases {
                 for tp in &p.timeseries {
                     if let Some(v) = pick(tp) {
                         pts.push((offset + tp.t_s, v));

@@ -137,7 +137,11 @@ pub fn headline_phase(r: &SuiteResult) -> Option<&PhaseResult> {
         return r.phases.first();
     }
     if r.overhead.is_some() {
-        if let Some(p) = r.phases.iter().find(|p| p.url == r.url) {
+        if let Some(p) = r
+            .phases
+            .iter()
+            .find(|p| p.name == "target" || p.url == r.url)
+        {
             return Some(p);
         }
     }

@@ -287,3 +287,47 @@ fn report_command_renders_the_latest_run() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope/manifest.json"));
 }
+
+/// `tests/fixtures/sample-run` is the generator's output, committed so a report can be
+/// rendered by hand (`orchestrator report sample-run --results orchestrator/tests/fixtures`).
+/// It must deserialize and match the generator; `UPDATE_FIXTURES=1` rewrites it.
+#[test]
+fn committed_sample_run_matches_the_generator() {
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fresh = gen::temp_dir("sample");
+    let dir = gen::write_run(&fresh, "sample-run", true, 1.0);
+    let mut files = Vec::new();
+    for sub in ["", "raw", "stats"] {
+        for f in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "json") {
+                files.push(p.strip_prefix(&dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    assert_eq!(files.len(), 1 + 13 + 8);
+    for rel in files {
+        let want = std::fs::read_to_string(dir.join(&rel)).unwrap();
+        let path = committed.join("sample-run").join(&rel);
+        if std::env::var_os("UPDATE_FIXTURES").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &want).unwrap();
+            continue;
+        }
+        let have = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_FIXTURES=1 writes it)", path.display()));
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(
+            parse(&have),
+            parse(&want),
+            "{} is stale (UPDATE_FIXTURES=1 rewrites it)",
+            path.display()
+        );
+    }
+    // And it reads as a run.
+    let run = orchestrator::report::RunData::read(&committed.join("sample-run")).unwrap();
+    assert_eq!(
+        run.entries.iter().filter(|e| e.result.is_some()).count(),
+        13
+    );
+}

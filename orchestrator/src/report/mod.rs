@@ -44,6 +44,7 @@ pub fn environment() -> Result<Environment<'static>, ReportError> {
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
+    env.add_filter("code_spans", code_spans);
     for (name, src) in [
         (
             SUMMARY_TEMPLATE,
@@ -62,6 +63,31 @@ pub fn environment() -> Result<Environment<'static>, ReportError> {
             .map_err(|e| ReportError::template(name, &e))?;
     }
     Ok(env)
+}
+
+/// HTML-escapes text and turns markdown code spans (`` `x` ``) into `<code>` elements, so
+/// the same headline and warning text reads well in both reports.
+fn code_spans(text: &str) -> minijinja::Value {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let mut out = String::with_capacity(escaped.len());
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(part);
+            out.push_str("</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    if escaped.matches('`').count() % 2 == 1 {
+        // An unpaired backtick: keep the text as it was.
+        return minijinja::Value::from_safe_string(escaped);
+    }
+    minijinja::Value::from_safe_string(out)
 }
 
 /// Renders one template with a serializable context.
@@ -158,4 +184,18 @@ pub fn render_run(run_dir: &Path) -> Result<RenderedPaths, ReportError> {
         report_html: write(run_dir.join(REPORT_HTML), &html)?,
         all_results: write(run_dir.join(ALL_RESULTS), &all)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_spans_escape_and_mark_code() {
+        assert_eq!(
+            code_spans("in `throughput` <b>").to_string(),
+            "in <code>throughput</code> &lt;b&gt;"
+        );
+        assert_eq!(code_spans("a ` b").to_string(), "a ` b");
+    }
 }

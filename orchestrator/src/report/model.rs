@@ -655,12 +655,15 @@ fn suite_table(
         let mut cells: Vec<CellView> = targets
             .iter()
             .zip(&figs)
-            .map(|(t, f)| {
-                cell(
-                    format::opt(get(f), format::rate),
-                    &place.cell("frontier", t),
-                    "ok",
-                )
+            .zip(&status)
+            .map(|((t, f), (_, class))| {
+                let text = format::opt(get(f), format::rate);
+                let class = if text == MISSING && *class == "ok" {
+                    "missing"
+                } else {
+                    class
+                };
+                cell(text, &place.cell("frontier", t), class)
             })
             .collect();
         cells.extend(pairs.iter().map(|&(a, b)| {

@@ -3,7 +3,8 @@
 # runtime thread, wrk pinned to CPU $WRK_CPU, keep-alive, default knobs (16 tokens).
 # Prints wrk's figures for non-streaming answers, then for streaming answers.
 #
-# Usage: bench/mock.sh            (env: DURATION=10s CONNS=64 MOCK_CPU=0 WRK_CPU=1)
+# Usage: bench/mock.sh   (env: DURATION=10s CONNS=64 MOCK_CPU=0 WRK_CPU=1, and
+#        MOCK_BENCH_HEADERS="x-mock-token-delay-ms: 5" to send knob headers)
 # Needs: wrk (Debian package `wrk`), taskset (util-linux), curl.
 set -euo pipefail
 

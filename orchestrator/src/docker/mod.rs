@@ -484,7 +484,11 @@ impl Docker {
                 }
             }
         }
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
         let skip = lines.len().saturating_sub(n);
         Ok(lines.into_iter().skip(skip).collect())
     }
@@ -538,11 +542,11 @@ fn to_point(s: &bollard::models::ContainerStatsResponse) -> Option<StatsPoint> {
         .unwrap_or(1.0);
     let cpu_delta = total.saturating_sub(pre_total) as f64;
     let sys_delta = system.saturating_sub(pre_system) as f64;
-    let cpu_percent = if pre_total > 0 && sys_delta > 0.0 {
-        cpu_delta / sys_delta * online * 100.0
-    } else {
-        0.0
-    };
+    // The first reading of a stream has no previous one to compare with: skip it.
+    if pre_total == 0 || sys_delta <= 0.0 {
+        return None;
+    }
+    let cpu_percent = cpu_delta / sys_delta * online * 100.0;
     let mem = s.memory_stats.as_ref();
     let usage = mem.and_then(|m| m.usage).unwrap_or(0);
     let cache = mem

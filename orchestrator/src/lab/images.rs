@@ -196,7 +196,7 @@ async fn build_offline(docker: &Docker, lab: &Lab, repo: &str, tag: &str) -> any
         "lab/litellm" => (
             format!(
                 "{} && python3 -m venv /opt/litellm && PIP_CERT=/host-ca.crt \
-                 /opt/litellm/bin/pip install --no-cache-dir -q 'litellm[proxy]=={tag}'",
+                 /opt/litellm/bin/pip install --no-cache-dir -q 'litellm[proxy]=={tag}' prometheus_client",
                 apt("python3 python3-venv ca-certificates")
             ),
             "ENV PATH=/opt/litellm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\

@@ -482,3 +482,37 @@ pub async fn teardown(docker: &Docker, name: &str) -> anyhow::Result<Vec<String>
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_named_with_its_service() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let err = check_ports_free(&[("gateway".into(), port)]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("port {port} for `gateway` is already in use")), "{msg}");
+        drop(l);
+        check_ports_free(&[("gateway".into(), port)]).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(redact("OPENAI_API_KEY", "sk-123"), "<redacted>");
+        assert_eq!(redact("INFLUX_TOKEN", "t"), "<redacted>");
+        assert_eq!(redact("OPENAI_API_KEY", ""), "");
+        assert_eq!(redact("MOCK_PORT", "9000"), "9000");
+    }
+
+    #[test]
+    fn binds_resolve_relative_to_the_compose_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let b = resolve_bind(&root, "./docker/litellm/config.yaml:/cfg/config.yaml:ro").unwrap();
+        assert!(b.starts_with('/') && b.ends_with("docker/litellm/config.yaml:/cfg/config.yaml:ro"), "{b}");
+        assert!(resolve_bind(&root, "data:/data").unwrap_err().to_string().contains("named volumes"));
+        assert!(resolve_bind(&root, "./nope.yaml:/x").unwrap_err().to_string().contains("does not exist"));
+    }
+}

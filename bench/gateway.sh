@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Gateway performance on one core, against mock-upstream on the other:
+#   - throughput: non-streaming POST /v1/chat/completions through the `openai` provider
+#     (and through `loopback`, and direct to the mock for reference), wrk -c$CONNS
+#   - added latency at concurrency 1: gateway minus direct-to-mock, same run, p50 and p99
+#     (wrk -c1 -t1 --latency on both, wrk on the mock's core in both runs)
+#   - resident memory (VmRSS) idle, and while $STREAMS streams are held open
+#     (x-mock-token-delay-ms keeps each stream alive; the gateway's own
+#     llm_gateway_active_requests gauge confirms how many were open when sampled)
+# Prints a table with the targets, then kills everything it started (trap).
+#
+# Usage: bench/gateway.sh   (env: DURATION=10s CONNS=64 STREAMS=1000 MOCK_CPU=0 GW_CPU=1
+#                            WRK_CPU=\$MOCK_CPU VERBOSE=1 prints wrk's raw outputs)
+# Needs: wrk, taskset, curl. Figures are only meaningful on an otherwise idle machine.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+STREAMS=${STREAMS:-1000}
+MOCK_CPU=${MOCK_CPU:-0}
+GW_CPU=${GW_CPU:-1}
+WRK_CPU=${WRK_CPU:-$MOCK_CPU}
+KEY=sk-lab-key
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+
+for tool in wrk taskset curl; do
+    command -v "$tool" >/dev/null || { echo "Error: $tool is missing (apt-get install wrk util-linux curl)" >&2; exit 1; }
+done
+# 1000 client connections + 1000 upstream connections need more than the default 1024 fds.
+ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release -p gateway -p mock-upstream >&2
+bin="$CARGO_TARGET_DIR/release"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# wait_addr LOGFILE PID -> prints the address from the "listening on" line
+wait_addr() {
+    local addr=""
+    for _ in $(seq 200); do
+        addr=$(sed -n 's/^listening on //p' "$1" | head -n1)
+        [ -n "$addr" ] && { echo "$addr"; return 0; }
+        kill -0 "$2" 2>/dev/null || { echo "Error: process exited:" >&2; cat "$1" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "Error: no 'listening on' line in $1" >&2
+    return 1
+}
+
+taskset -c "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 >"$work/mock.log" 2>&1 &
+mock_pid=$!
+pids+=("$mock_pid")
+mock=$(wait_addr "$work/mock.log" "$mock_pid")
+
+cat >"$work/gateway.yaml" <<EOF
+listen: 127.0.0.1:0
+threads: 1
+api_keys: [$KEY]
+limits: {max_body_bytes: 1048576, upstream_timeout_ms: 120000}
+forward_headers: [x-mock-]
+providers:
+  mock: {type: openai, base_url: "http://$mock/v1"}
+  local: {type: loopback, output_tokens: 16}
+models:
+  - {name: gpt-4o-mini, provider: mock}
+  - {name: loopback, provider: local}
+EOF
+taskset -c "$GW_CPU" "$bin/gateway" --config "$work/gateway.yaml" --threads 1 >"$work/gw.log" 2>&1 &
+gw_pid=$!
+pids+=("$gw_pid")
+gw=$(wait_addr "$work/gw.log" "$gw_pid")
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+active() {
+    curl -fsS "http://$gw/metrics" | awk '/^llm_gateway_active_requests\{model="gpt-4o-mini"/ {print $2}'
+}
+
+# Sanity: one answer through the gateway.
+curl -fsS "http://$gw/v1/chat/completions" -H "authorization: Bearer $KEY" \
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' | grep -q '"completion_tokens":16' \
+    || { echo "Error: unexpected answer through the gateway" >&2; exit 1; }
+sleep 0.5
+idle_rss=$(rss_kb "$gw_pid")
+
+# run_wrk NAME URL CONNS [env...] -> wrk output in $work/NAME.txt
+run_wrk() {
+    local name=$1 url=$2 conns=$3
+    shift 3
+    env GW_KEY=$KEY "$@" taskset -c "$WRK_CPU" wrk -t1 -c"$conns" -d"$DURATION" --timeout 30s --latency \
+        -s bench/gateway-post.lua "$url" >"$work/$name.txt" 2>&1
+    if grep -q 'Non-2xx' "$work/$name.txt"; then
+        echo "Warning: $name: $(grep 'Non-2xx' "$work/$name.txt")" >&2
+    fi
+}
+rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$work/$1.txt"; }
+# pct NAME 50|99 -> latency percentile in microseconds
+pct() {
+    awk -v p="$2%" '$1 == p {
+        v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000; else m = 0;
+        printf "%.0f", v * m }' "$work/$1.txt"
+}
+
+echo "== measuring (DURATION=$DURATION): mock on CPU $MOCK_CPU, gateway on CPU $GW_CPU, wrk on CPU $WRK_CPU" >&2
+run_wrk direct_c1 "http://$mock" 1
+run_wrk gw_c1 "http://$gw" 1
+run_wrk direct_tp "http://$mock" "$CONNS"
+run_wrk gw_tp "http://$gw" "$CONNS"
+run_wrk loop_tp "http://$gw" "$CONNS" GW_MODEL=loopback
+run_wrk gw_stream_tp "http://$gw" "$CONNS" GW_STREAM=1
+
+# Hold $STREAMS streams open (each lasts 60 tokens x 1 s) and sample while they are.
+hold_secs=12
+env GW_KEY=$KEY GW_STREAM=1 GW_HEADERS="x-mock-token-delay-ms: 1000; x-mock-output-tokens: 60" \
+    taskset -c "$WRK_CPU" wrk -t1 -c"$STREAMS" -d"${hold_secs}s" --timeout 120s \
+    -s bench/gateway-post.lua "http://$gw" >"$work/hold.txt" 2>&1 &
+hold_pid=$!
+pids+=("$hold_pid")
+open=0
+peak_rss=0
+for _ in $(seq $((hold_secs * 2 - 4))); do
+    sleep 0.5
+    n=$(active || echo 0)
+    r=$(rss_kb "$gw_pid")
+    [ "${n:-0}" -gt "$open" ] && open=$n
+    [ "$r" -gt "$peak_rss" ] && peak_rss=$r
+done
+wait "$hold_pid" 2>/dev/null || true
+
+d50=$(pct direct_c1 50); d99=$(pct direct_c1 99)
+g50=$(pct gw_c1 50); g99=$(pct gw_c1 99)
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
+ok() { if [ "$1" = 1 ]; then echo "ok"; else echo "MISSED"; fi; }
+
+echo
+echo "| measurement | value | target | |"
+echo "|---|---|---|---|"
+echo "| non-streaming req/s, gateway (openai -> mock), c$CONNS | $(rps gw_tp) | >= 20000 | $(ok "$(( $(rps gw_tp) >= 20000 ))") |"
+echo "| non-streaming req/s, gateway (loopback), c$CONNS | $(rps loop_tp) | | |"
+echo "| streaming req/s, gateway (openai -> mock, 16 tokens), c$CONNS | $(rps gw_stream_tp) | | |"
+echo "| non-streaming req/s, direct to mock, c$CONNS | $(rps direct_tp) | (reference) | |"
+echo "| latency c1 p50: direct / gateway | ${d50} us / ${g50} us | | |"
+echo "| latency c1 p99: direct / gateway | ${d99} us / ${g99} us | | |"
+echo "| added latency p50 | $((g50 - d50)) us | <= 100 us | $(ok "$(( g50 - d50 <= 100 ))") |"
+echo "| added latency p99 | $((g99 - d99)) us | <= 300 us | $(ok "$(( g99 - d99 <= 300 ))") |"
+echo "| RSS idle | $(mb "$idle_rss") | < 20 MB | $(ok "$(( idle_rss < 20480 ))") |"
+echo "| RSS peak with $open of $STREAMS streams open | $(mb "$peak_rss") | < 100 MB | $(ok "$(( peak_rss < 102400 ))") |"
+if [ -n "${VERBOSE:-}" ]; then
+    for f in "$work"/*.txt; do echo; echo "== $(basename "$f" .txt)"; cat "$f"; done
+fi

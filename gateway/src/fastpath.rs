@@ -97,10 +97,15 @@ impl<'de> Deserialize<'de> for MessagesCheck {
     }
 }
 
-/// Deserializes `T` from a JSON body; errors name the field's path.
+/// Deserializes `T` from a JSON body; errors name the field's path. The common
+/// (valid) case parses once without path tracking; only a failure is parsed again
+/// with serde_path_to_error to find the path.
 pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let v = serde_path_to_error::deserialize(&mut de).map_err(GatewayError::from_json)?;
+    let v: T = serde_path_to_error::deserialize(&mut de).map_err(GatewayError::from_json)?;
     de.end().map_err(|e| GatewayError::InvalidRequest {
         message: format!("invalid request body: {e}"),
         param: None,

@@ -159,7 +159,8 @@ impl Guard {
             slot,
             provider: None,
             start: Instant::now(),
-            status: 0,
+            // Stays 499 (client closed) if the handler is dropped before answering.
+            status: 499,
             input: 0,
             output: 0,
             armed: true,

@@ -156,6 +156,12 @@ fn warnings_sit_next_to_the_numbers_they_affect() {
     let tp =
         &md[md.find("## Suite `throughput`").unwrap()..md.find("## Suite `streaming`").unwrap()];
     assert!(tp.contains("> ⚠3 **direct · throughput** `load_generator_bound`: phase `ramp`: the load generator saturated"), "{tp}");
+    // ⚠4 is about gateway's first frontier step, not the step the table shows: on its status
+    // cell and on that step's row of the phases table, not on the figures of another step.
+    let gcol = column(&md, "frontier", "gateway");
+    assert_eq!(md_row(&md, "frontier", "status")[gcol], "ok ⚠4");
+    assert_eq!(md_row(&md, "frontier", "requests/s")[gcol], "18,000");
+    assert!(md_row(&md, "frontier", "rate-4500")[gcol].ends_with("4,500 req/s · p99 1.22 ms ⚠4"));
     // Direct has no stats file: missing, never 0.
     assert_eq!(md_row(&md, "baseline", "CPU (mean)")[dcol], format::MISSING);
     // HTML: the marker in the same cell.

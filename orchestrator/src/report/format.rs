@@ -10,7 +10,15 @@ fn sig(v: f64, sig: i32) -> String {
         return format!("{v}");
     }
     let mag = v.abs().log10().floor() as i32;
-    let decimals = (sig - 1 - mag).max(0) as usize;
+    let decimals = (sig - 1 - mag).max(0);
+    // Rounding may carry into the next power of ten (0.9998 -> 1.000): one decimal fewer.
+    let scale = 10f64.powi(decimals);
+    let rounded = (v * scale).round() / scale;
+    let decimals = if rounded.abs().log10().floor() as i32 > mag {
+        (decimals - 1).max(0)
+    } else {
+        decimals
+    } as usize;
     format!("{v:.decimals$}")
 }
 
@@ -134,6 +142,8 @@ mod tests {
         assert_eq!(bytes(12 * 1024 * 1024 + 300 * 1024), "12.3 MiB");
         assert_eq!(ratio(48.312), "48.3x");
         assert_eq!(ratio(0.02951), "0.0295x");
+        assert_eq!(ratio(0.99981), "1.00x");
+        assert_eq!(latency_ms(999.9), "1000 ms");
         assert_eq!(added_us(41.2), "+41 µs");
         assert_eq!(added_us(-1500.0), "-1.50 ms");
         assert_eq!(change(12.34), "+12.3 %");

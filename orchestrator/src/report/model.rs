@@ -200,6 +200,9 @@ pub struct Note {
     target: Option<String>,
     #[serde(skip)]
     suite: Option<String>,
+    /// The phase a load generator warning is about.
+    #[serde(skip)]
+    phase: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -366,6 +369,7 @@ fn collect_notes(run: &RunData) -> Vec<Note> {
             kind_label(&w.kind),
             w.target.clone(),
             w.suite.clone(),
+            None,
             w.message.clone(),
         ));
     }
@@ -380,6 +384,7 @@ fn collect_notes(run: &RunData) -> Vec<Note> {
                 kind_label(&w.kind),
                 Some(e.target.clone()),
                 Some(e.suite.clone()),
+                w.phase.clone(),
                 message,
             ));
         }
@@ -387,7 +392,7 @@ fn collect_notes(run: &RunData) -> Vec<Note> {
     notes
         .into_iter()
         .enumerate()
-        .map(|(i, (kind, target, suite, message))| {
+        .map(|(i, (kind, target, suite, phase, message))| {
             let scope = match (&target, &suite) {
                 (Some(t), Some(s)) => format!("{t} · {s}"),
                 (Some(t), None) => t.clone(),
@@ -402,6 +407,7 @@ fn collect_notes(run: &RunData) -> Vec<Note> {
                 message,
                 target,
                 suite,
+                phase,
             }
         })
         .collect()
@@ -412,6 +418,8 @@ struct Placement<'a> {
     notes: Vec<&'a Note>,
     targets: &'a [String],
     visible_rows: Vec<&'static str>,
+    /// Each target's headline phase (the one the table shows), by target index.
+    headline: Vec<Option<String>>,
 }
 
 impl<'a> Placement<'a> {
@@ -420,6 +428,7 @@ impl<'a> Placement<'a> {
         suite: &str,
         targets: &'a [String],
         visible_rows: Vec<&'static str>,
+        headline: Vec<Option<String>>,
     ) -> Self {
         let notes = all
             .iter()
@@ -432,10 +441,25 @@ impl<'a> Placement<'a> {
             notes,
             targets,
             visible_rows,
+            headline,
+        }
+    }
+
+    /// Whether a note is about a phase other than the one the table shows for its target.
+    fn other_phase(&self, n: &Note) -> bool {
+        let (Some(p), Some(t)) = (&n.phase, &n.target) else {
+            return false;
+        };
+        match self.targets.iter().position(|x| x == t) {
+            Some(i) => self.headline[i].as_deref() != Some(p.as_str()),
+            None => false,
         }
     }
 
     fn rows_of(&self, n: &Note) -> Vec<&'static str> {
+        if self.other_phase(n) {
+            return vec!["status"];
+        }
         let rows: Vec<_> = affected_rows(&n.kind)
             .into_iter()
             .filter(|r| self.visible_rows.contains(r))
@@ -541,6 +565,7 @@ fn phase_caption(run: &RunData, suite: &str, targets: &[String]) -> String {
         };
         let Some(p) = headline_phase(r) else { continue };
         let load = match p.model {
+            LoadModel::Closed if p.vus == Some(1) => "1 VU".to_string(),
             LoadModel::Closed => format!("{} VUs", p.vus.unwrap_or(0)),
             LoadModel::Open => format!(
                 "{}/s scheduled",
@@ -549,8 +574,9 @@ fn phase_caption(run: &RunData, suite: &str, targets: &[String]) -> String {
         };
         let stream = if p.stream { ", streaming" } else { "" };
         parts.push(format!(
-            "{t}: phase `{}` ({load}{stream}, {:.1} s)",
-            p.name, p.duration_s
+            "{t}: phase `{}` ({load}{stream}, {})",
+            p.name,
+            format::latency_ms(p.duration_s * 1000.0)
         ));
     }
     parts.join("; ")
@@ -596,7 +622,13 @@ fn suite_table(
     if !bounds.is_empty() {
         visible.push("frontier");
     }
-    let place = Placement::new(notes, suite, targets, visible);
+    let place = Placement::new(
+        notes,
+        suite,
+        targets,
+        visible,
+        figs.iter().map(|f| f.phase.clone()).collect(),
+    );
 
     let mut columns: Vec<String> = targets.to_vec();
     columns.extend(
@@ -681,7 +713,14 @@ fn suite_table(
 }
 
 /// Per-phase requests/s and p99, for suites with several phases.
-fn phases_table(run: &RunData, suite: &str, targets: &[String]) -> Option<TableView> {
+/// Per-phase requests/s and p99, for suites with several phases; a warning about one phase
+/// is marked in that phase's cell.
+fn phases_table(
+    run: &RunData,
+    suite: &str,
+    targets: &[String],
+    notes: &[Note],
+) -> Option<TableView> {
     let results: Vec<_> = targets
         .iter()
         .map(|t| run.entry(t, suite).and_then(|e| e.result.as_ref()))
@@ -702,7 +741,8 @@ fn phases_table(run: &RunData, suite: &str, targets: &[String]) -> Option<TableV
         .map(|name| {
             let cells = results
                 .iter()
-                .map(|r| {
+                .zip(targets)
+                .map(|(r, t)| {
                     let p = r.and_then(|r| r.phases.iter().find(|p| &p.name == name));
                     let text = match p {
                         Some(p) => {
@@ -718,7 +758,16 @@ fn phases_table(run: &RunData, suite: &str, targets: &[String]) -> Option<TableV
                         }
                         None => MISSING.to_string(),
                     };
-                    cell(text, &[], "ok")
+                    let marks: Vec<usize> = notes
+                        .iter()
+                        .filter(|n| {
+                            n.suite.as_deref() == Some(suite)
+                                && n.target.as_ref() == Some(t)
+                                && n.phase.as_ref() == Some(name)
+                        })
+                        .map(|n| n.id)
+                        .collect();
+                    cell(text, &marks, "ok")
                 })
                 .collect();
             row("phase", name, &[], cells)
@@ -870,7 +919,7 @@ pub fn build(run: &RunData) -> ReportView {
             name: s.clone(),
             caption: phase_caption(run, s, &targets),
             table,
-            phases: phases_table(run, s, &targets),
+            phases: phases_table(run, s, &targets, &notes),
             notes: shown,
             charts: Vec::new(),
         });

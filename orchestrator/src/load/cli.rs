@@ -15,7 +15,7 @@ use crate::suites::def::parse_duration;
 
 /// Options of `orchestrator load`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("model").required(true).args(["vus", "rate"])))]
+#[command(group(clap::ArgGroup::new("load_model").required(true).args(["vus", "rate"])))]
 pub struct LoadArgs {
     /// Base URL (`http://127.0.0.1:8080`, the API path is added) or a full endpoint URL.
     #[arg(long)]
@@ -165,4 +165,48 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct W {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    #[test]
+    fn options_parse() {
+        W::command().debug_assert();
+        let w = W::try_parse_from([
+            "load",
+            "--url",
+            "http://127.0.0.1:1",
+            "--rate",
+            "100",
+            "--duration",
+            "2s",
+            "--header",
+            "x-mock-latency-ms: 5",
+            "--stream",
+            "--api",
+            "anthropic",
+        ])
+        .unwrap();
+        assert_eq!(w.args.rate, Some(100.0));
+        assert_eq!(w.args.duration, Duration::from_secs(2));
+        assert_eq!(
+            w.args.headers,
+            vec![("x-mock-latency-ms".into(), "5".into())]
+        );
+        assert!(W::try_parse_from(["load", "--url", "http://x:1"]).is_err());
+        assert!(
+            W::try_parse_from(["load", "--url", "http://x:1", "--vus", "1", "--rate", "1"])
+                .is_err()
+        );
+    }
 }

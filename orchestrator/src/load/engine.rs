@@ -238,6 +238,7 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
         LoadShape::Closed { .. } => 0.0,
     };
     let mut max_vus_seen = 0u64;
+    let mut prev_dt = 0.0f64;
     let mut totals = (0u64, 0u64);
     loop {
         std::thread::sleep(Duration::from_millis(5));
@@ -277,7 +278,22 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
                 }
             }
             let active = shared.active.load(Ordering::Relaxed);
+            // A short last interval is folded into the previous point rather than
+            // reported as a rate over a sliver of time.
+            let fold = all_done && dt < 0.5 && !series[0].is_empty();
             for (i, t) in interval.iter().enumerate() {
+                if fold {
+                    if let Some(last) = series[i].last_mut() {
+                        last.requests += t.requests();
+                        last.ok += t.ok;
+                        last.errors += t.errors.total();
+                        last.dropped += t.dropped;
+                        last.output_tokens += t.tokens;
+                        last.requests_per_s = last.requests as f64 / (prev_dt + dt);
+                        last.t_s = el.as_secs_f64();
+                    }
+                    continue;
+                }
                 let lat = summary(&t.latency);
                 let requests = t.requests();
                 let p = TimePoint {
@@ -329,6 +345,7 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
                 }
                 series[i].push(p);
             }
+            prev_dt = dt;
         }
         if all_done {
             break;
@@ -561,7 +578,7 @@ async fn send_and_record(
     timeout: Duration,
     shared: &Shared,
     thread: usize,
-) {
+) -> bool {
     let res = match tokio::time::timeout(timeout, exchange(conn, req, scratch)).await {
         Ok(r) => r,
         Err(_) => {
@@ -585,8 +602,12 @@ async fn send_and_record(
             gaps_us: &scratch.gaps,
             tokens,
         }),
-        Err(class) => rec.error(class),
+        Err(class) => {
+            rec.error(class);
+            return true;
+        }
     }
+    false
 }
 
 async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
@@ -620,7 +641,7 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
         let i = k % n;
         k = k.wrapping_add(1);
         let from = Instant::now();
-        send_and_record(
+        let failed = send_and_record(
             from,
             i,
             &mut conns[i],
@@ -631,6 +652,11 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
             thread,
         )
         .await;
+        if failed {
+            // Failures can complete without ever waiting (refused connects): let the
+            // thread's other VUs run.
+            tokio::task::yield_now().await;
+        }
     }
     if active {
         shared.active.fetch_sub(1, Ordering::Relaxed);

@@ -94,3 +94,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct W {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn options_parse() {
+        W::command().debug_assert();
+        let w = W::try_parse_from([
+            "bench",
+            "--url",
+            "http://127.0.0.1:1",
+            "--direct-url",
+            "http://127.0.0.1:2",
+            "--suite",
+            "baseline",
+            "--profile",
+            "full",
+            "--out",
+            "/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(w.args.profile, Profile::Full);
+        assert_eq!(w.args.direct_url.as_deref(), Some("http://127.0.0.1:2"));
+    }
+}

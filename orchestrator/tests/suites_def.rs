@@ -1,0 +1,108 @@
+//! The suites file: parses, names unknown keys and bad values, quick is < 1/10 of full.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use orchestrator::suites::def::BUILTIN_SUITES;
+use orchestrator::suites::{Profile, SuiteKind, SuitesFile};
+
+#[test]
+fn builtin_suites_parse() {
+    let f = SuitesFile::builtin().unwrap();
+    let names: Vec<&str> = f.suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "baseline",
+            "throughput",
+            "sustained",
+            "streaming",
+            "overhead",
+            "frontier"
+        ]
+    );
+    let streaming = f.suite("streaming").unwrap();
+    assert!(streaming.request.stream);
+    assert!(streaming
+        .request
+        .headers
+        .contains(&("x-mock-token-delay-ms".to_string(), "10".to_string())));
+    match &f.suite("throughput").unwrap().kind {
+        SuiteKind::Closed(c) => {
+            let stages = c.stages.as_ref().unwrap();
+            assert_eq!(stages.len(), 7);
+            assert_eq!(stages.iter().map(|s| s.target).max(), Some(50));
+        }
+        other => panic!("throughput is {other:?}"),
+    }
+    assert!(matches!(
+        f.suite("frontier").unwrap().kind,
+        SuiteKind::Frontier(_)
+    ));
+    assert!(f.select("all").unwrap().len() == 6);
+    assert_eq!(f.select("baseline,overhead").unwrap().len(), 2);
+    let err = f.suite("nope").unwrap_err().to_string();
+    assert!(err.contains("nope") && err.contains("baseline"), "{err}");
+}
+
+#[test]
+fn quick_takes_under_a_tenth_of_full() {
+    let f = SuitesFile::builtin().unwrap();
+    let total = |p: Profile| -> Duration { f.suites.iter().map(|s| s.estimated_duration(p)).sum() };
+    let (full, quick) = (total(Profile::Full), total(Profile::Quick));
+    assert!(full > Duration::from_secs(20 * 60), "full {full:?}");
+    assert!(quick * 10 < full, "quick {quick:?} vs full {full:?}");
+    assert_eq!(
+        f.suite("sustained")
+            .unwrap()
+            .estimated_duration(Profile::Full),
+        Duration::from_secs(605)
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let text = BUILTIN_SUITES.replace(
+        "closed: {vus: 10, duration: 10m}",
+        "closed: {vus: 10, duraton: 10m}",
+    );
+    assert_ne!(text, BUILTIN_SUITES);
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(err.contains("duraton"), "{err}");
+    assert!(err.contains("suites[2].closed"), "{err}");
+
+    let text = BUILTIN_SUITES.replace("profiles:", "profiles:\n  extra: {scale: 1, warmup: 1s}");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(err.contains("extra"), "{err}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let text = BUILTIN_SUITES.replace("step: 10s", "step: 10 parsecs");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("suites[5].frontier.step") && err.contains("parsecs"),
+        "{err}"
+    );
+
+    let text = BUILTIN_SUITES.replace("closed: {vus: 1, iterations: 30}", "closed: {vus: 1}");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("baseline") && err.contains("iterations"),
+        "{err}"
+    );
+
+    let text = BUILTIN_SUITES.replace(
+        "overhead: {duration: 1m}",
+        "overhead: {duration: 1m}\n    closed: {vus: 1, duration: 1s}",
+    );
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("overhead") && err.contains("only one"),
+        "{err}"
+    );
+
+    let text = BUILTIN_SUITES.replace("api: openai", "api: grpc");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(err.contains("defaults.request.api"), "{err}");
+}

@@ -1,0 +1,237 @@
+//! Running suites in process against test servers: warm-up, overhead, frontier, observer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "load_support/mod.rs"]
+mod load_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use load_support::{start, Reply};
+use orchestrator::load::{ChannelObserver, Event};
+use orchestrator::suites::{
+    run_suite, run_suite_blocking, Profile, RunOpts, SuitesFile, TargetSpec,
+};
+
+const SUITES: &str = r#"
+profiles:
+  full:  {scale: 1.0, warmup: 300ms}
+  quick: {scale: 0.5, warmup: 200ms}
+defaults:
+  request: {api: openai, model: m, max_tokens: 16}
+  timeout: 5s
+  max_in_flight: 100
+suites:
+  - name: base
+    description: d
+    closed: {vus: 1, iterations: 20}
+  - name: ramp
+    description: d
+    closed:
+      stages: [{duration: 1s, target: 3}, {duration: 1s, target: 3}]
+  - name: over
+    description: d
+    overhead: {duration: 2s}
+  - name: front
+    description: d
+    frontier:
+      rates: [50, 100, 200, 400]
+      step: 1s
+      bounds_ms: [1, 200, 1000]
+      max_error_percent: 0.1
+      stop_error_percent: 5
+  - name: front-tight
+    description: d
+    frontier:
+      rates: [50, 100, 200, 400]
+      step: 1s
+      bounds_ms: [1, 10, 30]
+      max_error_percent: 0.1
+      stop_error_percent: 5
+"#;
+
+#[test]
+fn overhead_reports_added_latency() {
+    let target = start(Arc::new(|_| Reply::ok(4)));
+    let direct = start(Arc::new(|_| Reply::ok(1)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let mut t = TargetSpec::new("gw", &target.url());
+    t.direct_url = Some(direct.url());
+    let r = run_suite_blocking(
+        &f.suite("over").unwrap(),
+        &t,
+        &RunOpts {
+            profile: Profile::Full,
+            ..RunOpts::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.phases.len(), 2);
+    let o = r.overhead.unwrap();
+    assert!(o.samples > 50, "{o:?}");
+    // 4 ms vs 1 ms injected: about 3000 µs added.
+    assert!(o.added_p50_us > 2500.0 && o.added_p50_us < 4000.0, "{o:?}");
+    // Interleaved: both sides got as many requests (within one).
+    let (a, b) = (r.phases[0].requests.total, r.phases[1].requests.total);
+    assert!(a.abs_diff(b) <= 1, "{a} {b}");
+    // Warm-up requests are not counted.
+    let served = target.count.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(served > a + 10, "server saw {served}, counted {a}");
+
+    let no_direct = TargetSpec::new("gw", &target.url());
+    let err = run_suite_blocking(
+        &f.suite("over").unwrap(),
+        &no_direct,
+        &RunOpts::default(),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--direct-url"), "{err}");
+}
+
+#[test]
+fn frontier_finds_the_rate_under_each_bound() {
+    // The server answers in 5 ms: a 1 ms bound is never met, generous bounds always are.
+    let server = start(Arc::new(|_| Reply::ok(5)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let r = run_suite_blocking(
+        &f.suite("front").unwrap(),
+        &TargetSpec::new("s", &server.url()),
+        &RunOpts {
+            profile: Profile::Full,
+            threads: 1,
+            ..RunOpts::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.phases.len(), 4, "all steps ran");
+    let fr = r.frontier.unwrap();
+    assert_eq!(fr.len(), 3);
+    assert_eq!(fr[0].max_rate_per_s, None, "{fr:?}");
+    assert_eq!(fr[1].max_rate_per_s, Some(400.0), "{fr:?}");
+    assert_eq!(fr[2].max_rate_per_s, Some(400.0), "{fr:?}");
+    assert_eq!(fr[2].phase.as_deref(), Some("rate-400"));
+    assert!(fr[1].p99_ms.unwrap() >= 5.0);
+    assert!(
+        (fr[1].achieved_rate_per_s.unwrap() - 400.0).abs() < 20.0,
+        "{fr:?}"
+    );
+}
+
+#[test]
+fn frontier_stops_early_when_p99_exceeds_the_largest_bound() {
+    let server = start(Arc::new(|_| Reply::ok(40)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let r = run_suite_blocking(
+        &f.suite("front-tight").unwrap(),
+        &TargetSpec::new("s", &server.url()),
+        &RunOpts {
+            profile: Profile::Quick,
+            threads: 1,
+            ..RunOpts::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.phases.len(), 1, "stopped after the first step");
+    assert!(r
+        .frontier
+        .unwrap()
+        .iter()
+        .all(|p| p.max_rate_per_s.is_none()));
+}
+
+#[test]
+fn run_suite_from_a_runtime_reports_points() {
+    let server = start(Arc::new(|_| Reply::ok(1)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (obs, mut rx) = ChannelObserver::new();
+        let def = f.suite("ramp").unwrap();
+        let r = run_suite(
+            &def,
+            &TargetSpec::new("s", &server.url()),
+            &RunOpts {
+                profile: Profile::Full,
+                ..RunOpts::default()
+            },
+            Some(Arc::new(obs)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.suite, "ramp");
+        assert_eq!(r.profile, "full");
+        assert!(!r.interrupted);
+        let mut points = 0;
+        let mut started = (0, 0);
+        let mut finished = 0;
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                Event::Point { phase, .. } => {
+                    assert_eq!(phase, "ramp");
+                    points += 1;
+                }
+                Event::PhaseStarted { warmup, .. } => {
+                    if warmup {
+                        started.0 += 1
+                    } else {
+                        started.1 += 1
+                    }
+                }
+                Event::PhaseFinished { .. } => finished += 1,
+            }
+        }
+        assert_eq!(started, (1, 1));
+        assert_eq!(finished, 1);
+        assert_eq!(points, r.phases[0].timeseries.len());
+        assert!(points >= 2);
+    });
+}
+
+#[test]
+fn cancel_stops_the_suite_and_keeps_what_was_measured() {
+    let server = start(Arc::new(|_| Reply::ok(1)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let opts = RunOpts {
+        profile: Profile::Full,
+        ..RunOpts::default()
+    };
+    let cancel = opts.cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1200));
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    let r = run_suite_blocking(
+        &f.suite("front").unwrap(),
+        &TargetSpec::new("s", &server.url()),
+        &opts,
+        None,
+    )
+    .unwrap();
+    assert!(r.interrupted);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(r.phases.len() <= 1);
+}
+
+#[test]
+fn iteration_suite_runs_exactly_its_iterations() {
+    let server = start(Arc::new(|_| Reply::ok(0)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let r = run_suite_blocking(
+        &f.suite("base").unwrap(),
+        &TargetSpec::new("s", &server.url()),
+        &RunOpts::default(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.phases[0].requests.ok, 20);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}

@@ -53,11 +53,18 @@ fn report_renders_in_chromium_with_every_chart_and_table() {
     let paths = orchestrator::report::render_run(&dir).unwrap();
     let url = format!("file://{}", paths.report_html.display());
     let html = std::fs::read_to_string(&paths.report_html).unwrap();
-    assert!(
-        !html.contains("http://www.w3.org/1999")
-            && !html.contains("<script")
-            && !html.contains("<link")
-    );
+    // Self-contained: nothing to fetch (scripts, stylesheets, images, fonts, imports).
+    for fetch in [
+        "<script",
+        "<link",
+        "<img",
+        "src=",
+        "@import",
+        "url(",
+        "@font-face",
+    ] {
+        assert!(!html.contains(fetch), "report.html contains {fetch}");
+    }
 
     let (status, dom, stderr) = chromium(&results.join("profile-dom"), &["--dump-dom"], &url);
     assert!(status.success(), "{stderr}");

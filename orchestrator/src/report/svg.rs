@@ -55,13 +55,12 @@ impl Scale {
             }
             Scale::Nines => {
                 let mut out = Vec::new();
-                let zero = Scale::Nines.map(0.0).unwrap_or(0.0);
-                if lo <= zero + 1e-9 {
-                    out.push(zero);
-                }
+                // 0 (the minimum) sits too close to 50 to label both.
                 let half = 2f64.log10();
                 if lo <= half + 1e-9 && hi >= half - 1e-9 {
                     out.push(half);
+                } else if lo <= 1e-9 {
+                    out.push(0.0);
                 }
                 for n in 1..=6 {
                     let t = n as f64;
@@ -252,13 +251,17 @@ impl LineChart {
                     }
                 }
             }
-            let name = esc(&series.name);
+            let name = if pts.is_empty() {
+                esc(&format!("{} (no data)", series.name))
+            } else {
+                esc(&series.name)
+            };
             let _ = write!(
                 s,
                 r#"<rect x="{legend_x:.1}" y="24" width="10" height="10" fill="{color}"/><text x="{:.1}" y="33" font-size="11">{name}</text>"#,
                 legend_x + 14.0
             );
-            legend_x += 24.0 + 7.0 * series.name.chars().count() as f64;
+            legend_x += 24.0 + 7.0 * name.chars().count() as f64;
         }
         s.push_str("</svg>");
         Some(s)
@@ -280,6 +283,7 @@ mod tests {
         assert!((n.map(99.9).unwrap_or(0.0) - 3.0).abs() < 1e-9);
         assert!((n.unmap(2.0) - 99.0).abs() < 1e-9);
         assert_eq!(n.ticks(0.3, 3.0).len(), 4);
+        assert_eq!(n.ticks(0.0, 2.0).len(), 3);
         assert_eq!(Scale::Log10.map(0.0), None);
     }
 
@@ -315,6 +319,7 @@ mod tests {
         let svg = chart.to_svg().unwrap_or_default();
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert!(svg.contains("a &lt;b&gt;"));
+        assert!(svg.contains(">empty (no data)</text>"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         let empty = LineChart {
             series: vec![],

@@ -85,6 +85,12 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     assert!(!md
         [md.find("## Suite `baseline`").unwrap()..md.find("## Suite `throughput`").unwrap()]
         .contains("TTFT"));
+    // The ramp's busiest second; no such row where the load was steady.
+    assert_eq!(
+        md_row(&md, "throughput", "peak requests/s (1 s)")[gcol],
+        "54,000"
+    );
+    assert!(!md[..md.find("## Suite `throughput`").unwrap()].contains("peak requests/s"));
     // Frontier rows per p99 bound; a bound nobody met shows as missing, not 0.
     let f10 = md_row(&md, "frontier", "max rate @ p99 ≤ 10.0 ms");
     assert_eq!(f10[gcol], "18,000");

@@ -17,6 +17,8 @@ pub struct KeyFigures {
     pub error_percent: Option<f64>,
     pub requests_per_s: Option<f64>,
     pub ok_per_s: Option<f64>,
+    /// Ramps (virtual users or rate changing through the phase): the busiest second's rate.
+    pub peak_requests_per_s: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -86,6 +88,13 @@ impl KeyFigures {
             k.ok_per_s = Some(p.throughput.ok_per_s);
             k.output_tokens_per_s =
                 (p.output_tokens > 0).then_some(p.throughput.output_tokens_per_s);
+        }
+        let ts = &p.timeseries;
+        let ramp = ts.windows(2).any(|w| {
+            w[0].active_vus != w[1].active_vus || w[0].target_rate_per_s != w[1].target_rate_per_s
+        });
+        if ramp {
+            k.peak_requests_per_s = ts.iter().map(|t| t.requests_per_s).reduce(f64::max);
         }
         if measured(&p.latency_ms) {
             let l = &p.latency_ms;

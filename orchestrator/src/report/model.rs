@@ -45,6 +45,13 @@ const ROWS: &[RowSpec] = &[
         get: |k| k.requests_per_s,
     },
     RowSpec {
+        key: "peak_requests_per_s",
+        label: "peak requests/s (1 s)",
+        kind: Kind::Rate,
+        optional: true,
+        get: |k| k.peak_requests_per_s,
+    },
+    RowSpec {
         key: "p50",
         label: "p50",
         kind: Kind::Latency,
@@ -171,7 +178,7 @@ const LATENCY_ROWS: [&str; 6] = ["p50", "p90", "p95", "p99", "p99_9", "max"];
 fn affected_rows(kind: &str) -> Vec<&'static str> {
     match kind {
         "load_generator_bound" => {
-            let mut v = vec!["requests_per_s", "generator_cpu"];
+            let mut v = vec!["requests_per_s", "peak_requests_per_s", "generator_cpu"];
             v.extend(LATENCY_ROWS);
             v
         }

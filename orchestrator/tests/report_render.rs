@@ -343,3 +343,33 @@ fn committed_sample_run_matches_the_generator() {
         13
     );
 }
+
+/// A warning the lab raised (manifest) about one target and suite marks that target's
+/// cells in that suite and the headline line built from them.
+#[test]
+fn a_manifest_warning_marks_its_cells_and_the_headline() {
+    let results = gen::temp_dir("manifest-warning");
+    let dir = gen::write_run(&results, "run-1", false, 1.0);
+    let path = dir.join("manifest.json");
+    let mut m: orchestrator::rundir::Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m.warnings.push(orchestrator::rundir::Warning {
+        kind: orchestrator::rundir::WarningKind::LoadGeneratorBound,
+        target: Some("gateway".into()),
+        suite: Some("throughput".into()),
+        message: "generator at 99% CPU".into(),
+    });
+    std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+    let md = std::fs::read_to_string(render_run(&dir).unwrap().summary_md).unwrap();
+    // ⚠1 cadvisor, ⚠2 this one, then the results' own.
+    let gcol = column(&md, "throughput", "gateway");
+    assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000 ⚠2");
+    assert_eq!(md_row(&md, "throughput", "p99")[gcol], "1.22 ms ⚠2");
+    assert_eq!(md_row(&md, "baseline", "requests/s")[gcol], "18,000");
+    let head = &md[..md.find("## How this run was made").unwrap()];
+    assert!(
+        head.contains("in `throughput` (27,000 vs 570 req/s), p99 1.22 ms vs 820 ms ⚠2\n"),
+        "{head}"
+    );
+    assert!(head.contains("in `baseline` (18,000 vs 380 req/s), p99 611 µs vs 410 ms\n"));
+}

@@ -149,7 +149,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     drop(rt);
     println!("results: {}", run_dir.display());
     match crate::report::render_run(&run_dir) {
-        Ok(paths) => println!("report:  {paths:?}"),
+        Ok(paths) => {
+            println!("report:  {}", paths.report_html.display());
+            println!("summary: {}", paths.summary_md.display());
+        }
         Err(e) => eprintln!("report: rendering failed: {e}"),
     }
     Ok(code)

@@ -299,6 +299,10 @@ fn resolve_bind(base: &Path, v: &str) -> anyhow::Result<String> {
     } else {
         bail!("`{v}`: named volumes are not supported, use a bind mount (`./path:...`)");
     };
+    if host.ends_with('/') && !host_path.exists() {
+        std::fs::create_dir_all(&host_path)
+            .with_context(|| format!("`{v}`: creating {}", host_path.display()))?;
+    }
     if !host_path.exists() {
         bail!("`{v}`: {} does not exist", host_path.display());
     }
@@ -494,7 +498,10 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let err = check_ports_free(&[("gateway".into(), port)]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&format!("port {port} for `gateway` is already in use")), "{msg}");
+        assert!(
+            msg.contains(&format!("port {port} for `gateway` is already in use")),
+            "{msg}"
+        );
         drop(l);
         check_ports_free(&[("gateway".into(), port)]).unwrap();
     }
@@ -511,8 +518,17 @@ mod tests {
     fn binds_resolve_relative_to_the_compose_file() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let b = resolve_bind(&root, "./docker/litellm/config.yaml:/cfg/config.yaml:ro").unwrap();
-        assert!(b.starts_with('/') && b.ends_with("docker/litellm/config.yaml:/cfg/config.yaml:ro"), "{b}");
-        assert!(resolve_bind(&root, "data:/data").unwrap_err().to_string().contains("named volumes"));
-        assert!(resolve_bind(&root, "./nope.yaml:/x").unwrap_err().to_string().contains("does not exist"));
+        assert!(
+            b.starts_with('/') && b.ends_with("docker/litellm/config.yaml:/cfg/config.yaml:ro"),
+            "{b}"
+        );
+        assert!(resolve_bind(&root, "data:/data")
+            .unwrap_err()
+            .to_string()
+            .contains("named volumes"));
+        assert!(resolve_bind(&root, "./nope.yaml:/x")
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
     }
 }

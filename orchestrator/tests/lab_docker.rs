@@ -1,0 +1,222 @@
+//! The lab end to end on the real Docker engine: `orchestrator run all --profile quick`
+//! against direct, gateway and litellm, then the results files, the sink's points, and
+//! `orchestrator stop` leaving no lab container. The first run builds the images (several
+//! minutes); later runs reuse them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrator::load::result::SuiteResult;
+use orchestrator::rundir::{ContainerStats, Manifest, RunStatus, TargetOutcome};
+
+const TIME_LIMIT: Duration = Duration::from_secs(14 * 60);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Label value (and container prefix) of this test's lab, distinct from a user's.
+fn lab_name() -> String {
+    format!("lab-test-{}", std::process::id())
+}
+
+fn orchestrator(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("LAB_NAME", lab_name())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > limit {
+            // SIGINT first: the orchestrator removes its containers on Ctrl-C.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(20));
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = format!("{}{}", t_out.join().unwrap(), t_err.join().unwrap());
+    (code, text)
+}
+
+/// Removes this test's containers even when an assertion fails.
+struct Cleanup;
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = orchestrator(&["stop"], Duration::from_secs(120));
+    }
+}
+
+fn lab_containers() -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=lab={}", lab_name()),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker ps failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// GET on 127.0.0.1:port, returning the body.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn run_all_quick_against_three_targets() {
+    let _cleanup = Cleanup;
+    let results = std::env::temp_dir().join(format!("lab-docker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&results);
+    let (code, log) = orchestrator(
+        &[
+            "run",
+            "all",
+            "--profile",
+            "quick",
+            "--targets",
+            "direct,gateway,litellm",
+            "--results",
+            results.to_str().unwrap(),
+            "--keep",
+        ],
+        TIME_LIMIT,
+    );
+    assert_eq!(code, Some(0), "orchestrator run failed:\n{log}");
+
+    // The run directory and its manifest.
+    let latest = results.join("latest");
+    let run_dir = std::fs::canonicalize(&latest).unwrap();
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest.status, RunStatus::Complete, "{log}");
+    assert_eq!(
+        run_dir.file_name().unwrap().to_str().unwrap(),
+        manifest.run_id
+    );
+    assert!(manifest.git_commit.is_some());
+    assert!(manifest.host.cores >= 1 && !manifest.host.kernel.is_empty());
+    let names: Vec<&str> = manifest.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["direct", "gateway", "litellm"]);
+    for t in &manifest.targets {
+        assert!(
+            matches!(t.outcome, TargetOutcome::Ok),
+            "{}: {:?}\n{log}",
+            t.name,
+            t.outcome
+        );
+        assert!(t.image_id.is_some(), "{}", t.name);
+        assert!(t.memory_limit_bytes > 0 && !t.cpuset.is_empty());
+    }
+    let config = manifest.config.to_string();
+    assert!(
+        !config.contains("lab-token"),
+        "the sink token must be redacted: {config}"
+    );
+    assert!(!manifest.suites.is_empty());
+
+    // Raw results and container stats for every target and suite.
+    for t in ["direct", "gateway", "litellm"] {
+        let mut ok_requests = 0;
+        for s in &manifest.suites {
+            let raw: SuiteResult = serde_json::from_str(
+                &std::fs::read_to_string(run_dir.join(format!("raw/{t}-{s}.json"))).unwrap(),
+            )
+            .unwrap();
+            assert_eq!((raw.target.as_str(), raw.suite.as_str()), (t, s.as_str()));
+            assert!(!raw.phases.is_empty(), "{t}/{s} has no phase");
+            ok_requests += raw.phases.iter().map(|p| p.requests.ok).sum::<u64>();
+            let stats: ContainerStats = serde_json::from_str(
+                &std::fs::read_to_string(run_dir.join(format!("stats/{t}-{s}.json"))).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(stats.target, t);
+            if raw.phases.iter().map(|p| p.duration_s).sum::<f64>() >= 3.0 {
+                assert!(!stats.samples.is_empty(), "{t}/{s}: no container sample");
+                assert!(stats.peak_memory_bytes() > 0, "{t}/{s}: no memory figure");
+            }
+        }
+        assert!(ok_requests > 0, "{t}: no successful request in any suite");
+    }
+
+    // The sink (VictoriaMetrics offline, InfluxDB line protocol) holds the run's points.
+    let export = format!(
+        "/api/v1/export?match[]=%7Brun_id=%22{}%22%7D",
+        manifest.run_id
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let _ = http_get(8086, "/internal/force_flush");
+        let body = http_get(8086, &export);
+        if (body.contains("lab_load_requests_per_s") && body.contains("lab_container_cpu_percent"))
+            || Instant::now() > deadline
+        {
+            break body;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    for (metric, target) in [
+        ("lab_load_requests_per_s", "gateway"),
+        ("lab_load_requests_per_s", "litellm"),
+        ("lab_container_cpu_percent", "direct"),
+        ("lab_container_memory_bytes", "litellm"),
+    ] {
+        let found = body
+            .lines()
+            .any(|l| l.contains(metric) && l.contains(&format!("\"target\":\"{target}\"")));
+        assert!(
+            found,
+            "no {metric} for {target} in the sink:\n{}",
+            &body[..body.len().min(2000)]
+        );
+    }
+
+    // stop removes every container with the lab label.
+    let (code, out) = orchestrator(&["stop"], Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(lab_containers(), Vec::<String>::new());
+    std::fs::remove_dir_all(&results).unwrap();
+}

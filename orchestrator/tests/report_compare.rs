@@ -71,6 +71,12 @@ fn a_change_within_the_threshold_exits_0() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("No regression beyond the threshold."));
+    assert!(
+        stdout.contains("- `run-a`: profile quick, commit abc1234"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("differs"), "{stdout}");
+    assert!(!stdout.contains("— → —"), "{stdout}");
     assert!(stdout.contains("611 µs → 642 µs (+5.00 %)"), "{stdout}");
 }
 
@@ -97,4 +103,23 @@ fn a_broken_run_is_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("run-b/manifest.json"));
     let out = compare(&results, &["--threshold=-5"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn runs_made_differently_are_flagged() {
+    let results = gen::temp_dir("compare-caveat");
+    gen::write_run(&results, "run-a", false, 1.0);
+    let b = gen::write_run(&results, "run-b", false, 1.0);
+    let path = b.join("manifest.json");
+    let m = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"profile\": \"quick\"", "\"profile\": \"full\"");
+    std::fs::write(&path, m).unwrap();
+    let out = compare(&results, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("- ⚠ profile differs: quick → full"),
+        "{stdout}"
+    );
 }

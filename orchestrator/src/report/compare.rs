@@ -163,6 +163,11 @@ struct CompareSuite {
 struct CompareView {
     run_a: String,
     run_b: String,
+    /// How each run was made, one line each.
+    about_a: String,
+    about_b: String,
+    /// Differences in how the runs were made that make the comparison shaky.
+    caveats: Vec<String>,
     threshold: String,
     suites: Vec<CompareSuite>,
     regressions: Vec<String>,
@@ -179,6 +184,60 @@ pub struct Comparison {
 fn union(a: &[String], b: &[String]) -> Vec<String> {
     let mut out = a.to_vec();
     out.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+    out
+}
+
+fn about(r: &RunData) -> String {
+    let m = &r.manifest;
+    format!(
+        "profile {}, commit {}, started {}, {} ({} cores)",
+        m.profile,
+        m.git_commit.as_deref().unwrap_or(MISSING),
+        m.started_at.to_rfc3339(),
+        m.host.cpu_model,
+        m.host.cores
+    )
+}
+
+/// What differs between the runs' set-ups beyond the code under test.
+fn caveats(a: &RunData, b: &RunData) -> Vec<String> {
+    let (ma, mb) = (&a.manifest, &b.manifest);
+    let mut out = Vec::new();
+    let mut differ = |what: &str, x: String, y: String| {
+        if x != y {
+            out.push(format!("{what} differs: {x} → {y}"));
+        }
+    };
+    differ("profile", ma.profile.clone(), mb.profile.clone());
+    differ(
+        "machine",
+        ma.host.cpu_model.clone(),
+        mb.host.cpu_model.clone(),
+    );
+    differ(
+        "cores",
+        ma.host.cores.to_string(),
+        mb.host.cores.to_string(),
+    );
+    differ(
+        "load generator cpuset",
+        ma.generator_cpuset.clone(),
+        mb.generator_cpuset.clone(),
+    );
+    for t in &ma.targets {
+        if let Some(u) = mb.targets.iter().find(|u| u.name == t.name) {
+            differ(
+                &format!("{} cpuset", t.name),
+                t.cpuset.clone(),
+                u.cpuset.clone(),
+            );
+            differ(
+                &format!("{} memory limit", t.name),
+                format::bytes(t.memory_limit_bytes),
+                format::bytes(u.memory_limit_bytes),
+            );
+        }
+    }
     out
 }
 
@@ -246,8 +305,11 @@ pub fn compare_runs(a: &RunData, b: &RunData, threshold: f64) -> Result<Comparis
                         (Guard::Lower, Some(p)) => p > threshold,
                         _ => false,
                     };
-                    let mut text =
-                        format!("{} → {}", format::opt(va, m.fmt), format::opt(vb, m.fmt));
+                    let mut text = if va.is_none() && vb.is_none() {
+                        MISSING.to_string()
+                    } else {
+                        format!("{} → {}", format::opt(va, m.fmt), format::opt(vb, m.fmt))
+                    };
                     if let Some(p) = pct {
                         text.push_str(&format!(" ({})", format::change(p)));
                     }
@@ -277,6 +339,9 @@ pub fn compare_runs(a: &RunData, b: &RunData, threshold: f64) -> Result<Comparis
     let view = CompareView {
         run_a: a.manifest.run_id.clone(),
         run_b: b.manifest.run_id.clone(),
+        about_a: about(a),
+        about_b: about(b),
+        caveats: caveats(a, b),
         threshold: format::percent(threshold),
         suites: views,
         regressions: regressions.clone(),

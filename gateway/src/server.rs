@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -229,6 +229,82 @@ pub struct Metered {
     meter: SseMeter,
     guard: Guard,
     done: bool,
+    /// Chunks taken from the upstream but not yet sent.
+    held: BytesMut,
+    /// Whether this poll already gave the upstream connection one scheduler turn.
+    yielded: bool,
+    /// An upstream failure seen after some held data, returned on the next poll.
+    pending_err: Option<GatewayError>,
+}
+
+/// Held chunks are sent once they reach this size.
+const COALESCE_MAX: usize = 16 * 1024;
+
+impl Metered {
+    fn failed(&mut self, e: GatewayError) -> Poll<Option<Result<Bytes, GatewayError>>> {
+        self.done = true;
+        self.guard.fail(&e);
+        tracing::debug!(error = %e, "stream aborted");
+        Poll::Ready(Some(Err(e)))
+    }
+
+    fn emit(&mut self) -> Poll<Option<Result<Bytes, GatewayError>>> {
+        self.yielded = false;
+        let chunk = self.held.split().freeze();
+        if self.meter.feed(&chunk) {
+            let d = self.guard.start.elapsed();
+            self.guard.state.metrics.ttft(self.guard.slot, d);
+        }
+        Poll::Ready(Some(Ok(chunk)))
+    }
+
+    /// The next chunk for the client. The upstream body arrives one chunk per
+    /// scheduler turn (hyper hands it over through a one-slot channel), so when a
+    /// chunk is followed by nothing, the stream yields once to let the upstream
+    /// connection task decode whatever it already read; chunks that were already
+    /// there go out in one write, and a chunk that is alone goes out after one turn.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, GatewayError>>> {
+        if let Some(e) = self.pending_err.take() {
+            return self.failed(e);
+        }
+        loop {
+            if self.done {
+                return if self.held.is_empty() {
+                    Poll::Ready(None)
+                } else {
+                    self.emit()
+                };
+            }
+            if self.held.len() >= COALESCE_MAX {
+                return self.emit();
+            }
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(c))) => {
+                    self.held.extend_from_slice(&c);
+                    self.yielded = false;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if self.held.is_empty() {
+                        return self.failed(e);
+                    }
+                    self.pending_err = Some(e);
+                    return self.emit();
+                }
+                Poll::Ready(None) => self.done = true,
+                Poll::Pending => {
+                    if self.held.is_empty() {
+                        return Poll::Pending;
+                    }
+                    if self.yielded {
+                        return self.emit();
+                    }
+                    self.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Metered {
@@ -248,38 +324,14 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, GatewayError>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream(m) => {
-                if m.done {
-                    return Poll::Ready(None);
-                }
-                match m.inner.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        if m.meter.feed(&chunk) {
-                            let d = m.guard.start.elapsed();
-                            m.guard.state.metrics.ttft(m.guard.slot, d);
-                        }
-                        Poll::Ready(Some(Ok(Frame::data(chunk))))
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        m.done = true;
-                        m.guard.fail(&e);
-                        tracing::debug!(error = %e, "stream aborted");
-                        Poll::Ready(Some(Err(e)))
-                    }
-                    Poll::Ready(None) => {
-                        m.done = true;
-                        Poll::Ready(None)
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Body::Stream(m) => m.poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(b) => b.is_none(),
-            Body::Stream(m) => m.done,
+            Body::Stream(m) => m.done && m.held.is_empty() && m.pending_err.is_none(),
         }
     }
 
@@ -311,6 +363,9 @@ fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard) -> Response<Body> {
         meter: SseMeter::new(kind),
         guard,
         done: false,
+        held: BytesMut::new(),
+        yielded: false,
+        pending_err: None,
     }));
     let mut r = Response::new(body);
     let h = r.headers_mut();
@@ -509,7 +564,8 @@ pub async fn handle(
 /// Accepts connections forever, one task per connection.
 pub async fn serve(listener: TcpListener, state: Arc<State>) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new());
+    // Small SSE frames: one flattened write beats a long iovec list.
+    http.timer(TokioTimer::new()).writev(false);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,

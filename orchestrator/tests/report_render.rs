@@ -357,10 +357,13 @@ fn a_manifest_warning_marks_its_cells_and_the_headline() {
         kind: orchestrator::rundir::WarningKind::LoadGeneratorBound,
         target: Some("gateway".into()),
         suite: Some("throughput".into()),
-        message: "generator at 99% CPU".into(),
+        message: "generator at 99% CPU <b>".into(),
     });
     std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
-    let md = std::fs::read_to_string(render_run(&dir).unwrap().summary_md).unwrap();
+    let paths = render_run(&dir).unwrap();
+    let md = std::fs::read_to_string(&paths.summary_md).unwrap();
+    let html = std::fs::read_to_string(&paths.report_html).unwrap();
+    assert!(html.contains("generator at 99% CPU &lt;b&gt;") && !html.contains("CPU <b>"));
     // ⚠1 cadvisor, ⚠2 this one, then the results' own.
     let gcol = column(&md, "throughput", "gateway");
     assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000 ⚠2");

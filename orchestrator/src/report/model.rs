@@ -560,7 +560,8 @@ fn ratio_text(kind: Kind, a: Option<f64>, b: Option<f64>, b_name: &str) -> Strin
     match kind {
         Kind::Latency if b_name == "direct" => format::added_us((a - b) * 1000.0),
         Kind::Rate | Kind::Latency | Kind::Cpu | Kind::Memory if b > 0.0 => format::ratio(a / b),
-        _ => String::new(),
+        // Nothing to divide by.
+        _ => MISSING.to_string(),
     }
 }
 

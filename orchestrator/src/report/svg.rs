@@ -119,7 +119,7 @@ pub struct LineChart {
 const W: f64 = 560.0;
 const H: f64 = 300.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 16.0;
+const RIGHT: f64 = 26.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 46.0;
 

@@ -167,5 +167,6 @@ fn iterations_limit_the_phase() {
     let started = Instant::now();
     let r = run(&server.url(), shape, 1);
     assert_eq!(r.requests.total, 30);
+    assert_eq!(r.vus, Some(3));
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -142,6 +142,8 @@ struct Shared {
     target_vus: AtomicU64,
     /// Closed: running VUs. Open: requests in flight.
     active: AtomicU64,
+    /// Most VUs (closed) or requests in flight (open) seen at once.
+    peak: AtomicU64,
     iterations_left: AtomicI64,
     finished_threads: AtomicUsize,
     threads: Vec<Mutex<Vec<Recorder>>>,
@@ -196,6 +198,7 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
         stop: AtomicBool::new(false),
         target_vus: AtomicU64::new(plan.shape.vus_at(Duration::ZERO).unwrap_or(0)),
         active: AtomicU64::new(0),
+        peak: AtomicU64::new(0),
         iterations_left: AtomicI64::new(iterations),
         finished_threads: AtomicUsize::new(0),
         threads: (0..threads)
@@ -237,7 +240,6 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
         LoadShape::Open { rate_per_s, .. } => rate_per_s,
         LoadShape::Closed { .. } => 0.0,
     };
-    let mut max_vus_seen = 0u64;
     let mut prev_dt = 0.0f64;
     let mut totals = (0u64, 0u64);
     loop {
@@ -261,7 +263,6 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
                 stopped_at = Some(now);
             }
         }
-        max_vus_seen = max_vus_seen.max(shared.active.load(Ordering::Relaxed));
         let all_done = shared.finished_threads.load(Ordering::Acquire) == threads;
         if now >= next_tick || all_done {
             let dt = (now - last_tick).as_secs_f64();
@@ -377,8 +378,7 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
     .max(1e-9);
     let cpu = *lock(&shared.cpu);
     let cpu_s = cpu.as_secs_f64();
-    let usable = threads.min(cores) as f64;
-    let saturated = cpu_s / (end - start).as_secs_f64().max(1e-9) >= 0.9 * usable;
+    let wall_s = (end - start).as_secs_f64();
 
     let mut results = Vec::with_capacity(n_req);
     let mut warnings = Vec::new();
@@ -396,7 +396,7 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
             }
             LoadShape::Closed { .. } => true,
         };
-        let bound = saturated && short;
+        let bound = short && saturated(cpu_s, wall_s, threads, cores);
         let stream = req.stream;
         let r = PhaseResult {
             name: label.clone(),
@@ -407,7 +407,7 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
             url: req.endpoint.url.clone(),
             duration_s: window,
             vus: match plan.shape {
-                LoadShape::Closed { .. } => Some(max_vus_seen),
+                LoadShape::Closed { .. } => Some(shared.peak.load(Ordering::Relaxed)),
                 LoadShape::Open { .. } => None,
             },
             target_rate_per_s: match plan.shape {
@@ -463,6 +463,13 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
         warnings,
         interrupted,
     })
+}
+
+/// Whether the generator's worker threads kept their usable cores (the fewer of threads
+/// and allowed cores) at least 90% busy over the phase.
+pub fn saturated(cpu_s: f64, wall_s: f64, threads: usize, cores: usize) -> bool {
+    let usable = threads.min(cores).max(1) as f64;
+    wall_s > 0.0 && cpu_s / wall_s >= 0.9 * usable
 }
 
 /// Warnings a phase's figures call for.
@@ -633,7 +640,8 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
         }
         if !active {
             active = true;
-            shared.active.fetch_add(1, Ordering::Relaxed);
+            let now_active = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
+            shared.peak.fetch_max(now_active, Ordering::Relaxed);
         }
         if shared.iterations_left.fetch_sub(1, Ordering::Relaxed) <= 0 {
             break;
@@ -771,6 +779,65 @@ async fn open_loop(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn saturation_uses_the_usable_cores() {
+        assert!(saturated(0.95, 1.0, 1, 2));
+        assert!(!saturated(0.95, 1.0, 2, 2));
+        assert!(saturated(1.9, 1.0, 4, 2));
+        assert!(!saturated(0.5, 1.0, 1, 1));
+        assert!(!saturated(1.0, 0.0, 1, 1));
+    }
+
+    #[test]
+    fn bound_phase_gets_a_warning() {
+        let r = PhaseResult {
+            name: "rate-1000".into(),
+            model: LoadModel::Open,
+            url: "http://127.0.0.1:1/v1/chat/completions".into(),
+            duration_s: 1.0,
+            vus: None,
+            target_rate_per_s: Some(1000.0),
+            stream: false,
+            requests: RequestCounts {
+                total: 700,
+                ok: 700,
+                dropped: 300,
+                ..Default::default()
+            },
+            throughput: Throughput {
+                requests_per_s: 700.0,
+                ..Default::default()
+            },
+            latency_ms: Default::default(),
+            ttfb_ms: Default::default(),
+            ttft_ms: None,
+            itl_ms: None,
+            tpot_ms: None,
+            output_tokens: 0,
+            generator: GeneratorCost {
+                cpu_seconds: 0.98,
+                cpu_percent: 98.0,
+                threads: 1,
+                cores: 1,
+                bound: true,
+            },
+            percentile_curve: vec![],
+            timeseries: vec![],
+        };
+        let w = phase_warnings(&r);
+        let bound = w
+            .iter()
+            .find(|w| w.kind == ResultWarningKind::LoadGeneratorBound)
+            .unwrap();
+        assert!(bound.message.contains("98%"), "{}", bound.message);
+        assert!(
+            bound.message.contains("of 1000.0 scheduled (300 dropped)"),
+            "{}",
+            bound.message
+        );
+        assert!(w.iter().any(|w| w.kind == ResultWarningKind::Dropped));
+    }
 
     #[test]
     fn stages_interpolate_like_k6() {

@@ -69,6 +69,9 @@ pub struct Limits {
     /// Upper bound for opening a TCP connection to an upstream; then 502.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Upper bound for receiving a request body; then 408.
+    #[serde(default = "default_client_body_timeout_ms")]
+    pub client_body_timeout_ms: u64,
 }
 
 fn default_max_body() -> usize {
@@ -80,6 +83,9 @@ fn default_timeout_ms() -> u64 {
 fn default_connect_timeout_ms() -> u64 {
     5_000
 }
+fn default_client_body_timeout_ms() -> u64 {
+    30_000
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -87,6 +93,7 @@ impl Default for Limits {
             max_body_bytes: default_max_body(),
             upstream_timeout_ms: default_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            client_body_timeout_ms: default_client_body_timeout_ms(),
         }
     }
 }
@@ -319,6 +326,9 @@ impl Config {
         }
         if self.limits.connect_timeout_ms == 0 {
             return Err(invalid("limits.connect_timeout_ms", "must be above 0"));
+        }
+        if self.limits.client_body_timeout_ms == 0 {
+            return Err(invalid("limits.client_body_timeout_ms", "must be above 0"));
         }
         let mut api_keys = Vec::with_capacity(self.api_keys.len());
         for (i, k) in self.api_keys.iter().enumerate() {

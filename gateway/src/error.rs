@@ -26,6 +26,8 @@ pub enum GatewayError {
     },
     #[error("cannot read request body: {0}")]
     ClientBody(String),
+    #[error("request body not received within {0} ms")]
+    ClientTimeout(u64),
     #[error("upstream returned status {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     UpstreamStatus { status: u16, detail: Option<String> },
     #[error("cannot connect to upstream: {0}")]
@@ -80,6 +82,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } | GatewayError::ClientBody(_) => {
                 StatusCode::BAD_REQUEST
             }
+            GatewayError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamConnect(_)
             | GatewayError::UpstreamIo(_)
@@ -98,6 +101,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::ClientBody(_) => "client_body",
+            GatewayError::ClientTimeout(_) => "client_timeout",
             GatewayError::UpstreamStatus { .. } => "upstream_status",
             GatewayError::UpstreamConnect(_) => "upstream_connect",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
@@ -107,7 +111,7 @@ impl GatewayError {
     }
 
     /// Every label, in the order of the metrics registry's error slots.
-    pub const LABELS: [&'static str; 12] = [
+    pub const LABELS: [&'static str; 13] = [
         "unauthorized",
         "model_not_found",
         "route_not_found",
@@ -115,6 +119,7 @@ impl GatewayError {
         "payload_too_large",
         "invalid_request",
         "client_body",
+        "client_timeout",
         "upstream_status",
         "upstream_connect",
         "upstream_timeout",
@@ -132,11 +137,12 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => 4,
             GatewayError::InvalidRequest { .. } => 5,
             GatewayError::ClientBody(_) => 6,
-            GatewayError::UpstreamStatus { .. } => 7,
-            GatewayError::UpstreamConnect(_) => 8,
-            GatewayError::UpstreamTimeout(_) => 9,
-            GatewayError::UpstreamIo(_) => 10,
-            GatewayError::UpstreamProtocol(_) => 11,
+            GatewayError::ClientTimeout(_) => 7,
+            GatewayError::UpstreamStatus { .. } => 8,
+            GatewayError::UpstreamConnect(_) => 9,
+            GatewayError::UpstreamTimeout(_) => 10,
+            GatewayError::UpstreamIo(_) => 11,
+            GatewayError::UpstreamProtocol(_) => 12,
         }
     }
 
@@ -159,7 +165,8 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed(_)
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::InvalidRequest { .. }
-            | GatewayError::ClientBody(_) => "invalid_request_error",
+            | GatewayError::ClientBody(_)
+            | GatewayError::ClientTimeout(_) => "invalid_request_error",
             GatewayError::UpstreamTimeout(_) => "timeout_error",
             _ => "upstream_error",
         }
@@ -210,7 +217,8 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::MethodNotAllowed(_)
             | GatewayError::InvalidRequest { .. }
-            | GatewayError::ClientBody(_) => "invalid_request_error",
+            | GatewayError::ClientBody(_)
+            | GatewayError::ClientTimeout(_) => "invalid_request_error",
             GatewayError::UpstreamTimeout(_) => "timeout_error",
             _ => "api_error",
         };
@@ -265,6 +273,7 @@ mod tests {
                 param: None,
             },
             GatewayError::ClientBody("x".into()),
+            GatewayError::ClientTimeout(1),
             GatewayError::UpstreamStatus {
                 status: 500,
                 detail: None,

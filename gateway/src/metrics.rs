@@ -10,7 +10,7 @@ use crate::error::GatewayError;
 
 /// Status codes with their own `requests_total` series; anything else is `other`.
 /// 499 counts requests whose client went away before the answer (nginx's convention).
-const STATUSES: [u16; 11] = [200, 400, 401, 404, 405, 413, 429, 499, 500, 502, 504];
+const STATUSES: [u16; 12] = [200, 400, 401, 404, 405, 408, 413, 429, 499, 500, 502, 504];
 /// Request duration buckets, seconds.
 const DURATION_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -50,6 +50,7 @@ pub struct State {
     metrics: Metrics,
     api_keys: Vec<Box<[u8]>>,
     max_body: usize,
+    body_timeout: Duration,
     models_body: Bytes,
 }
 
@@ -107,6 +108,7 @@ impl State {
                 .map(|k| k.as_bytes().to_vec().into_boxed_slice())
                 .collect(),
             max_body: s.limits.max_body_bytes,
+            body_timeout: Duration::from_millis(s.limits.client_body_timeout_ms),
             models_body,
         })
     }
@@ -115,9 +117,10 @@ impl State {
         if self.api_keys.is_empty() {
             return Ok(());
         }
-        let bearer = h
-            .get(AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        let bearer = h.get(AUTHORIZATION).and_then(|v| {
+            let v = v.as_bytes();
+            (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+        });
         let key = bearer.or_else(|| {
             allow_x_api_key
                 .then(|| h.get("x-api-key").map(HeaderValue::as_bytes))
@@ -392,6 +395,7 @@ fn error_response(e: &GatewayError, api: Api) -> Response<Body> {
 async fn read_body(
     req: Request<Incoming>,
     limit: usize,
+    timeout: Duration,
 ) -> Result<(http::request::Parts, Bytes), GatewayError> {
     let declared = req
         .headers()
@@ -402,9 +406,17 @@ async fn read_body(
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     let (parts, body) = req.into_parts();
-    let bytes = Limited::new(body, limit)
-        .collect()
-        .await
+    let collect = Limited::new(body, limit).collect();
+    // Biased: a body that is already here never arms the timer.
+    let collected = tokio::select! {
+        biased;
+        r = collect => r,
+        () = tokio::time::sleep(timeout) => {
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            return Err(GatewayError::ClientTimeout(ms));
+        }
+    };
+    let bytes = collected
         .map_err(|e| {
             if e.is::<LengthLimitError>() {
                 GatewayError::PayloadTooLarge { limit }
@@ -422,7 +434,7 @@ async fn chat(
     g: &mut Guard,
 ) -> Result<Response<Body>, GatewayError> {
     state.authorize(req.headers(), false)?;
-    let (parts, body) = read_body(req, state.max_body).await?;
+    let (parts, body) = read_body(req, state.max_body, state.body_timeout).await?;
     let probe: ChatProbe = parse_json(&body)?;
     let idx = state.route(&probe.model)?;
     g.route(idx);
@@ -462,7 +474,7 @@ async fn messages(
     g: &mut Guard,
 ) -> Result<Response<Body>, GatewayError> {
     state.authorize(req.headers(), true)?;
-    let (parts, body) = read_body(req, state.max_body).await?;
+    let (parts, body) = read_body(req, state.max_body, state.body_timeout).await?;
     let probe: MessagesProbe = parse_json(&body)?;
     let idx = state.route(&probe.model)?;
     g.route(idx);
@@ -571,7 +583,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };

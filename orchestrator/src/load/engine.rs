@@ -79,6 +79,21 @@ impl LoadShape {
         }
     }
 
+    /// Closed model: which stage (0-based) runs `t` into the phase, and how many there are.
+    fn stage_at(&self, t: Duration) -> Option<(usize, usize)> {
+        let LoadShape::Closed { stages, .. } = self else {
+            return None;
+        };
+        let mut end = Duration::ZERO;
+        for (i, s) in stages.iter().enumerate() {
+            end += s.duration;
+            if t < end {
+                return Some((i, stages.len()));
+            }
+        }
+        None
+    }
+
     /// Closed model: target VUs `t` into the phase (None once the stages are over).
     fn vus_at(&self, t: Duration) -> Option<u64> {
         let LoadShape::Closed {
@@ -327,7 +342,12 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
                 }
                 if i == 0 && progress {
                     let what = match plan.shape {
-                        LoadShape::Closed { .. } => format!("vus {active}"),
+                        LoadShape::Closed { ref stages, .. } => match plan.shape.stage_at(el) {
+                            Some((i, n)) if stages.len() > 1 => {
+                                format!("stage {}/{n}  vus {active}", i + 1)
+                            }
+                            _ => format!("vus {active}"),
+                        },
                         LoadShape::Open { .. } => format!("rate {target_rate:.0}/s"),
                     };
                     let mut err = std::io::stderr().lock();

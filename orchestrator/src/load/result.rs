@@ -110,7 +110,8 @@ pub struct ErrorCounts {
     pub http_4xx: u64,
     /// HTTP 5xx.
     pub http_5xx: u64,
-    /// 2xx with a body that is not the expected JSON (or SSE events that are not).
+    /// 2xx with a body that is not the expected JSON (or SSE events that are not), or an
+    /// unexpected 1xx/3xx status.
     pub malformed: u64,
     /// A 2xx stream that ended before its end marker (`[DONE]` / `message_stop`).
     pub stream_cut: u64,

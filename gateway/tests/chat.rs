@@ -429,3 +429,45 @@ async fn active_requests_counts_open_streams() {
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_thread_runtime_serves_concurrent_requests() {
+    let fake = fake_upstream().await;
+    let gw = Gateway::start(&config(fake.port).replace("threads: 1", "threads: 3"));
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = gw.url("/v1/chat/completions");
+        tasks.push(tokio::spawn(async move {
+            let stream = i % 2 == 0;
+            let r = client()
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&json!({"model": "gpt", "messages": user_msg(), "stream": stream}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.unwrap();
+            assert!(text.contains("Hel"), "{text}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"llm_gateway_requests_total{model="gpt",provider="up",status="200"}"#
+        ),
+        24.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"llm_gateway_active_requests{model="gpt",provider="up"}"#
+        ),
+        0.0
+    );
+    assert_eq!(fake.count(), 24);
+}

@@ -261,7 +261,7 @@ pub fn config(port: u16) -> String {
 listen: 127.0.0.1:0
 threads: 1
 api_keys: [{KEY}]
-limits: {{max_body_bytes: 4096, upstream_timeout_ms: 500, connect_timeout_ms: 1000, client_body_timeout_ms: 300}}
+limits: {{max_body_bytes: 4096, upstream_timeout_ms: 1000, connect_timeout_ms: 1000, client_body_timeout_ms: 300}}
 forward_headers: [x-fake-]
 providers:
   up: {{type: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: "up-key"}}

@@ -3,6 +3,8 @@
 # thread), then, against its non-streaming endpoint with the same connections and duration,
 # first wrk and then `orchestrator load --threads 1`, both pinned to CPU $GEN_CPU.
 # Prints both requests/s and the ratio (target: orchestrator >= 50,000/s and >= 85% of wrk).
+# Then `loadbench` compares hyper's client::conn::http1 with the generator's own HTTP/1.1
+# client on one current-thread runtime (why the generator does not use hyper's client).
 #
 # Usage: bench/loadgen.sh     (env: DURATION=10s CONNS=64 MOCK_CPU=0 GEN_CPU=1)
 # Needs: wrk (Debian package `wrk`), taskset (util-linux), curl.
@@ -23,6 +25,8 @@ done
 cargo build --release -p mock-upstream -p orchestrator >&2
 mock="$CARGO_TARGET_DIR/release/mock-upstream"
 orch="$CARGO_TARGET_DIR/release/orchestrator"
+loadbench=$(cargo bench -p orchestrator --bench loadbench --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n1)
+[ -x "$loadbench" ] || { echo "Error: could not build the loadbench benchmark" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 taskset -c "$MOCK_CPU" "$mock" --listen 127.0.0.1:0 --threads 1 >"$tmp/mock.log" 2>&1 &
@@ -65,3 +69,8 @@ errors=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["phases"][0
 echo
 printf '== requests/s: wrk %.0f, orchestrator load %.0f, ratio %.3f (orchestrator errors: %s)\n' \
     "$wrk_rps" "$orch_rps" "$(python3 -c "print($orch_rps / $wrk_rps)")" "$errors"
+
+echo
+echo "== loadbench: hyper client::conn::http1 vs the generator's client, $CONNS connections, one thread"
+secs=$(python3 -c "import re,sys; d=sys.argv[1]; m=re.fullmatch(r'([0-9.]+)(ms|s|m)?', d); print(float(m.group(1)) * {'ms': 0.001, 's': 1, 'm': 60, None: 1}[m.group(2)])" "$DURATION")
+taskset -c "$GEN_CPU" "$loadbench" --url "http://$addr" --conns "$CONNS" --secs "$secs"

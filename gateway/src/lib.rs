@@ -27,7 +27,8 @@ pub struct RunOptions {
     pub threads: Option<usize>,
 }
 
-/// Loads the config, binds, prints `listening on ADDR`, and serves until SIGINT/SIGTERM.
+/// Loads the config, binds, prints `listening on ADDR`, and serves until SIGINT/SIGTERM
+/// (then finishes the requests in flight, for a few seconds at most).
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -69,10 +70,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         writeln!(out, "listening on {addr}")?;
         out.flush()?;
         drop(out);
-        tokio::select! {
-            () = server::serve(listener, state) => {}
-            () = shutdown_signal() => {}
-        }
+        server::serve(listener, state, shutdown_signal()).await;
         Ok(())
     })
 }

@@ -471,3 +471,32 @@ async fn multi_thread_runtime_serves_concurrent_requests() {
     );
     assert_eq!(fake.count(), 24);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_open_streams_finish() {
+    let (_fake, mut gw) = setup().await;
+    let body = json!({"model": "gpt", "messages": user_msg(), "stream": true});
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        body,
+        &[("x-fake-mode", "slow-stream")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut text = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    while let Some(c) = stream.next().await {
+        text.push_str(std::str::from_utf8(&c.unwrap()).unwrap());
+    }
+    assert!(text.contains("[DONE]"), "stream cut by shutdown: {text}");
+    let code = gw.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    // New connections are refused once it is gone.
+    assert!(client().get(gw.url("/health")).send().await.is_err());
+}

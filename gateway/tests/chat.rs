@@ -364,7 +364,7 @@ async fn models_health_and_metrics_endpoints() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["gpt", "plain", "claude", "dead", "loop"]);
+    assert_eq!(ids, ["gpt", "plain", "claude", "dead", "loop", "tls"]);
     assert_eq!(v["data"][2]["owned_by"], "claude");
     assert_eq!(v["data"][0]["object"], "model");
     let r = client().get(gw.url("/v1/models")).send().await.unwrap();

@@ -268,12 +268,14 @@ providers:
   claude: {{type: anthropic, base_url: "http://127.0.0.1:{port}", api_key: "ant-key", default_max_tokens: 333}}
   dead: {{type: openai, base_url: "http://127.0.0.1:{dead}/v1"}}
   local: {{type: loopback, output_tokens: 5}}
+  tls: {{type: openai, base_url: "https://127.0.0.1:{port}/v1"}}
 models:
   - {{name: gpt, provider: up, upstream_model: gpt-upstream}}
   - {{name: plain, provider: up}}
   - {{name: claude, provider: claude, upstream_model: claude-up}}
   - {{name: dead, provider: dead}}
   - {{name: loop, provider: local}}
+  - {{name: tls, provider: tls}}
 "#
     )
 }

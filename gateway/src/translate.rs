@@ -52,6 +52,8 @@ pub struct OaiRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub user: Option<String>,
+    #[serde(default)]
+    pub tools: Option<Value>,
 }
 
 /// One OpenAI message.
@@ -99,6 +101,8 @@ pub struct AnthRequest {
     pub stream: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Value>,
 }
 
 /// One Anthropic message.
@@ -139,6 +143,12 @@ pub fn openai_to_anthropic_request(
     stream: bool,
 ) -> Result<Vec<u8>, GatewayError> {
     let req: OaiRequest = parse_json(body)?;
+    if req.tools.is_some() {
+        return Err(GatewayError::invalid_field(
+            "tools",
+            "tool calls are not translated for an Anthropic provider",
+        ));
+    }
     let mut system = Vec::new();
     let mut messages = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
@@ -189,6 +199,7 @@ pub fn openai_to_anthropic_request(
         top_k: None,
         stream: stream.then_some(true),
         metadata: req.user.map(|u| json!({ "user_id": u })),
+        tools: None,
     };
     serde_json::to_vec(&out).map_err(|e| GatewayError::InvalidRequest {
         message: e.to_string(),
@@ -202,6 +213,12 @@ pub fn anthropic_to_openai_request(
     model: &str,
 ) -> Result<(Vec<u8>, bool), GatewayError> {
     let req: AnthRequest = parse_json(body)?;
+    if req.tools.is_some() {
+        return Err(GatewayError::invalid_field(
+            "tools",
+            "tool use is not translated for an OpenAI-shaped provider",
+        ));
+    }
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(s) = &req.system {
         messages.push(json!({"role": "system", "content": content_text(s, "system")?}));
@@ -771,6 +788,18 @@ mod tests {
         assert_eq!(v["stream"], true);
         assert_eq!(v["messages"][0]["content"][0]["text"], "hi");
         assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tools_are_refused_both_ways() {
+        let body = br#"{"model":"x","messages":[{"role":"user","content":"hi"}],"tools":[]}"#;
+        let e = openai_to_anthropic_request(body, "m", 1, false).unwrap_err();
+        assert!(
+            matches!(e, GatewayError::InvalidRequest { param: Some(ref p), .. } if p == "tools")
+        );
+        let body = br#"{"model":"x","max_tokens":1,"messages":[{"role":"user","content":"hi"}],"tools":[]}"#;
+        let e = anthropic_to_openai_request(body, "m").unwrap_err();
+        assert!(e.to_string().contains("tools"), "{e}");
     }
 
     #[test]

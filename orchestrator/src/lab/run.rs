@@ -653,13 +653,30 @@ async fn measure(
         })
     };
     let observer: Arc<dyn Observer> = Arc::new(observer);
+    // The suite stops early on Ctrl-C or when the target's container dies.
+    let suite_cancel = CancelToken::new();
+    let watcher = {
+        let (docker, cancel, suite_cancel) = (docker.clone(), cancel.clone(), suite_cancel.clone());
+        let container = container.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let alive = matches!(docker.state(&container).await, Ok(Some(s)) if s.running);
+                if cancel.is_cancelled() || !alive {
+                    suite_cancel.cancel();
+                    break;
+                }
+            }
+        })
+    };
     let opts = RunOpts {
         profile: plan.profile,
         threads: 0,
-        cancel: cancel.clone(),
+        cancel: suite_cancel,
         progress: true,
     };
     let result = run_suite(def, spec, &opts, Some(observer)).await;
+    watcher.abort();
     let _ = stop_tx.send(());
     let (samples, stats_sink_errors) = sampler.await.unwrap_or_default();
     let (written, load_sink_errors) = writer.await.unwrap_or_default();

@@ -40,7 +40,9 @@ impl RunDir {
         self.root.join(MANIFEST)
     }
     pub fn raw(&self, target: &str, suite: &str) -> PathBuf {
-        self.root.join(RAW_DIR).join(format!("{target}-{suite}.json"))
+        self.root
+            .join(RAW_DIR)
+            .join(format!("{target}-{suite}.json"))
     }
     pub fn stats(&self, target: &str, suite: &str) -> PathBuf {
         self.root

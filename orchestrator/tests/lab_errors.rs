@@ -94,3 +94,36 @@ fn an_unknown_target_is_named() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("unknown target `nginx`"), "{err}");
 }
+
+#[test]
+fn a_taken_port_stops_the_run_before_anything_starts() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let lab = format!("lab-test-ports-{}", std::process::id());
+    let results = temp_dir("ports");
+    let out = orchestrator(
+        &[
+            "run",
+            "baseline",
+            "--targets",
+            "direct",
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        &[("MOCK_PORT", &port), ("LAB_NAME", &lab)],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "port {port} for `mock-upstream` is already in use"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("MOCK_PORT") || err.contains(".env.benchmark"),
+        "{err}"
+    );
+    drop(listener);
+    std::fs::remove_dir_all(&results).unwrap();
+}

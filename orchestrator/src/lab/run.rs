@@ -135,6 +135,18 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     // Images first, unpinned: building them uses every core.
     let choices = runtime()?.block_on(async {
         let docker = Docker::connect().await?;
+        // Fail fast, before any image build: leftovers of this lab go, ports must be free
+        // (services that may have no image offline are checked once images are known).
+        stack::teardown(&docker, &plan.lab.name).await?;
+        stack::check_ports_free(&run_ports(&plan, |n| {
+            let offline = plan
+                .lab
+                .compose
+                .services
+                .get(n)
+                .and_then(|s| s.offline.as_ref());
+            !matches!(offline, Some(o) if o.unavailable.is_some())
+        }))?;
         images::ensure_all(&docker, &plan.lab, mode, plan.lab.pull_timeout()).await
     })?;
     // Then pin this thread; the runtime and the generator's threads inherit the cpuset.
@@ -399,6 +411,18 @@ async fn run_lab(
     Ok((if interrupted { 130 } else { 0 }, dir.root))
 }
 
+/// Ports of the services a run uses (`usable` filters out services without an image).
+fn run_ports(plan: &Plan, usable: impl Fn(&str) -> bool) -> Vec<(String, u16)> {
+    let lab = &plan.lab;
+    lab.compose
+        .services
+        .iter()
+        .filter(|(n, s)| s.role != Role::Target || plan.targets.iter().any(|t| t == *n))
+        .filter(|(n, _)| usable(n))
+        .filter_map(|(n, s)| stack::port_of(s).map(|p| (n.clone(), p)))
+        .collect()
+}
+
 async fn run_targets(
     plan: &Plan,
     choices: &BTreeMap<String, ImageChoice>,
@@ -410,16 +434,9 @@ async fn run_targets(
     let lab = &plan.lab;
     stack::teardown(docker, &lab.name).await?;
     // Every port the run will use must be free before anything starts.
-    let mut ports = Vec::new();
-    for (n, s) in &lab.compose.services {
-        let used = s.role != Role::Target || plan.targets.iter().any(|t| t == n);
-        if used && choices.get(n).is_some_and(|c| c.unavailable.is_none()) {
-            if let Some(p) = stack::port_of(s) {
-                ports.push((n.clone(), p));
-            }
-        }
-    }
-    stack::check_ports_free(&ports)?;
+    stack::check_ports_free(&run_ports(plan, |n| {
+        choices.get(n).is_some_and(|c| c.unavailable.is_none())
+    }))?;
     let support: Vec<&str> = lab
         .by_role(Role::Mock)
         .into_iter()

@@ -147,13 +147,27 @@ pub async fn bring_up(
 }
 
 /// `orchestrator stop`: removes every container with the lab label (idempotent).
+/// Works even when the compose file or env file is broken: it only needs the lab's name.
 pub fn stop(a: StopArgs) -> anyhow::Result<i32> {
-    let lab = Lab::load(&a.lab)?;
+    let name = match Lab::load(&a.lab) {
+        Ok(lab) => lab.name,
+        Err(e) => {
+            let name = std::env::var("LAB_NAME")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "llm-gateway-lab".into());
+            eprintln!(
+                "warning: {e:#}\nremoving the containers labelled {}={name}",
+                stack::LABEL
+            );
+            name
+        }
+    };
     runtime()?.block_on(async {
         let docker = Docker::connect().await?;
-        let removed = stack::teardown(&docker, &lab.name).await?;
+        let removed = stack::teardown(&docker, &name).await?;
         if removed.is_empty() {
-            println!("no container with label {}={}", stack::LABEL, lab.name);
+            println!("no container with label {}={name}", stack::LABEL);
         } else {
             println!("removed {}", removed.join(", "));
         }

@@ -14,11 +14,21 @@
 # Prints a table with the targets, then kills everything it started (trap).
 #
 # Usage: bench/gateway.sh   (env: DURATION=10s CONNS=64 STREAMS=1000 MOCK_CPU=0 GW_CPU=1
-#                            WRK_CPU=\$MOCK_CPU VERBOSE=1 prints wrk's raw outputs)
+#                            WRK_CPU=\$MOCK_CPU VERBOSE=1 prints wrk's raw outputs
+#                            RT=1 runs everything under SCHED_FIFO (root): on a machine
+#                            where other work shares the cores, this keeps it from
+#                            preempting the measured processes)
 # Needs: wrk, taskset, curl. Figures are only meaningful on an otherwise idle machine.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--pin" ]; then
+    # Internal: `gateway.sh --pin CPU CMD...` execs CMD pinned (so $! is CMD's pid).
+    cpu=$2
+    shift 2
+    if [ -n "${RT:-}" ]; then exec taskset -c "$cpu" chrt -f 10 "$@"; else exec taskset -c "$cpu" "$@"; fi
+fi
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 STREAMS=${STREAMS:-1000}
@@ -60,7 +70,7 @@ wait_addr() {
     return 1
 }
 
-taskset -c "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 >"$work/mock.log" 2>&1 &
+"$self" --pin "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 >"$work/mock.log" 2>&1 &
 mock_pid=$!
 pids+=("$mock_pid")
 mock=$(wait_addr "$work/mock.log" "$mock_pid")
@@ -78,7 +88,7 @@ models:
   - {name: gpt-4o-mini, provider: mock}
   - {name: loopback, provider: local}
 EOF
-taskset -c "$GW_CPU" "$bin/gateway" --config "$work/gateway.yaml" --threads 1 >"$work/gw.log" 2>&1 &
+"$self" --pin "$GW_CPU" "$bin/gateway" --config "$work/gateway.yaml" --threads 1 >"$work/gw.log" 2>&1 &
 gw_pid=$!
 pids+=("$gw_pid")
 gw=$(wait_addr "$work/gw.log" "$gw_pid")
@@ -105,7 +115,7 @@ run_wrk() {
     shift 3
     local t0
     t0=$(cpu_ticks)
-    env GW_KEY=$KEY "$@" taskset -c "$WRK_CPU" wrk -t1 -c"$conns" -d"$DURATION" --timeout 30s --latency \
+    env GW_KEY=$KEY "$@" "$self" --pin "$WRK_CPU" wrk -t1 -c"$conns" -d"$DURATION" --timeout 30s --latency \
         -s bench/gateway-post.lua "$url" >"$work/$name.txt" 2>&1
     echo $(($(cpu_ticks) - t0)) >"$work/$name.cpu"
     if grep -q 'Non-2xx' "$work/$name.txt"; then
@@ -123,12 +133,12 @@ cpu_us() {
 per_core() { awk -v c="$(cpu_us "$1")" 'BEGIN { if (c > 0) printf "%.0f", 1e6 / c; else print "-" }'; }
 
 echo "== measuring (DURATION=$DURATION): mock on CPU $MOCK_CPU, gateway on CPU $GW_CPU, wrk on CPU $WRK_CPU" >&2
-taskset -c "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
+"$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
     --requests "${LAT_REQUESTS:-20000}" >"$work/latency.txt"
 # The same with the gateway moved onto the mock's core: no cross-core wake-ups, so this
 # shows the gateway's own cost per request (for information; the target uses the above).
 taskset -pc "$MOCK_CPU" "$gw_pid" >/dev/null
-taskset -c "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
+"$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
     --requests "${LAT_REQUESTS:-20000}" >"$work/latency_same_core.txt"
 taskset -pc "$GW_CPU" "$gw_pid" >/dev/null
 run_wrk direct_tp "http://$mock" "$CONNS"
@@ -139,7 +149,7 @@ run_wrk gw_stream_tp "http://$gw" "$CONNS" GW_STREAM=1
 # Hold $STREAMS streams open (each lasts 60 tokens x 1 s) and sample while they are.
 hold_secs=12
 env GW_KEY=$KEY GW_STREAM=1 GW_HEADERS="x-mock-token-delay-ms: 1000; x-mock-output-tokens: 60" \
-    taskset -c "$WRK_CPU" wrk -t1 -c"$STREAMS" -d"${hold_secs}s" --timeout 120s \
+    "$self" --pin "$WRK_CPU" wrk -t1 -c"$STREAMS" -d"${hold_secs}s" --timeout 120s \
     -s bench/gateway-post.lua "http://$gw" >"$work/hold.txt" 2>&1 &
 hold_pid=$!
 pids+=("$hold_pid")

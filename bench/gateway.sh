@@ -92,6 +92,12 @@ EOF
 gw_pid=$!
 pids+=("$gw_pid")
 gw=$(wait_addr "$work/gw.log" "$gw_pid")
+# A second gateway with busy polling on, for the latency rows only (idle otherwise).
+sed 's/^threads: 1$/threads: 1\nbusy_poll_us: 100/' "$work/gateway.yaml" >"$work/gateway-busy.yaml"
+"$self" --pin "$GW_CPU" "$bin/gateway" --config "$work/gateway-busy.yaml" >"$work/gwb.log" 2>&1 &
+gwb_pid=$!
+pids+=("$gwb_pid")
+gwb=$(wait_addr "$work/gwb.log" "$gwb_pid")
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 active() {
@@ -135,6 +141,8 @@ per_core() { awk -v c="$(cpu_us "$1")" 'BEGIN { if (c > 0) printf "%.0f", 1e6 / 
 echo "== measuring (DURATION=$DURATION): mock on CPU $MOCK_CPU, gateway on CPU $GW_CPU, wrk on CPU $WRK_CPU" >&2
 "$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
     --requests "${LAT_REQUESTS:-20000}" >"$work/latency.txt"
+"$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gwb" --key "$KEY" \
+    --requests "${LAT_REQUESTS:-20000}" >"$work/latency_busy.txt"
 # The same with the gateway moved onto the mock's core: no cross-core wake-ups, so this
 # shows the gateway's own cost per request (for information; the target uses the above).
 taskset -pc "$MOCK_CPU" "$gw_pid" >/dev/null
@@ -185,6 +193,7 @@ echo "| latency c1 p99: direct / gateway | ${d99} us / ${g99} us | | |"
 echo "| added latency p50 (gateway p50 - direct p50) | $((g50 - d50)) us | <= 100 us | $(ok "$(( g50 - d50 <= 100 ))") |"
 echo "| added latency p99 (gateway p99 - direct p99) | $((g99 - d99)) us | <= 300 us | $(ok "$(( g99 - d99 <= 300 ))") |"
 echo "| paired difference p50 / p99 | ${p50} us / ${p99} us | | |"
+echo "| added latency p50 / p99 with busy_poll_us: 100 | $(lat added 2 latency_busy) us / $(lat added 4 latency_busy) us | | |"
 echo "| added latency p50 / p99, gateway on the mock's core (own cost) | $(lat added 2 latency_same_core) us / $(lat added 4 latency_same_core) us | | |"
 echo "| RSS idle | $(mb "$idle_rss") | < 20 MB | $(ok "$(( idle_rss < 20480 ))") |"
 echo "| RSS peak with $open of $STREAMS streams open | $(mb "$peak_rss") | < 100 MB | $(ok "$(( peak_rss < 102400 ))") |"

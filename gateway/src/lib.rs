@@ -2,6 +2,7 @@
 //! OpenAI-compatible, Anthropic and in-process loopback providers behind, with
 //! Prometheus metrics. See `config.example.yaml` for the configuration.
 
+pub mod busy;
 pub mod config;
 pub mod error;
 pub mod fastpath;
@@ -61,7 +62,12 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             .build()?
     };
     rt.block_on(async move {
-        let state = Arc::new(server::State::new(&settings)?);
+        let busy = (settings.busy_poll_us > 0)
+            .then(|| busy::BusyPoll::new(std::time::Duration::from_micros(settings.busy_poll_us)));
+        if let Some(b) = &busy {
+            tokio::spawn(b.clone().run());
+        }
+        let state = Arc::new(server::State::new(&settings, busy)?);
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

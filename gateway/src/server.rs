@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::busy::BusyPoll;
 use crate::config::{ConfigError, Settings};
 use crate::error::GatewayError;
 use crate::fastpath::{
@@ -54,11 +55,12 @@ pub struct State {
     max_body: usize,
     body_timeout: Duration,
     models_body: Bytes,
+    busy: Option<Arc<BusyPoll>>,
 }
 
 impl State {
     /// Builds the routes, providers, upstream client and metrics registry.
-    pub fn new(s: &Settings) -> Result<Self, ConfigError> {
+    pub fn new(s: &Settings, busy: Option<Arc<BusyPoll>>) -> Result<Self, ConfigError> {
         let upstream = Arc::new(Upstream::new(s)?);
         let providers = s
             .providers
@@ -111,6 +113,7 @@ impl State {
                 .collect(),
             max_body: s.limits.max_body_bytes,
             body_timeout: Duration::from_millis(s.limits.client_body_timeout_ms),
+            busy,
             models_body,
         })
     }
@@ -554,6 +557,9 @@ pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    if let Some(b) = &state.busy {
+        b.activity();
+    }
     let path = req.uri().path();
     let post = req.method() == Method::POST;
     let get = req.method() == Method::GET;

@@ -500,3 +500,17 @@ async fn sigterm_lets_open_streams_finish() {
     // New connections are refused once it is gone.
     assert!(client().get(gw.url("/health")).send().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_gateway_serves() {
+    let fake = fake_upstream().await;
+    let gw =
+        Gateway::start(&config(fake.port).replace("threads: 1", "threads: 1\nbusy_poll_us: 200"));
+    for stream in [false, true, false] {
+        let body = json!({"model": "gpt", "messages": user_msg(), "stream": stream});
+        let r = post(&gw, "/v1/chat/completions", body, &[]).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("Hel"));
+    }
+    assert_eq!(fake.count(), 3);
+}

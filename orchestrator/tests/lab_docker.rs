@@ -28,6 +28,7 @@ fn orchestrator(args: &[&str], limit: Duration) -> (Option<i32>, String) {
         .args(args)
         .current_dir(repo_root())
         .env("LAB_NAME", lab_name())
+        .env(orchestrator::lab::lock::HELD_VAR, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -107,6 +108,9 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn run_all_quick_against_three_targets() {
+    // One lab per machine (fixed ports): wait for another run, e.g. a concurrent
+    // `cargo test --workspace`, and hold the lock across run, checks and stop.
+    let _lock = orchestrator::lab::lock::acquire(Duration::from_secs(20 * 60)).unwrap();
     let _cleanup = Cleanup;
     let results = std::env::temp_dir().join(format!("lab-docker-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&results);

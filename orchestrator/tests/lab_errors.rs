@@ -110,7 +110,12 @@ fn a_taken_port_stops_the_run_before_anything_starts() {
             "--results",
             results.to_str().unwrap(),
         ],
-        &[("MOCK_PORT", &port), ("LAB_NAME", &lab)],
+        // Fails before anything starts: no need to wait for the machine-wide lab lock.
+        &[
+            ("MOCK_PORT", &port),
+            ("LAB_NAME", &lab),
+            ("LAB_LOCK_HELD", "1"),
+        ],
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");

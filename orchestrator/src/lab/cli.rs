@@ -89,6 +89,12 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
             "`{t}` is not a target service (x-lab-role: target)"
         );
     }
+    let wait = lab
+        .vars
+        .get_or("LAB_LOCK_WAIT_SECS", "1800")
+        .parse()
+        .unwrap_or(1800);
+    let _lock = crate::lab::lock::acquire(std::time::Duration::from_secs(wait))?;
     runtime()?.block_on(async {
         let docker = Docker::connect().await?;
         let choices = images::ensure_all(&docker, &lab, mode, lab.pull_timeout()).await?;

@@ -132,6 +132,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let plan = prepare(&a)?;
     let mode = plan.lab.image_mode(&a.lab)?;
+    let wait = plan
+        .lab
+        .vars
+        .get_or("LAB_LOCK_WAIT_SECS", "1800")
+        .parse()
+        .unwrap_or(1800);
+    let _lock = crate::lab::lock::acquire(Duration::from_secs(wait))?;
     // Images first, unpinned: building them uses every core.
     let choices = runtime()?.block_on(async {
         let docker = Docker::connect().await?;

@@ -522,6 +522,17 @@ models:
     }
 
     #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../config.example.yaml");
+        let s = parse(text).unwrap().validate().unwrap();
+        assert_eq!(s.models.len(), 3);
+        assert_eq!(s.forward_headers, ["x-mock-"]);
+        let busy = text.replace("busy_poll_us: 0", "busy_poll_us: 2000000");
+        let e = parse(&busy).unwrap().validate().unwrap_err().to_string();
+        assert!(e.contains("busy_poll_us"), "{e}");
+    }
+
+    #[test]
     fn env_expansion() {
         let f = |k: &str| (k == "SET").then(|| "v".to_string());
         assert_eq!(expand_with("a${SET}b", "p", f).unwrap(), "avb");

@@ -46,15 +46,15 @@ fn stream_run(anthropic: bool, usage: bool) {
     assert_eq!(r.requests.ok, r.requests.total, "{:?}", r.requests);
     assert_eq!(r.output_tokens, r.requests.ok * TOKENS as u64);
     let ttft = r.ttft_ms.unwrap();
-    assert!(ttft.p50 >= 49.0 && ttft.p50 < 60.0, "ttft {ttft:?}");
+    assert!(ttft.p50 >= 49.0 && ttft.p50 < 80.0, "ttft {ttft:?}");
     let itl = r.itl_ms.unwrap();
-    assert!(itl.p50 >= 19.0 && itl.p50 < 25.0, "itl {itl:?}");
+    assert!(itl.p50 >= 19.0 && itl.p50 < 35.0, "itl {itl:?}");
     assert_eq!(itl.count, r.requests.ok * (TOKENS as u64 - 1));
     let tpot = r.tpot_ms.unwrap();
-    assert!(tpot.p50 >= 19.0 && tpot.p50 < 25.0, "tpot {tpot:?}");
+    assert!(tpot.p50 >= 19.0 && tpot.p50 < 35.0, "tpot {tpot:?}");
     // latency ~ 50 + 9 * 20 = 230 ms
     assert!(
-        r.latency_ms.p50 >= 229.0 && r.latency_ms.p50 < 260.0,
+        r.latency_ms.p50 >= 229.0 && r.latency_ms.p50 < 330.0,
         "{:?}",
         r.latency_ms
     );

@@ -468,6 +468,9 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
             timeseries: std::mem::take(&mut series[i]),
         };
         warnings.extend(phase_warnings(&r));
+        if let Some(w) = lag_warning(&r.name, &total.lag) {
+            warnings.push(w);
+        }
         if let Some(o) = &opts.observer {
             if !plan.warmup {
                 o.on_event(&Event::PhaseFinished {
@@ -482,6 +485,23 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
         results,
         warnings,
         interrupted,
+    })
+}
+
+/// Open model: a warning when the generator sent requests more than 1 ms after they were
+/// due at p99 (that lateness is inside the measured latency).
+fn lag_warning(phase: &str, lag: &hdrhistogram::Histogram<u64>) -> Option<ResultWarning> {
+    if lag.is_empty() || lag.value_at_quantile(0.99) <= 1000 {
+        return None;
+    }
+    let s = summary(lag);
+    Some(ResultWarning {
+        kind: ResultWarningKind::GeneratorLate,
+        phase: Some(phase.to_string()),
+        message: format!(
+            "the load generator sent requests late: send lag after the due time p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (included in the latency figures)",
+            s.p50, s.p99, s.max
+        ),
     })
 }
 
@@ -605,7 +625,9 @@ async fn send_and_record(
     timeout: Duration,
     shared: &Shared,
     thread: usize,
+    open: bool,
 ) -> bool {
+    let lag_us = open.then(|| Instant::now().saturating_duration_since(from).as_micros() as u64);
     let res = match tokio::time::timeout(timeout, exchange(conn, req, scratch)).await {
         Ok(r) => r,
         Err(_) => {
@@ -616,6 +638,9 @@ async fn send_and_record(
     let us = |a: Instant| a.saturating_duration_since(from).as_micros() as u64;
     let mut recs = lock(&shared.threads[thread]);
     let rec = &mut recs[idx];
+    if let Some(us) = lag_us {
+        rec.lag(us);
+    }
     match res {
         Ok(Timing {
             first_byte,
@@ -678,6 +703,7 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
             plan.timeout,
             shared,
             thread,
+            false,
         )
         .await;
         if failed {
@@ -769,6 +795,7 @@ async fn open_loop(
                                 plan.timeout,
                                 &shared,
                                 t,
+                                true,
                             )
                             .await;
                             shared.active.fetch_sub(1, Ordering::Relaxed);
@@ -799,6 +826,21 @@ async fn open_loop(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn late_sends_are_flagged() {
+        let mut h = crate::load::stats::histogram();
+        for _ in 0..100 {
+            h.record(50).unwrap();
+        }
+        assert!(lag_warning("p", &h).is_none());
+        for _ in 0..5 {
+            h.record(3000).unwrap();
+        }
+        let w = lag_warning("p", &h).unwrap();
+        assert_eq!(w.kind, ResultWarningKind::GeneratorLate);
+        assert!(w.message.contains("p99 3.00"), "{}", w.message);
+    }
 
     #[test]
     fn saturation_uses_the_usable_cores() {

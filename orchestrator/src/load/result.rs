@@ -267,6 +267,9 @@ pub enum ResultWarningKind {
     Dropped,
     /// A phase ended with no successful request.
     NoSuccess,
+    /// Open model: the generator sent requests late (send lag p99 over 1 ms); the lag is
+    /// part of the measured latency.
+    GeneratorLate,
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub(crate) struct Tally {
     pub ttft: Histogram<u64>,
     pub itl: Histogram<u64>,
     pub tpot: Histogram<u64>,
+    /// Open model: send time minus due time.
+    pub lag: Histogram<u64>,
 }
 
 impl Tally {
@@ -69,6 +71,7 @@ impl Tally {
             ttft: histogram(),
             itl: histogram(),
             tpot: histogram(),
+            lag: histogram(),
         }
     }
 
@@ -87,6 +90,7 @@ impl Tally {
         let _ = self.ttft.add(&o.ttft);
         let _ = self.itl.add(&o.itl);
         let _ = self.tpot.add(&o.tpot);
+        let _ = self.lag.add(&o.lag);
     }
 
     pub fn reset(&mut self) {
@@ -99,6 +103,7 @@ impl Tally {
         self.ttft.reset();
         self.itl.reset();
         self.tpot.reset();
+        self.lag.reset();
     }
 }
 
@@ -151,6 +156,11 @@ impl Recorder {
     pub fn error(&mut self, class: ErrorClass) {
         class.count(&mut self.total.errors);
         class.count(&mut self.interval.errors);
+    }
+
+    /// Open model: the request was sent `us` after its due time.
+    pub fn lag(&mut self, us: u64) {
+        self.total.lag.saturating_record(us.max(1));
     }
 
     pub fn dropped(&mut self) {

@@ -159,3 +159,57 @@ fn open_model_counts_dropped_requests() {
         .iter()
         .any(|w| w.kind == orchestrator::load::result::ResultWarningKind::Dropped));
 }
+
+/// A server that closes kept-alive connections after 300 ms idle (like uvicorn's
+/// keep-alive timeout): reusing such a connection must not count as an error.
+#[test]
+fn idle_connections_closed_by_the_server_are_replaced() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let mut s = s.unwrap();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                let mut buf = [0u8; 8192];
+                // One request per read is enough for this client (no pipelining).
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let body = r#"{"choices":[],"usage":{"completion_tokens":1}}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(resp.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+                // Idle timeout: the server closes.
+            });
+        }
+    });
+    // Open model at 0.8 requests/s: every send follows 1.25 s of idleness.
+    let req = PreparedRequest::new(&RequestSpec::default(), &format!("http://{addr}")).unwrap();
+    let plan = PhasePlan {
+        name: "idle".into(),
+        shape: LoadShape::Open {
+            rate_per_s: 0.8,
+            duration: Duration::from_millis(3000),
+            max_in_flight: 1,
+        },
+        requests: vec![("idle".into(), req)],
+        timeout: Duration::from_secs(2),
+        warmup: false,
+    };
+    let opts = EngineOpts {
+        threads: 1,
+        ..EngineOpts::default()
+    };
+    let r = &run_phase(&plan, &opts).unwrap().results[0];
+    assert_eq!(r.requests.total, 3, "{:?}", r.requests);
+    assert_eq!(r.requests.ok, 3, "{:?}", r.requests);
+}

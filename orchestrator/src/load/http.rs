@@ -24,6 +24,22 @@ const MAX_HEAD: usize = 64 * 1024;
 pub(crate) struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    last_used: Instant,
+}
+
+/// A connection idle longer than this is checked for a close by the server (idle
+/// keep-alive timeouts, e.g. uvicorn's 5 s) before it is reused.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Conn {
+    /// False when the server has closed (or written unsolicited bytes on) the connection.
+    fn still_open(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
+    }
 }
 
 /// Per-VU (or per-slot) buffers reused across requests.
@@ -73,6 +89,11 @@ pub(crate) async fn exchange(
     req: &PreparedRequest,
     scratch: &mut Scratch,
 ) -> Result<Timing, ErrorClass> {
+    if let Some(c) = conn {
+        if c.last_used.elapsed() > IDLE_CHECK && !c.still_open() {
+            *conn = None;
+        }
+    }
     if conn.is_none() {
         let stream = TcpStream::connect(req.endpoint.addr)
             .await
@@ -81,12 +102,14 @@ pub(crate) async fn exchange(
         *conn = Some(Conn {
             stream,
             buf: Vec::with_capacity(16 * 1024),
+            last_used: Instant::now(),
         });
     }
     let Some(c) = conn.as_mut() else {
         return Err(ErrorClass::Connect);
     };
     let result = exchange_on(c, req, scratch).await;
+    c.last_used = Instant::now();
     match result {
         Ok((timing, keep)) => {
             if !keep {

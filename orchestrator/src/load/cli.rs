@@ -72,7 +72,7 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
-/// Runs the ad-hoc load and prints its summary; exit code 0.
+/// Runs the ad-hoc load and prints its summary; exit code 0 (130 when interrupted).
 pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
     let spec = RequestSpec {
         api: args.api,
@@ -106,6 +106,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         _ => anyhow::bail!("give exactly one of --vus and --rate"),
     };
     let cancel = CancelToken::new();
+    super::cancel_on_ctrl_c(&cancel);
     let opts = EngineOpts {
         threads: args.threads,
         cancel: cancel.clone(),
@@ -164,7 +165,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         let text = serde_json::to_string_pretty(&result)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(0)
+    Ok(if result.interrupted { 130 } else { 0 })
 }
 
 #[cfg(test)]

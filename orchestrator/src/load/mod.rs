@@ -94,6 +94,32 @@ impl CancelToken {
     }
 }
 
+/// Cancels `token` on the first Ctrl-C (the run stops and reports what it measured) and
+/// exits with status 130 on the second. For the command-line entry points.
+pub fn cancel_on_ctrl_c(token: &CancelToken) {
+    let token = token.clone();
+    let _ = std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                eprintln!("\ninterrupted: stopping and reporting what was measured (Ctrl-C again to quit)");
+                token.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            });
+        });
+}
+
 /// What the generator reports while it runs.
 #[derive(Debug, Clone)]
 pub enum Event {

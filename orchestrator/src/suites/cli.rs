@@ -53,7 +53,8 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
-/// Runs the chosen suites in order; exit code 0, or 1 if a suite had no successful request.
+/// Runs the chosen suites in order; exit code 0, 1 if a phase had no successful request,
+/// 130 when interrupted (results measured so far are written).
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let file = match &args.suites_file {
         Some(p) => SuitesFile::load(p)?,
@@ -76,11 +77,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         progress: true,
         ..RunOpts::default()
     };
+    crate::load::cancel_on_ctrl_c(&opts.cancel);
     let mut code = 0;
     for def in &suites {
         if matches!(def.kind, super::SuiteKind::Overhead(_)) && target.direct_url.is_none() {
             eprintln!("skipping suite `{}`: it needs --direct-url", def.name);
             continue;
+        }
+        if opts.cancel.is_cancelled() {
+            break;
         }
         let result = run_suite_blocking(def, &target, &opts, None)?;
         print!("{}", table::render(&result));
@@ -91,6 +96,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         std::fs::write(&path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
+    }
+    if opts.cancel.is_cancelled() {
+        code = 130;
     }
     Ok(code)
 }

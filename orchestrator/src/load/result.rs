@@ -201,7 +201,8 @@ pub struct CurvePoint {
 pub struct TimePoint {
     /// Seconds since the phase started (end of the interval).
     pub t_s: f64,
-    /// Closed model: virtual users running at the end of the interval.
+    /// Closed model: virtual users running at the end of the interval; open model:
+    /// requests in flight at that moment.
     pub active_vus: u64,
     /// Open model: scheduled arrival rate during the interval (0 for closed).
     pub target_rate_per_s: f64,

@@ -42,6 +42,9 @@ pub struct Opts {
     /// Default knob values.
     #[command(flatten)]
     pub knobs: Knobs,
+    /// Healthcheck mode: GET this `http://` URL, exit 0 on a 2xx answer, else 1 (no server).
+    #[arg(long, value_name = "URL")]
+    pub probe: Option<String>,
 }
 
 /// Behaviour knobs; the flags give defaults, `x-mock-*` request headers override them.

@@ -14,9 +14,11 @@
 mod body;
 pub mod config;
 pub mod metrics;
+pub mod probe;
 pub mod render;
 pub mod request;
 mod server;
 
 pub use config::{Fault, Knobs, Opts};
+pub use probe::{probe, ProbeError};
 pub use server::{run, serve, Config, RunError};

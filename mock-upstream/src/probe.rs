@@ -14,18 +14,18 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 pub enum ProbeError {
     #[error("bad probe URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("cannot resolve {authority}: {source}")]
+    #[error("cannot resolve {authority}: {err}")]
     Resolve {
         authority: String,
-        source: std::io::Error,
+        err: std::io::Error,
     },
-    #[error("cannot connect to {authority}: {source}")]
+    #[error("cannot connect to {authority}: {err}")]
     Connect {
         authority: String,
-        source: std::io::Error,
+        err: std::io::Error,
     },
-    #[error("{url}: {source}")]
-    Io { url: String, source: std::io::Error },
+    #[error("{url}: {err}")]
+    Io { url: String, err: std::io::Error },
     #[error("{url}: the answer has no HTTP status line (got {line:?})")]
     NoStatusLine { url: String, line: String },
     #[error("{url}: answered {status}, not 2xx")]
@@ -93,9 +93,9 @@ pub fn probe(url: &str) -> Result<(), ProbeError> {
     let addrs: Vec<_> = target
         .authority
         .to_socket_addrs()
-        .map_err(|source| ProbeError::Resolve {
+        .map_err(|err| ProbeError::Resolve {
             authority: target.authority.clone(),
-            source,
+            err,
         })?
         .collect();
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
@@ -111,11 +111,11 @@ pub fn probe(url: &str) -> Result<(), ProbeError> {
     }
     let stream = stream.ok_or_else(|| ProbeError::Connect {
         authority: target.authority.clone(),
-        source: last,
+        err: last,
     })?;
-    let io = |source| ProbeError::Io {
+    let io = |err| ProbeError::Io {
         url: url.to_string(),
-        source,
+        err,
     };
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;

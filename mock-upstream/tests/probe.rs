@@ -67,6 +67,11 @@ fn probe_of_a_closed_port_fails_naming_the_address() {
         err.starts_with(&format!("Error: cannot connect to 127.0.0.1:{port}")),
         "{err}"
     );
+    assert_eq!(
+        err.matches("os error").count(),
+        1,
+        "cause printed once: {err}"
+    );
 }
 
 #[test]

@@ -45,6 +45,14 @@ fn docker_compose_accepts_the_file_and_agrees_with_the_orchestrator() {
             .as_sequence()
             .map(|s| s.iter().map(|v| v.as_str().unwrap().to_string()).collect());
         assert_eq!(cmd, ours.command, "{name}");
+        let hc_test: Option<Vec<String>> = t["healthcheck"]["test"]
+            .as_sequence()
+            .map(|s| s.iter().map(|v| v.as_str().unwrap().to_string()).collect());
+        assert_eq!(
+            hc_test,
+            ours.healthcheck.as_ref().and_then(|h| h.test.clone()),
+            "{name} healthcheck"
+        );
         assert_eq!(
             t["labels"]["lab"].as_str(),
             ours.labels.get("lab").map(String::as_str),

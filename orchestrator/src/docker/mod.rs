@@ -95,6 +95,8 @@ pub struct ContainerState {
     pub oom_killed: bool,
     /// `starting`, `healthy`, `unhealthy`, or `none` without a healthcheck.
     pub health: String,
+    /// Output of the latest healthcheck run, trimmed (empty when none ran or it printed nothing).
+    pub health_output: String,
     pub cpuset: Option<String>,
     pub memory_bytes: Option<i64>,
     pub image_id: Option<String>,
@@ -445,6 +447,14 @@ impl Docker {
             }
         };
         let st = c.state.unwrap_or_default();
+        let health_output = st
+            .health
+            .as_ref()
+            .and_then(|h| h.log.as_ref())
+            .and_then(|l| l.last())
+            .and_then(|r| r.output.as_deref())
+            .map(|o| o.trim().to_string())
+            .unwrap_or_default();
         let health = st
             .health
             .and_then(|h| h.status)
@@ -457,6 +467,7 @@ impl Docker {
             exit_code: st.exit_code,
             oom_killed: st.oom_killed.unwrap_or(false),
             health,
+            health_output,
             cpuset: hc.cpuset_cpus,
             memory_bytes: hc.memory,
             image_id: c.image,

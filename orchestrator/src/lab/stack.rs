@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::docker::{ContainerSpec, Docker, HealthSpec};
+use crate::docker::{ContainerSpec, ContainerState, Docker, HealthSpec};
 use crate::lab::compose::{self, ComposeFile, Healthcheck, Role, Service, Vars};
 use crate::lab::images::{ImageChoice, ImageMode};
 use crate::lab::plan::{self, CpusetPlan};
@@ -381,8 +381,13 @@ impl std::fmt::Display for ServiceFailure {
 
 /// Checks that a container still runs; a dead one becomes a [`ServiceFailure`].
 pub async fn check_alive(docker: &Docker, container: &str) -> Result<(), ServiceFailure> {
+    running_state(docker, container).await.map(|_| ())
+}
+
+/// The state of a running container; a dead one becomes a [`ServiceFailure`].
+async fn running_state(docker: &Docker, container: &str) -> Result<ContainerState, ServiceFailure> {
     match docker.state(container).await {
-        Ok(Some(s)) if s.running => Ok(()),
+        Ok(Some(s)) if s.running => Ok(s),
         Ok(Some(s)) => Err(ServiceFailure {
             exit_code: s.exit_code,
             reason: if s.oom_killed {
@@ -405,7 +410,34 @@ pub async fn check_alive(docker: &Docker, container: &str) -> Result<(), Service
     }
 }
 
-/// Waits until `url` answers 2xx from the host while the container runs.
+/// How readiness is decided for a container, from its Docker health status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// It has a healthcheck that passed: ready.
+    Healthy,
+    /// It has a healthcheck that has not passed yet: wait.
+    Starting,
+    /// Its healthcheck failed `retries` times in a row: give up.
+    Unhealthy,
+    /// No (or a disabled) healthcheck: ask the readiness URL from the host.
+    HostProbe,
+}
+
+impl Readiness {
+    /// Maps Docker's health status (`none` without a healthcheck).
+    pub fn of(health: &str) -> Self {
+        match health {
+            "healthy" => Self::Healthy,
+            "starting" => Self::Starting,
+            "unhealthy" => Self::Unhealthy,
+            _ => Self::HostProbe,
+        }
+    }
+}
+
+/// Waits until the container is ready while it runs: Docker says `healthy` when it has
+/// an enabled healthcheck (the compose one, run inside the container), else `url`
+/// answers 2xx from the host.
 pub async fn wait_ready(
     docker: &Docker,
     container: &str,
@@ -423,17 +455,42 @@ pub async fn wait_ready(
             last_log_lines: Vec::new(),
         })?;
     loop {
-        check_alive(docker, container).await?;
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(start.elapsed());
+        let st = running_state(docker, container).await?;
+        let mode = Readiness::of(&st.health);
+        match mode {
+            Readiness::Healthy => return Ok(start.elapsed()),
+            Readiness::Unhealthy => {
+                return Err(ServiceFailure {
+                    exit_code: None,
+                    reason: format!(
+                        "{container}: its Docker healthcheck reports unhealthy (last probe output: {:?})",
+                        st.health_output
+                    ),
+                    last_log_lines: docker.logs_tail(container, 20).await.unwrap_or_default(),
+                })
+            }
+            Readiness::Starting => {}
+            Readiness::HostProbe => {
+                if let Ok(r) = client.get(url).send().await {
+                    if r.status().is_success() {
+                        return Ok(start.elapsed());
+                    }
+                }
             }
         }
         if start.elapsed() > timeout {
+            let waited = if mode == Readiness::Starting {
+                format!(
+                    "become healthy (Docker healthcheck; last probe output: {:?})",
+                    st.health_output
+                )
+            } else {
+                format!("answer {url}")
+            };
             return Err(ServiceFailure {
                 exit_code: None,
                 reason: format!(
-                    "{container} did not answer {url} within {} s",
+                    "{container} did not {waited} within {} s",
                     timeout.as_secs()
                 ),
                 last_log_lines: docker.logs_tail(container, 20).await.unwrap_or_default(),
@@ -504,6 +561,53 @@ mod tests {
         );
         drop(l);
         check_ports_free(&[("gateway".into(), port)]).unwrap();
+    }
+
+    #[test]
+    fn docker_health_decides_readiness_only_with_a_healthcheck() {
+        assert_eq!(Readiness::of("healthy"), Readiness::Healthy);
+        assert_eq!(Readiness::of("starting"), Readiness::Starting);
+        assert_eq!(Readiness::of("unhealthy"), Readiness::Unhealthy);
+        assert_eq!(Readiness::of("none"), Readiness::HostProbe);
+    }
+
+    #[test]
+    fn scratch_images_get_a_healthcheck_that_runs_their_own_binary() {
+        let lab = Lab::load(&LabOpts {
+            root: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
+            ..LabOpts::default()
+        })
+        .unwrap();
+        let choice = ImageChoice {
+            image: "x".into(),
+            image_id: None,
+            version: "0".into(),
+            offline_variant: false,
+            unavailable: None,
+        };
+        let mut checked = 0;
+        for (name, svc) in &lab.compose.services {
+            let Some(bin) = &svc.build else { continue };
+            checked += 1;
+            let hc = lab.spec(name, svc, &choice).unwrap().healthcheck.unwrap();
+            let test = hc.test.unwrap();
+            // The image is `FROM scratch` with the binary at `/<bin>` (images.rs).
+            assert_eq!(
+                test[..3],
+                ["CMD".to_string(), format!("/{bin}"), "--probe".into()],
+                "{name}"
+            );
+            assert_eq!(
+                test[3],
+                format!("{}/health", base_url(svc).unwrap()),
+                "{name}"
+            );
+            assert!(hc.interval_ns.is_some() && hc.retries.is_some(), "{name}");
+        }
+        assert_eq!(
+            checked, 2,
+            "gateway and mock-upstream are built from the workspace"
+        );
     }
 
     #[test]

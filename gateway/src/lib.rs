@@ -7,7 +7,7 @@ pub mod config;
 pub mod error;
 pub mod fastpath;
 pub mod metrics;
-pub mod probe;
+pub use probe;
 pub mod providers;
 pub mod server;
 pub mod translate;

@@ -14,7 +14,6 @@
 mod body;
 pub mod config;
 pub mod metrics;
-pub mod probe;
 pub mod render;
 pub mod request;
 mod server;

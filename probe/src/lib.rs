@@ -1,4 +1,5 @@
-//! `--probe URL`: a tiny blocking HTTP/1.1 GET used as the container's healthcheck.
+//! `--probe URL`: a tiny blocking HTTP/1.1 GET used as the container's healthcheck, shared by
+//! the `gateway` and `mock-upstream` binaries.
 //! The image is `FROM scratch` (no shell, no curl), so the binary probes itself:
 //! success means the URL answered 2xx within the timeout.
 

@@ -59,7 +59,8 @@ pub struct RunArgs {
     pub keep: bool,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// The lab's runtime for Docker calls (the load generator runs its own threads).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

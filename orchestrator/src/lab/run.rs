@@ -17,7 +17,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use crate::docker::Docker;
-use crate::lab::cli::{bring_up, RunArgs};
+use crate::lab::cli::{bring_up, runtime, RunArgs};
 use crate::lab::compose::Role;
 use crate::lab::images::{self, ImageChoice};
 use crate::lab::plan;
@@ -118,14 +118,6 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
         results,
         keep: a.keep,
     })
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")
 }
 
 /// Entry point of `orchestrator run`.

@@ -376,3 +376,29 @@ fn a_manifest_warning_marks_its_cells_and_the_headline() {
     );
     assert!(head.contains("in `baseline` (18,000 vs 380 req/s), p99 611 µs vs 410 ms\n"));
 }
+
+/// A warning about a whole suite (no target) marks the headline line once, not once per
+/// target compared in it.
+#[test]
+fn a_suite_wide_warning_marks_the_headline_once() {
+    let results = gen::temp_dir("suite-warning");
+    let dir = gen::write_run(&results, "run-1", false, 1.0);
+    let path = dir.join("manifest.json");
+    let mut m: orchestrator::rundir::Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m.warnings.push(orchestrator::rundir::Warning {
+        kind: orchestrator::rundir::WarningKind::NoisyMachine,
+        target: None,
+        suite: Some("throughput".into()),
+        message: "the generator shares the mock's core".into(),
+    });
+    std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+    let md = std::fs::read_to_string(render_run(&dir).unwrap().summary_md).unwrap();
+    let head = &md[..md.find("## How this run was made").unwrap()];
+    let line = head
+        .lines()
+        .find(|l| l.contains("in `throughput`"))
+        .unwrap_or_else(|| panic!("no throughput headline in {head}"));
+    assert!(line.ends_with(" ⚠2"), "{line}");
+    assert_eq!(line.matches("⚠2").count(), 1, "{line}");
+}

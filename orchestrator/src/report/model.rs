@@ -787,13 +787,15 @@ fn phases_table(
 fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<String> {
     let mut lines = Vec::new();
     let figs = |t: &str, s: &str| run.entry(t, s).map(KeyFigures::of).unwrap_or_default();
-    let marks = |s: &str, t: &str, rows: &[&str]| -> String {
+    // The warning marks of these rows for these targets, each mark once.
+    let marks = |s: &str, ts: &[&str], rows: &[&str]| -> String {
         let Some(view) = suites.iter().find(|v| v.name == s) else {
             return String::new();
         };
-        let Some(col) = view.table.columns.iter().position(|c| c == t) else {
-            return String::new();
-        };
+        let cols: Vec<usize> = ts
+            .iter()
+            .filter_map(|t| view.table.columns.iter().position(|c| c == t))
+            .collect();
         let mut m: Vec<String> = Vec::new();
         for r in view
             .table
@@ -801,7 +803,8 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
             .iter()
             .filter(|r| rows.contains(&r.key.as_str()))
         {
-            for mark in [&r.marks, &r.cells[col].marks] {
+            let cells = cols.iter().map(|&c| &r.cells[c].marks);
+            for mark in std::iter::once(&r.marks).chain(cells) {
                 for x in mark.split(' ').filter(|x| !x.is_empty()) {
                     if !m.iter().any(|y| y == x) {
                         m.push(x.to_string());
@@ -844,10 +847,9 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
                     .filter(|(_, _, b)| *b > 0.0)
                     .max_by(|x, y| x.0.total_cmp(&y.0));
                 if let Some((bound, a, b)) = best {
-                    let m = marks(s, "gateway", &["status", "frontier"]);
-                    let m2 = marks(s, "litellm", &["status", "frontier"]);
+                    let m = marks(s, &["gateway", "litellm"], &["status", "frontier"]);
                     lines.push(format!(
-                        "gateway: {} the rate litellm sustains with p99 ≤ {} in `{s}` ({} vs {} req/s){m}{m2}",
+                        "gateway: {} the rate litellm sustains with p99 ≤ {} in `{s}` ({} vs {} req/s){m}",
                         format::ratio(a / b),
                         format::latency_ms(bound),
                         format::rate(a),
@@ -870,10 +872,13 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
                 ),
                 _ => String::new(),
             };
-            let m = marks(s, "gateway", &["status", "requests_per_s", "p99"]);
-            let m2 = marks(s, "litellm", &["status", "requests_per_s", "p99"]);
+            let m = marks(
+                s,
+                &["gateway", "litellm"],
+                &["status", "requests_per_s", "p99"],
+            );
             lines.push(format!(
-                "gateway: {} the throughput of litellm in `{s}` ({} vs {} req/s){p99}{m}{m2}",
+                "gateway: {} the throughput of litellm in `{s}` ({} vs {} req/s){p99}{m}",
                 format::ratio(gr / lr),
                 format::rate(gr),
                 format::rate(lr)
@@ -894,14 +899,14 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
                     format::added_us(a50).trim_start_matches('+'),
                     a99.map(|a| format!(", {} p99", format::added_us(a).trim_start_matches('+')))
                         .unwrap_or_default(),
-                    marks(&s, t, &["status", "added_p50", "added_p99"])
+                    marks(&s, &[t], &["status", "added_p50", "added_p99"])
                 )),
                 None => run.manifest.suites.iter().find_map(|s| {
                     let (a, d) = (figs(t, s).p50_ms?, figs("direct", s).p50_ms?);
                     Some(format!(
                         "{t}: adds {} p50 over direct in `{s}`{}",
                         format::added_us((a - d) * 1000.0).trim_start_matches('+'),
-                        marks(s, t, &["status", "p50"])
+                        marks(s, &[t], &["status", "p50"])
                     ))
                 }),
             };

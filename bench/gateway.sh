@@ -38,9 +38,8 @@ WRK_CPU=${WRK_CPU:-$MOCK_CPU}
 KEY=sk-lab-key
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 
-for tool in wrk taskset curl; do
-    command -v "$tool" >/dev/null || { echo "Error: $tool is missing (apt-get install wrk util-linux curl)" >&2; exit 1; }
-done
+source "$(dirname "$self")/lib.sh"
+need_tools wrk taskset curl
 # 1000 client connections + 1000 upstream connections need more than the default 1024 fds.
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -56,19 +55,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-# wait_addr LOGFILE PID -> prints the address from the "listening on" line
-wait_addr() {
-    local addr=""
-    for _ in $(seq 200); do
-        addr=$(sed -n 's/^listening on //p' "$1" | head -n1)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        kill -0 "$2" 2>/dev/null || { echo "Error: process exited:" >&2; cat "$1" >&2; return 1; }
-        sleep 0.05
-    done
-    echo "Error: no 'listening on' line in $1" >&2
-    return 1
-}
 
 "$self" --pin "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 >"$work/mock.log" 2>&1 &
 mock_pid=$!

@@ -18,9 +18,8 @@ MOCK_CPU=${MOCK_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 
-for tool in wrk taskset curl; do
-    command -v "$tool" >/dev/null || { echo "Error: $tool is missing (apt-get install wrk util-linux curl)" >&2; exit 1; }
-done
+source bench/lib.sh
+need_tools wrk taskset curl
 
 cargo build --release -p mock-upstream -p orchestrator >&2
 mock="$CARGO_TARGET_DIR/release/mock-upstream"
@@ -33,14 +32,7 @@ taskset -c "$MOCK_CPU" "$mock" --listen 127.0.0.1:0 --threads 1 >"$tmp/mock.log"
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-addr=""
-for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on //p' "$tmp/mock.log" | head -n1)
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { echo "Error: mock-upstream exited:" >&2; cat "$tmp/mock.log" >&2; exit 1; }
-    sleep 0.05
-done
-[ -n "$addr" ] || { echo "Error: mock-upstream did not print its address" >&2; exit 1; }
+addr=$(wait_addr "$tmp/mock.log" "$pid")
 
 # The exact body `orchestrator load` sends by default, so both tools ask for the same thing.
 body='{"max_tokens":16,"messages":[{"content":"Say hello.","role":"user"}],"model":"gpt-4o-mini","stream":false}'

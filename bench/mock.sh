@@ -15,9 +15,8 @@ MOCK_CPU=${MOCK_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 
-for tool in wrk taskset curl; do
-    command -v "$tool" >/dev/null || { echo "Error: $tool is missing (apt-get install wrk util-linux curl)" >&2; exit 1; }
-done
+source bench/lib.sh
+need_tools wrk taskset curl
 
 cargo build --release -p mock-upstream >&2
 bin="$CARGO_TARGET_DIR/release/mock-upstream"
@@ -27,14 +26,7 @@ taskset -c "$MOCK_CPU" "$bin" --listen 127.0.0.1:0 --threads 1 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
-addr=""
-for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on //p' "$log" | head -n1)
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { echo "Error: mock-upstream exited:" >&2; cat "$log" >&2; exit 1; }
-    sleep 0.05
-done
-[ -n "$addr" ] || { echo "Error: mock-upstream did not print its address" >&2; exit 1; }
+addr=$(wait_addr "$log" "$pid")
 url="http://$addr/v1/chat/completions"
 
 # Sanity check: one real answer before measuring.

@@ -51,6 +51,9 @@ pub struct Config {
     /// Request header name prefixes copied to upstream requests (e.g. `x-mock-`).
     #[serde(default)]
     pub forward_headers: Vec<String>,
+    /// Gateway-wide routing, retry and breaker defaults (each model may override some).
+    #[serde(default)]
+    pub resilience: Resilience,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -76,6 +79,13 @@ pub struct Limits {
     /// Upper bound for receiving a request body; then 408.
     #[serde(default = "default_client_body_timeout_ms")]
     pub client_body_timeout_ms: u64,
+    /// Deepest nesting of arrays and objects accepted in a request body; then 400.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
+}
+
+fn default_max_json_depth() -> usize {
+    64
 }
 
 fn default_max_body() -> usize {
@@ -98,6 +108,7 @@ impl Default for Limits {
             upstream_timeout_ms: default_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             client_body_timeout_ms: default_client_body_timeout_ms(),
+            max_json_depth: default_max_json_depth(),
         }
     }
 }
@@ -139,15 +150,177 @@ fn default_loopback_tokens() -> u32 {
     16
 }
 
-/// A model name clients use, and where it goes.
+/// How a model picks among its deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Random, proportional to `weight`.
+    #[default]
+    Weighted,
+    /// Fewest requests in flight.
+    LeastBusy,
+    /// Power of two choices over a peak EWMA of upstream time to first byte.
+    Latency,
+}
+
+/// Circuit breaker settings; every field absent in a model inherits the gateway default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// `false` turns the breaker off (a deployment is never skipped).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Opens after this many failures in a row.
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
+    /// Opens when failures / requests over the window reach this ratio (0..1]...
+    #[serde(default)]
+    pub failure_ratio: Option<f64>,
+    /// ...provided the window holds at least this many requests.
+    #[serde(default)]
+    pub min_requests: Option<u32>,
+    /// Length of the sliding window, ms.
+    #[serde(default)]
+    pub window_ms: Option<u64>,
+    /// How long an open breaker skips its deployment before a probe, ms.
+    #[serde(default)]
+    pub cooldown_ms: Option<u64>,
+    /// When a 429 trips the breaker, its `retry-after` (capped by
+    /// `resilience.retry_after_max_ms`) is the cooldown.
+    #[serde(default)]
+    pub cooldown_from_retry_after: Option<bool>,
+}
+
+/// The retry budget: retries may add at most `percent` % of the requests seen over
+/// `window_ms`, and at least `min_per_second` retries per second are always allowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    #[serde(default = "default_budget_percent")]
+    pub percent: f64,
+    #[serde(default = "default_budget_min")]
+    pub min_per_second: f64,
+    #[serde(default = "default_budget_window")]
+    pub window_ms: u64,
+}
+
+fn default_budget_percent() -> f64 {
+    20.0
+}
+fn default_budget_min() -> f64 {
+    10.0
+}
+fn default_budget_window() -> u64 {
+    10_000
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            percent: default_budget_percent(),
+            min_per_second: default_budget_min(),
+            window_ms: default_budget_window(),
+        }
+    }
+}
+
+/// Gateway-wide defaults for routing, retries and breakers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resilience {
+    #[serde(default)]
+    pub routing: Strategy,
+    /// Attempts after the first, per model (fallback models get their own).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Full-jitter exponential backoff before retrying the same deployment:
+    /// a random wait in 0..min(backoff_max_ms, backoff_base_ms * 2^n).
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Longest upstream `retry-after` the gateway waits for before retrying the same
+    /// deployment; a longer one ends the retries (the client gets the 429 with it).
+    #[serde(default = "default_retry_after_max")]
+    pub retry_after_max_ms: u64,
+    #[serde(default)]
+    pub retry_budget: RetryBudget,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Decay time of the `latency` strategy's EWMA, ms.
+    #[serde(default = "default_ewma_decay")]
+    pub latency_decay_ms: u64,
+}
+
+fn default_retries() -> u32 {
+    2
+}
+fn default_backoff_base() -> u64 {
+    25
+}
+fn default_backoff_max() -> u64 {
+    1_000
+}
+fn default_retry_after_max() -> u64 {
+    5_000
+}
+fn default_ewma_decay() -> u64 {
+    10_000
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience {
+            routing: Strategy::default(),
+            retries: default_retries(),
+            backoff_base_ms: default_backoff_base(),
+            backoff_max_ms: default_backoff_max(),
+            retry_after_max_ms: default_retry_after_max(),
+            retry_budget: RetryBudget::default(),
+            breaker: BreakerConfig::default(),
+            latency_decay_ms: default_ewma_decay(),
+        }
+    }
+}
+
+/// One deployment of a model: a provider and the model name it knows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Share of `weighted` routing (default 1; 0 = only when the others are open).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A model name clients use, and where it goes: one `provider` (with an optional
+/// `upstream_model`) or a list of `deployments`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub name: String,
-    pub provider: String,
+    #[serde(default)]
+    pub provider: Option<String>,
     /// Model name sent upstream when it differs from `name`.
     #[serde(default)]
     pub upstream_model: Option<String>,
+    #[serde(default)]
+    pub deployments: Option<Vec<DeploymentConfig>>,
+    #[serde(default)]
+    pub routing: Option<Strategy>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Models tried in order once this one's deployments are exhausted.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    #[serde(default)]
+    pub breaker: Option<BreakerConfig>,
 }
 
 /// Parses YAML text; errors name the offending key's path.
@@ -206,13 +379,48 @@ impl ProviderKind {
     }
 }
 
+/// A resolved deployment.
+#[derive(Debug, Clone)]
+pub struct DeploymentSettings {
+    /// Index into [`Settings::providers`].
+    pub provider: usize,
+    /// Upstream model name when it differs from the model's.
+    pub upstream_model: Option<String>,
+    pub weight: u32,
+}
+
+/// Resolved breaker settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    pub enabled: bool,
+    pub consecutive_failures: u32,
+    pub failure_ratio: f64,
+    pub min_requests: u32,
+    pub window_ms: u64,
+    pub cooldown_ms: u64,
+    pub cooldown_from_retry_after: bool,
+}
+
+/// Gateway-wide retry settings.
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub retry_after_max_ms: u64,
+    pub budget: RetryBudget,
+    pub latency_decay_ms: u64,
+}
+
 /// A resolved model route.
 #[derive(Debug, Clone)]
 pub struct ModelSettings {
     pub name: String,
-    /// Index into [`Settings::providers`].
-    pub provider: usize,
-    pub upstream_model: Option<String>,
+    pub deployments: Vec<DeploymentSettings>,
+    pub routing: Strategy,
+    pub retries: u32,
+    /// Indexes into [`Settings::models`], in order.
+    pub fallbacks: Vec<usize>,
+    pub breaker: BreakerSettings,
 }
 
 /// The validated configuration the server runs on.
@@ -226,7 +434,11 @@ pub struct Settings {
     pub forward_headers: Vec<String>,
     pub providers: Vec<ProviderSettings>,
     pub models: Vec<ModelSettings>,
+    pub retry: RetrySettings,
 }
+
+/// Largest number of deployments of one model (tried ones are kept in a bit set).
+pub const MAX_DEPLOYMENTS: usize = 64;
 
 /// Expands `${VAR}` and `${VAR:-default}` in a string; an unset variable without a
 /// default is an error naming it.
@@ -335,6 +547,9 @@ impl Config {
         if self.limits.connect_timeout_ms == 0 {
             return Err(invalid("limits.connect_timeout_ms", "must be above 0"));
         }
+        if !(2..=1024).contains(&self.limits.max_json_depth) {
+            return Err(invalid("limits.max_json_depth", "must be in 2..1024"));
+        }
         if self.limits.client_body_timeout_ms == 0 {
             return Err(invalid("limits.client_body_timeout_ms", "must be above 0"));
         }
@@ -410,9 +625,71 @@ impl Config {
             });
         }
 
+        let models = self.resolve_models(&providers)?;
+        Ok(Settings {
+            listen,
+            threads: self.threads,
+            busy_poll_us: self.busy_poll_us,
+            api_keys,
+            limits: self.limits.clone(),
+            forward_headers,
+            providers,
+            models,
+            retry: self.retry_settings()?,
+        })
+    }
+
+    fn retry_settings(&self) -> Result<RetrySettings, ConfigError> {
+        let r = &self.resilience;
+        if r.backoff_base_ms > r.backoff_max_ms {
+            return Err(invalid(
+                "resilience.backoff_base_ms",
+                "must not exceed resilience.backoff_max_ms",
+            ));
+        }
+        let b = &r.retry_budget;
+        if !(0.0..=1000.0).contains(&b.percent) {
+            return Err(invalid(
+                "resilience.retry_budget.percent",
+                "must be in 0..1000",
+            ));
+        }
+        if !(b.min_per_second >= 0.0 && b.min_per_second.is_finite()) {
+            return Err(invalid(
+                "resilience.retry_budget.min_per_second",
+                "must be 0 or more",
+            ));
+        }
+        if b.window_ms < 100 {
+            return Err(invalid(
+                "resilience.retry_budget.window_ms",
+                "must be at least 100",
+            ));
+        }
+        if r.latency_decay_ms == 0 {
+            return Err(invalid("resilience.latency_decay_ms", "must be above 0"));
+        }
+        Ok(RetrySettings {
+            backoff_base_ms: r.backoff_base_ms,
+            backoff_max_ms: r.backoff_max_ms,
+            retry_after_max_ms: r.retry_after_max_ms,
+            budget: b.clone(),
+            latency_decay_ms: r.latency_decay_ms,
+        })
+    }
+
+    fn resolve_models(
+        &self,
+        providers: &[ProviderSettings],
+    ) -> Result<Vec<ModelSettings>, ConfigError> {
         if self.models.is_empty() {
             return Err(invalid("models", "no models configured"));
         }
+        let defaults = resolve_breaker(
+            &BreakerConfig::default(),
+            &self.resilience.breaker,
+            "resilience.breaker",
+        )?;
         let mut seen = HashSet::new();
         let mut models = Vec::with_capacity(self.models.len());
         for (i, m) in self.models.iter().enumerate() {
@@ -426,44 +703,186 @@ impl Config {
                     format!("duplicate model name {:?}", m.name),
                 ));
             }
-            let provider = providers
-                .iter()
-                .position(|p| p.name == m.provider)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-                    invalid(
-                        format!("{path}.provider"),
-                        format!(
-                            "model {:?} points to unknown provider {:?} (known: {})",
-                            m.name,
-                            m.provider,
-                            known.join(", ")
-                        ),
-                    )
-                })?;
-            if m.upstream_model.as_deref() == Some("") {
-                return Err(invalid(
-                    format!("{path}.upstream_model"),
-                    "empty upstream model name",
-                ));
-            }
+            let breaker = match &m.breaker {
+                Some(b) => {
+                    resolve_breaker(b, &self.resilience.breaker, &format!("{path}.breaker"))?
+                }
+                None => defaults.clone(),
+            };
             models.push(ModelSettings {
                 name: m.name.clone(),
-                provider,
-                upstream_model: m.upstream_model.clone().filter(|u| *u != m.name),
+                deployments: resolve_deployments(m, providers, &path)?,
+                routing: m.routing.unwrap_or(self.resilience.routing),
+                retries: m.retries.unwrap_or(self.resilience.retries),
+                fallbacks: Vec::new(),
+                breaker,
             });
         }
-        Ok(Settings {
-            listen,
-            threads: self.threads,
-            busy_poll_us: self.busy_poll_us,
-            api_keys,
-            limits: self.limits.clone(),
-            forward_headers,
-            providers,
-            models,
-        })
+        for (i, m) in self.models.iter().enumerate() {
+            models[i].fallbacks = self.resolve_fallbacks(m, i)?;
+        }
+        Ok(models)
     }
+
+    fn resolve_fallbacks(&self, m: &ModelConfig, i: usize) -> Result<Vec<usize>, ConfigError> {
+        let mut out = Vec::with_capacity(m.fallbacks.len());
+        for (j, f) in m.fallbacks.iter().enumerate() {
+            let path = format!("models[{i}].fallbacks[{j}]");
+            let idx = self
+                .models
+                .iter()
+                .position(|x| x.name == *f)
+                .ok_or_else(|| invalid(&path, format!("unknown model {f:?}")))?;
+            if idx == i {
+                return Err(invalid(&path, "a model cannot fall back to itself"));
+            }
+            if out.contains(&idx) {
+                return Err(invalid(&path, format!("{f:?} is listed twice")));
+            }
+            out.push(idx);
+        }
+        Ok(out)
+    }
+}
+
+fn provider_index(
+    providers: &[ProviderSettings],
+    name: &str,
+    model: &str,
+    path: &str,
+) -> Result<usize, ConfigError> {
+    providers
+        .iter()
+        .position(|p| p.name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+            invalid(
+                path,
+                format!(
+                    "model {model:?} points to unknown provider {name:?} (known: {})",
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+fn upstream_name(
+    u: &Option<String>,
+    model: &str,
+    path: &str,
+) -> Result<Option<String>, ConfigError> {
+    if u.as_deref() == Some("") {
+        return Err(invalid(path, "empty upstream model name"));
+    }
+    Ok(u.clone().filter(|u| u != model))
+}
+
+/// The deployments of a model, from its one-provider form or its `deployments` list.
+fn resolve_deployments(
+    m: &ModelConfig,
+    providers: &[ProviderSettings],
+    path: &str,
+) -> Result<Vec<DeploymentSettings>, ConfigError> {
+    match (&m.provider, &m.deployments) {
+        (Some(p), None) => Ok(vec![DeploymentSettings {
+            provider: provider_index(providers, p, &m.name, &format!("{path}.provider"))?,
+            upstream_model: upstream_name(
+                &m.upstream_model,
+                &m.name,
+                &format!("{path}.upstream_model"),
+            )?,
+            weight: 1,
+        }]),
+        (None, Some(list)) => {
+            if m.upstream_model.is_some() {
+                return Err(invalid(
+                    format!("{path}.upstream_model"),
+                    "with `deployments`, set upstream_model on each deployment",
+                ));
+            }
+            if list.is_empty() || list.len() > MAX_DEPLOYMENTS {
+                return Err(invalid(
+                    format!("{path}.deployments"),
+                    format!("between 1 and {MAX_DEPLOYMENTS} deployments"),
+                ));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (j, d) in list.iter().enumerate() {
+                let dp = format!("{path}.deployments[{j}]");
+                out.push(DeploymentSettings {
+                    provider: provider_index(
+                        providers,
+                        &d.provider,
+                        &m.name,
+                        &format!("{dp}.provider"),
+                    )?,
+                    upstream_model: upstream_name(
+                        &d.upstream_model,
+                        &m.name,
+                        &format!("{dp}.upstream_model"),
+                    )?,
+                    weight: d.weight,
+                });
+            }
+            if out.iter().all(|d| d.weight == 0) {
+                return Err(invalid(
+                    format!("{path}.deployments"),
+                    "at least one deployment needs a weight above 0",
+                ));
+            }
+            Ok(out)
+        }
+        (Some(_), Some(_)) => Err(invalid(
+            path,
+            "set either `provider` or `deployments`, not both",
+        )),
+        (None, None) => Err(invalid(
+            format!("{path}.provider"),
+            "missing: set `provider` or `deployments`",
+        )),
+    }
+}
+
+/// Merges a breaker section over the gateway defaults and checks the result.
+fn resolve_breaker(
+    b: &BreakerConfig,
+    d: &BreakerConfig,
+    path: &str,
+) -> Result<BreakerSettings, ConfigError> {
+    let s = BreakerSettings {
+        enabled: b.enabled.or(d.enabled).unwrap_or(true),
+        consecutive_failures: b
+            .consecutive_failures
+            .or(d.consecutive_failures)
+            .unwrap_or(5),
+        failure_ratio: b.failure_ratio.or(d.failure_ratio).unwrap_or(0.5),
+        min_requests: b.min_requests.or(d.min_requests).unwrap_or(20),
+        window_ms: b.window_ms.or(d.window_ms).unwrap_or(10_000),
+        cooldown_ms: b.cooldown_ms.or(d.cooldown_ms).unwrap_or(5_000),
+        cooldown_from_retry_after: b
+            .cooldown_from_retry_after
+            .or(d.cooldown_from_retry_after)
+            .unwrap_or(true),
+    };
+    if s.consecutive_failures == 0 {
+        return Err(invalid(
+            format!("{path}.consecutive_failures"),
+            "must be above 0",
+        ));
+    }
+    if !(s.failure_ratio > 0.0 && s.failure_ratio <= 1.0) {
+        return Err(invalid(
+            format!("{path}.failure_ratio"),
+            "must be in (0, 1]",
+        ));
+    }
+    if s.window_ms < 100 {
+        return Err(invalid(format!("{path}.window_ms"), "must be at least 100"));
+    }
+    if s.cooldown_ms == 0 {
+        return Err(invalid(format!("{path}.cooldown_ms"), "must be above 0"));
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -488,8 +907,11 @@ models:
     fn good_config_validates() {
         let s = parse(GOOD).unwrap().validate().unwrap();
         assert_eq!(s.models.len(), 3);
-        assert_eq!(s.providers[s.models[1].provider].name, "cl");
-        assert_eq!(s.models[1].upstream_model.as_deref(), Some("b-2024"));
+        let d = &s.models[1].deployments[0];
+        assert_eq!(s.providers[d.provider].name, "cl");
+        assert_eq!(d.upstream_model.as_deref(), Some("b-2024"));
+        assert_eq!(s.models[0].retries, 2);
+        assert_eq!(s.models[0].routing, Strategy::Weighted);
     }
 
     #[test]

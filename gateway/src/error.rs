@@ -28,8 +28,17 @@ pub enum GatewayError {
     ClientBody(String),
     #[error("request body not received within {0} ms")]
     ClientTimeout(u64),
+    /// A non-2xx answer. A 4xx reaches the client with its status and the upstream's
+    /// message (and `retry-after`); a 5xx becomes a 502.
     #[error("upstream returned status {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
-    UpstreamStatus { status: u16, detail: Option<String> },
+    UpstreamStatus {
+        status: u16,
+        detail: Option<String>,
+        /// The upstream error's `type` and `code`, kept for a 4xx.
+        kind: Option<String>,
+        code: Option<String>,
+        retry_after_ms: Option<u64>,
+    },
     #[error("cannot connect to upstream: {0}")]
     UpstreamConnect(String),
     #[error("upstream did not answer within {0} ms")]
@@ -38,7 +47,24 @@ pub enum GatewayError {
     UpstreamIo(String),
     #[error("upstream sent an unreadable answer: {0}")]
     UpstreamProtocol(String),
+    /// Every deployment of the model and of its fallbacks has an open breaker: 503, or
+    /// 429 when they were all opened by upstream 429s; `retry-after` either way.
+    #[error("{}", if *rate_limited {
+        format!("every deployment of `{model}` is rate limited by its upstream; retry later")
+    } else {
+        format!("no healthy deployment for `{model}`: all circuit breakers are open")
+    })]
+    NoDeployment {
+        model: String,
+        retry_after_ms: u64,
+        rate_limited: bool,
+    },
 }
+
+/// Why a request was retried, as `llm_gateway_retries_total{reason=…}`.
+pub const RETRY_REASONS: [&str; 8] = [
+    "connect", "reset", "timeout", "429", "500", "502", "503", "504",
+];
 
 impl GatewayError {
     /// Builds an [`GatewayError::InvalidRequest`] from a serde_path_to_error failure.
@@ -83,6 +109,16 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::UpstreamStatus { status, .. } if (400..500).contains(status) => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            GatewayError::NoDeployment { rate_limited, .. } => {
+                if *rate_limited {
+                    StatusCode::TOO_MANY_REQUESTS
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
             GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamConnect(_)
             | GatewayError::UpstreamIo(_)
@@ -107,11 +143,12 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::UpstreamIo(_) => "upstream_io",
             GatewayError::UpstreamProtocol(_) => "upstream_protocol",
+            GatewayError::NoDeployment { .. } => "no_healthy_deployment",
         }
     }
 
     /// Every label, in the order of the metrics registry's error slots.
-    pub const LABELS: [&'static str; 13] = [
+    pub const LABELS: [&'static str; 14] = [
         "unauthorized",
         "model_not_found",
         "route_not_found",
@@ -125,6 +162,7 @@ impl GatewayError {
         "upstream_timeout",
         "upstream_io",
         "upstream_protocol",
+        "no_healthy_deployment",
     ];
 
     /// Index of [`Self::label`] in [`Self::LABELS`].
@@ -143,10 +181,45 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => 10,
             GatewayError::UpstreamIo(_) => 11,
             GatewayError::UpstreamProtocol(_) => 12,
+            GatewayError::NoDeployment { .. } => 13,
         }
     }
 
-    /// Whether this failure counts against the provider's health.
+    /// Index into [`RETRY_REASONS`] when this failure may be retried (on another
+    /// deployment where one is healthy): connect failure, reset or broken answer
+    /// before anything reached the client, timeout, 429, 500, 502, 503, 504.
+    pub fn retry_reason(&self) -> Option<usize> {
+        match self {
+            GatewayError::UpstreamConnect(_) => Some(0),
+            GatewayError::UpstreamIo(_) => Some(1),
+            GatewayError::UpstreamTimeout(_) => Some(2),
+            GatewayError::UpstreamStatus { status, .. } => match status {
+                429 => Some(3),
+                500 => Some(4),
+                502 => Some(5),
+                503 => Some(6),
+                504 => Some(7),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The wait the client is told with `retry-after`, ms.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            GatewayError::UpstreamStatus {
+                status: 429,
+                retry_after_ms,
+                ..
+            } => *retry_after_ms,
+            GatewayError::NoDeployment { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
+        }
+    }
+
+    /// Whether this failure counts against the provider's health and its breaker
+    /// (network failures, 5xx and 429; not the client's own 4xx).
     pub fn is_upstream_failure(&self) -> bool {
         matches!(
             self,
@@ -154,7 +227,41 @@ impl GatewayError {
                 | GatewayError::UpstreamTimeout(_)
                 | GatewayError::UpstreamIo(_)
                 | GatewayError::UpstreamProtocol(_)
-        ) || matches!(self, GatewayError::UpstreamStatus { status, .. } if *status >= 500)
+        ) || matches!(self, GatewayError::UpstreamStatus { status, .. } if *status >= 500 || *status == 429)
+    }
+
+    /// Whether the upstream (or the way to it) produced this error.
+    pub fn is_from_upstream(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::UpstreamStatus { .. }
+                | GatewayError::UpstreamConnect(_)
+                | GatewayError::UpstreamTimeout(_)
+                | GatewayError::UpstreamIo(_)
+                | GatewayError::UpstreamProtocol(_)
+        )
+    }
+
+    /// An upstream 4xx passed on to the client as it was.
+    fn passed_4xx(&self) -> Option<(&Option<String>, &Option<String>, &Option<String>)> {
+        match self {
+            GatewayError::UpstreamStatus {
+                status,
+                detail,
+                kind,
+                code,
+                ..
+            } if (400..500).contains(status) => Some((detail, kind, code)),
+            _ => None,
+        }
+    }
+
+    /// The message the client sees: a passed-on 4xx keeps the upstream's own.
+    fn client_message(&self) -> String {
+        match self.passed_4xx() {
+            Some((Some(d), _, _)) => d.clone(),
+            _ => self.to_string(),
+        }
     }
 
     fn openai_type(&self) -> &'static str {
@@ -168,6 +275,10 @@ impl GatewayError {
             | GatewayError::ClientBody(_)
             | GatewayError::ClientTimeout(_) => "invalid_request_error",
             GatewayError::UpstreamTimeout(_) => "timeout_error",
+            GatewayError::NoDeployment {
+                rate_limited: true, ..
+            } => "requests",
+            GatewayError::NoDeployment { .. } => "service_unavailable",
             _ => "upstream_error",
         }
     }
@@ -175,6 +286,9 @@ impl GatewayError {
     fn code(&self) -> &'static str {
         match self {
             GatewayError::Unauthorized => "invalid_api_key",
+            GatewayError::NoDeployment {
+                rate_limited: true, ..
+            } => "rate_limit_exceeded",
             _ => self.label(),
         }
     }
@@ -187,7 +301,7 @@ impl GatewayError {
             #[serde(rename = "type")]
             kind: &'a str,
             param: Option<&'a str>,
-            code: &'a str,
+            code: Option<&'a str>,
         }
         #[derive(Serialize)]
         struct Outer<'a> {
@@ -198,12 +312,19 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => Some("model"),
             _ => None,
         };
+        let (kind, code) = match self.passed_4xx() {
+            Some((_, k, c)) => (
+                k.as_deref().unwrap_or("invalid_request_error"),
+                c.as_deref(),
+            ),
+            None => (self.openai_type(), Some(self.code())),
+        };
         let body = Outer {
             error: Inner {
-                message: self.to_string(),
-                kind: self.openai_type(),
+                message: self.client_message(),
+                kind,
                 param,
-                code: self.code(),
+                code,
             },
         };
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
@@ -220,19 +341,45 @@ impl GatewayError {
             | GatewayError::ClientBody(_)
             | GatewayError::ClientTimeout(_) => "invalid_request_error",
             GatewayError::UpstreamTimeout(_) => "timeout_error",
+            GatewayError::UpstreamStatus { status, .. } => anthropic_kind(*status),
+            GatewayError::NoDeployment {
+                rate_limited: true, ..
+            } => "rate_limit_error",
+            GatewayError::NoDeployment { .. } => "overloaded_error",
             _ => "api_error",
         };
         let body = serde_json::json!({
             "type": "error",
-            "error": {"type": kind, "message": self.to_string()},
+            "error": {"type": kind, "message": self.client_message()},
         });
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
 }
 
-/// Pulls `error.message` (OpenAI and Anthropic shapes) or a short text out of an
-/// upstream error body, for the 502 message.
-pub fn upstream_detail(body: &[u8]) -> Option<String> {
+/// Anthropic's error type for an upstream status passed on.
+fn anthropic_kind(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    }
+}
+
+/// What an upstream error body says, in either API's shape.
+#[derive(Debug, Default, PartialEq)]
+pub struct UpstreamBody {
+    pub message: Option<String>,
+    pub kind: Option<String>,
+    pub code: Option<String>,
+}
+
+/// Pulls `error.message`, `error.type` and `error.code` (OpenAI and Anthropic shapes),
+/// or a short text, out of an upstream error body.
+pub fn upstream_error_body(body: &[u8]) -> UpstreamBody {
     #[derive(serde::Deserialize)]
     struct Outer {
         error: Inner,
@@ -240,19 +387,52 @@ pub fn upstream_detail(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum Inner {
-        Obj { message: String },
+        Obj {
+            message: String,
+            #[serde(default, rename = "type")]
+            kind: Option<String>,
+            #[serde(default)]
+            code: Option<serde_json::Value>,
+        },
         Text(String),
     }
-    if let Ok(o) = serde_json::from_slice::<Outer>(body) {
-        return Some(match o.error {
-            Inner::Obj { message } | Inner::Text(message) => message,
-        });
+    match serde_json::from_slice::<Outer>(body) {
+        Ok(Outer {
+            error:
+                Inner::Obj {
+                    message,
+                    kind,
+                    code,
+                },
+        }) => UpstreamBody {
+            message: Some(message),
+            kind,
+            code: code.and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+        },
+        Ok(Outer {
+            error: Inner::Text(t),
+        }) => UpstreamBody {
+            message: Some(t),
+            ..UpstreamBody::default()
+        },
+        Err(_) => UpstreamBody {
+            message: std::str::from_utf8(body)
+                .ok()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| t.chars().take(200).collect()),
+            ..UpstreamBody::default()
+        },
     }
-    let text = std::str::from_utf8(body).ok()?.trim();
-    if text.is_empty() {
-        return None;
-    }
-    Some(text.chars().take(200).collect())
+}
+
+/// The upstream's error message alone.
+pub fn upstream_detail(body: &[u8]) -> Option<String> {
+    upstream_error_body(body).message
 }
 
 #[cfg(test)]
@@ -277,11 +457,19 @@ mod tests {
             GatewayError::UpstreamStatus {
                 status: 500,
                 detail: None,
+                kind: None,
+                code: None,
+                retry_after_ms: None,
             },
             GatewayError::UpstreamConnect("x".into()),
             GatewayError::UpstreamTimeout(1),
             GatewayError::UpstreamIo("x".into()),
             GatewayError::UpstreamProtocol("x".into()),
+            GatewayError::NoDeployment {
+                model: "m".into(),
+                retry_after_ms: 1,
+                rate_limited: false,
+            },
         ];
         for e in &all {
             assert_eq!(GatewayError::LABELS[e.label_index()], e.label());

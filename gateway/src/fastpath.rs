@@ -22,6 +22,28 @@ pub struct ChatProbe<'a> {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<i64>,
+}
+
+impl ChatProbe<'_> {
+    /// Values no upstream accepts, refused before any upstream call.
+    pub fn check(&self) -> Result<(), GatewayError> {
+        for (name, v) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
+            if v.is_some_and(|n| n <= 0) {
+                return Err(GatewayError::invalid_field(
+                    name,
+                    "must be a positive integer",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `stream_options` of an OpenAI request.
@@ -37,7 +59,6 @@ pub struct MessagesProbe<'a> {
     #[serde(borrow)]
     pub model: Cow<'a, str>,
     pub messages: MessagesCheck,
-    #[allow(dead_code)]
     pub max_tokens: u64,
     #[serde(default)]
     pub stream: Option<bool>,
@@ -95,6 +116,100 @@ impl<'de> Deserialize<'de> for MessagesCheck {
         }
         d.deserialize_seq(V)
     }
+}
+
+impl MessagesProbe<'_> {
+    /// Values no upstream accepts, refused before any upstream call.
+    pub fn check(&self) -> Result<(), GatewayError> {
+        if self.max_tokens == 0 {
+            return Err(GatewayError::invalid_field(
+                "max_tokens",
+                "must be a positive integer",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks what the typed parse cannot see in the fields it skips: the body is UTF-8,
+/// and arrays/objects nest at most `max_depth` deep.
+pub fn check_body(body: &[u8], max_depth: usize) -> Result<(), GatewayError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(GatewayError::InvalidRequest {
+            message: format!(
+                "invalid request body: not valid UTF-8 at byte {}",
+                e.valid_up_to()
+            ),
+            param: None,
+        });
+    }
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut esc = false;
+    for &b in body {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(GatewayError::InvalidRequest {
+                        message: format!(
+                            "invalid request body: nested deeper than {max_depth} levels"
+                        ),
+                        param: None,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Puts the client's model name back into an answer: the first `"model"` value equal
+/// to `from` becomes `to` (answers carry the top-level `model` before any other).
+pub fn restore_model(body: Bytes, from: &str, to: &str) -> Bytes {
+    let Some(i) = after_first_key(&body, b"\"model\"") else {
+        return body;
+    };
+    let quoted = serde_json::to_string(from).unwrap_or_default();
+    if !body[i..].starts_with(quoted.as_bytes()) {
+        return body;
+    }
+    let to_q = serde_json::to_string(to).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + to_q.len());
+    out.extend_from_slice(&body[..i]);
+    out.extend_from_slice(to_q.as_bytes());
+    out.extend_from_slice(&body[i + quoted.len()..]);
+    Bytes::from(out)
+}
+
+/// Replaces every `"model":"from"` with `"model":"to"` in an SSE chunk (compact JSON,
+/// as OpenAI and Anthropic send it); the chunk is returned as is when it has none.
+pub fn restore_model_in_chunk(chunk: Bytes, from: &[u8], to: &[u8]) -> Bytes {
+    let Some(first) = memmem::find(&chunk, from) else {
+        return chunk;
+    };
+    let mut out = Vec::with_capacity(chunk.len() + to.len());
+    out.extend_from_slice(&chunk[..first]);
+    let mut rest = &chunk[first..];
+    while let Some(at) = memmem::find(rest, from) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to);
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 /// Deserializes `T` from a JSON body; errors name the field's path. The common
@@ -176,6 +291,16 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// Position just after `"key"` `:` (and whitespace) for the LAST occurrence of `"key"`.
 fn after_key(body: &[u8], key: &[u8]) -> Option<usize> {
     let at = memmem::rfind(body, key)?;
+    let i = skip_ws(body, at + key.len());
+    if body.get(i) != Some(&b':') {
+        return None;
+    }
+    Some(skip_ws(body, i + 1))
+}
+
+/// Position just after `"key"` `:` (and whitespace) for the FIRST occurrence of `"key"`.
+fn after_first_key(body: &[u8], key: &[u8]) -> Option<usize> {
+    let at = memmem::find(body, key)?;
     let i = skip_ws(body, at + key.len());
     if body.get(i) != Some(&b':') {
         return None;
@@ -309,6 +434,37 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "a-much-longer\"model");
         assert_eq!(v["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn body_checks() {
+        assert!(check_body(br#"{"a":[[1]],"b":"[[[[\"]]"}"#, 3).is_ok());
+        let e = check_body(br#"{"a":[[[1]]]}"#, 3).unwrap_err().to_string();
+        assert!(e.contains("deeper than 3"), "{e}");
+        let e = check_body(b"{\"a\":\"\xff\"}", 64).unwrap_err().to_string();
+        assert!(e.contains("UTF-8"), "{e}");
+        let p: ChatProbe =
+            parse_json(br#"{"model":"m","messages":[{"role":"u"}],"max_tokens":-5}"#).unwrap();
+        assert!(p.check().unwrap_err().to_string().contains("max_tokens"));
+    }
+
+    #[test]
+    fn model_is_restored() {
+        let b = Bytes::from_static(br#"{"id":"x","model": "up-1","choices":[{"model":"up-1"}]}"#);
+        let out = restore_model(b, "up-1", "mine");
+        assert_eq!(
+            &out[..],
+            br#"{"id":"x","model": "mine","choices":[{"model":"up-1"}]}"#
+        );
+        let b = Bytes::from_static(br#"{"model":"other"}"#);
+        assert_eq!(&restore_model(b.clone(), "up-1", "mine")[..], &b[..]);
+        let c =
+            Bytes::from_static(b"data: {\"model\":\"u\",\"x\":1}\n\ndata: {\"model\":\"u\"}\n\n");
+        let out = restore_model_in_chunk(c, br#""model":"u""#, br#""model":"me""#);
+        assert_eq!(
+            &out[..],
+            b"data: {\"model\":\"me\",\"x\":1}\n\ndata: {\"model\":\"me\"}\n\n"
+        );
     }
 
     #[test]

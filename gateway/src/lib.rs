@@ -9,6 +9,7 @@ pub mod fastpath;
 pub mod metrics;
 pub use probe;
 pub mod providers;
+pub mod routing;
 pub mod server;
 pub mod translate;
 

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, RETRY_REASONS};
+use crate::routing::ModelRoute;
 
 /// Status codes with their own `requests_total` series; anything else is `other`.
 /// 499 counts requests whose client went away before the answer (nginx's convention).
@@ -16,6 +17,47 @@ const DURATION_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
+/// `llm_gateway_upstream_requests_total{status}` values: statuses, then failures
+/// without one.
+const UPSTREAM_STATUSES: [&str; 18] = [
+    "200",
+    "400",
+    "401",
+    "403",
+    "404",
+    "408",
+    "413",
+    "422",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "other",
+    "connect_error",
+    "timeout",
+    "reset",
+    "protocol_error",
+];
+
+/// Index into [`UPSTREAM_STATUSES`] of an attempt's outcome.
+fn upstream_index(r: Result<(), &GatewayError>) -> usize {
+    let e = match r {
+        Ok(()) => return 0,
+        Err(e) => e,
+    };
+    match e {
+        GatewayError::UpstreamStatus { status, .. } => UPSTREAM_STATUSES[..13]
+            .iter()
+            .position(|s| s.parse() == Ok(*status))
+            .unwrap_or(13),
+        GatewayError::UpstreamConnect(_) => 14,
+        GatewayError::UpstreamTimeout(_) => 15,
+        GatewayError::UpstreamIo(_) => 16,
+        _ => 17,
+    }
+}
+
 /// Consecutive upstream failures after which a provider reports unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
 
@@ -69,11 +111,26 @@ pub struct Metrics {
     slots: Box<[Slot]>,
     providers: Vec<String>,
     health: Box<[Health]>,
+    /// Per provider, per [`UPSTREAM_STATUSES`].
+    upstream: Box<[[AtomicU64; UPSTREAM_STATUSES.len()]]>,
+    /// Per model (route index), per [`RETRY_REASONS`].
+    retries: Box<[[AtomicU64; RETRY_REASONS.len()]]>,
+    /// Per model, per entry of its fallback list.
+    fallbacks: Box<[Box<[AtomicU64]>]>,
 }
 
 impl Metrics {
     /// Builds the registry for `models` (name, provider index) over `providers`.
     pub fn new(providers: &[String], models: &[(String, usize)]) -> Self {
+        Self::with_routes(providers, models, &[])
+    }
+
+    /// Builds the registry with per-model retry and fallback series for `routes`.
+    pub fn with_routes(
+        providers: &[String],
+        models: &[(String, usize)],
+        routes: &[ModelRoute],
+    ) -> Self {
         let slot = |model: &str, provider: &str| Slot {
             model: escape(model),
             provider: escape(provider),
@@ -100,6 +157,39 @@ impl Metrics {
                     healthy: AtomicBool::new(true),
                 })
                 .collect(),
+            upstream: providers
+                .iter()
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            retries: routes
+                .iter()
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            fallbacks: routes
+                .iter()
+                .map(|r| r.fallbacks.iter().map(|_| AtomicU64::new(0)).collect())
+                .collect(),
+        }
+    }
+
+    /// Counts one upstream attempt of `provider` by its outcome.
+    pub fn upstream(&self, provider: usize, r: Result<(), &GatewayError>) {
+        if let Some(p) = self.upstream.get(provider) {
+            p[upstream_index(r)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a retry of `model` (route index) for reason `reason` ([`RETRY_REASONS`]).
+    pub fn retry(&self, model: usize, reason: usize) {
+        if let Some(c) = self.retries.get(model).and_then(|r| r.get(reason)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a request of `model` moving to its `nth` fallback.
+    pub fn fallback(&self, model: usize, nth: usize) {
+        if let Some(c) = self.fallbacks.get(model).and_then(|f| f.get(nth)) {
+            c.fetch_add(1, Relaxed);
         }
     }
 
@@ -181,7 +271,93 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of every series.
+    /// The text exposition of every series; `routes` gives the retry, fallback and
+    /// breaker series their labels (pass the routes the registry was built with).
+    pub fn render_with(&self, routes: &[ModelRoute]) -> String {
+        let mut o = self.render();
+        self.render_upstream(&mut o);
+        self.render_routes(&mut o, routes);
+        o
+    }
+
+    fn render_upstream(&self, o: &mut String) {
+        head(
+            o,
+            "llm_gateway_upstream_requests_total",
+            "counter",
+            "Upstream attempts (retries included), by provider and status or failure.",
+        );
+        for (p, counts) in self.providers.iter().zip(self.upstream.iter()) {
+            for (i, c) in counts.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let st = UPSTREAM_STATUSES[i];
+                    let _ = writeln!(
+                        o,
+                        "llm_gateway_upstream_requests_total{{provider=\"{p}\",status=\"{st}\"}} {n}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn render_routes(&self, o: &mut String, routes: &[ModelRoute]) {
+        head(
+            o,
+            "llm_gateway_retries_total",
+            "counter",
+            "Retried upstream attempts, by model and reason.",
+        );
+        for (r, counts) in routes.iter().zip(self.retries.iter()) {
+            let m = escape(&r.name);
+            for (i, c) in counts.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let reason = RETRY_REASONS[i];
+                    let _ = writeln!(
+                        o,
+                        "llm_gateway_retries_total{{model=\"{m}\",reason=\"{reason}\"}} {n}"
+                    );
+                }
+            }
+        }
+        head(
+            o,
+            "llm_gateway_fallbacks_total",
+            "counter",
+            "Requests moved to a fallback model.",
+        );
+        for (r, counts) in routes.iter().zip(self.fallbacks.iter()) {
+            let m = escape(&r.name);
+            for (f, c) in r.fallbacks.iter().zip(counts.iter()) {
+                let to = escape(&routes[*f].name);
+                let _ = writeln!(
+                    o,
+                    "llm_gateway_fallbacks_total{{model=\"{m}\",to=\"{to}\"}} {}",
+                    c.load(Relaxed)
+                );
+            }
+        }
+        head(
+            o,
+            "llm_gateway_circuit_breaker_state",
+            "gauge",
+            "Circuit breaker of each deployment: 0 closed, 1 half-open, 2 open.",
+        );
+        for r in routes {
+            let m = escape(&r.name);
+            for d in r.deployments.iter() {
+                let _ = writeln!(
+                    o,
+                    "llm_gateway_circuit_breaker_state{{model=\"{m}\",deployment=\"{}\"}} {}",
+                    escape(&d.label),
+                    d.breaker.state()
+                );
+            }
+        }
+    }
+
+    /// The text exposition of the per-slot and provider-health series.
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(4096 + self.slots.len() * 4096);
         head(

@@ -10,7 +10,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use futures_util::StreamExt as _;
+use http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER,
+};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -21,41 +25,66 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::busy::BusyPoll;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, RetrySettings, Settings};
 use crate::error::GatewayError;
 use crate::fastpath::{
-    find_usage, parse_json, replace_model, ChatProbe, MessagesProbe, SseKind, SseMeter,
+    check_body, find_usage, parse_json, replace_model, restore_model, restore_model_in_chunk,
+    ChatProbe, MessagesProbe, SseKind, SseMeter,
 };
 use crate::metrics::Metrics;
 use crate::providers::{AnyProvider, ByteStream, ChatRequest, Provider, Upstream};
+use crate::routing::{self, breaker::Outcome, Deployment, ModelRoute};
 use crate::translate::{
     anthropic_to_openai_request, openai_to_anthropic_response, OpenAiToAnthropicStream, Translated,
 };
 
-/// A model route.
-struct Route {
-    name: String,
-    upstream_model: Option<String>,
-    provider: usize,
-}
-
-impl Route {
-    fn upstream_name(&self) -> &str {
-        self.upstream_model.as_deref().unwrap_or(&self.name)
-    }
-}
-
 /// Everything a request needs, shared by all connections.
 pub struct State {
-    routes: Vec<Route>,
+    routes: Vec<ModelRoute>,
     by_name: HashMap<String, usize>,
     providers: Vec<AnyProvider>,
     metrics: Metrics,
+    retry: RetrySettings,
     api_keys: Vec<Box<[u8]>>,
     max_body: usize,
+    max_depth: usize,
     body_timeout: Duration,
     models_body: Bytes,
     busy: Option<Arc<BusyPoll>>,
+}
+
+/// Metrics slots by (model index, provider index).
+type SlotIndex = HashMap<(usize, usize), usize>;
+
+/// The metrics slots (model, provider) of every model's deployments, and a lookup.
+fn metric_slots(s: &Settings) -> (Vec<(String, usize)>, SlotIndex) {
+    let mut slots = Vec::new();
+    let mut index = HashMap::new();
+    for (mi, m) in s.models.iter().enumerate() {
+        for d in &m.deployments {
+            index.entry((mi, d.provider)).or_insert_with(|| {
+                slots.push((m.name.clone(), d.provider));
+                slots.len() - 1
+            });
+        }
+    }
+    (slots, index)
+}
+
+fn models_body(s: &Settings) -> Bytes {
+    let data: Vec<serde_json::Value> = s
+        .models
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.name, "object": "model", "created": 0,
+                "owned_by": s.providers[m.deployments[0].provider].name,
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
 impl State {
@@ -67,13 +96,15 @@ impl State {
             .iter()
             .map(|p| AnyProvider::new(&p.kind, &upstream))
             .collect::<Result<Vec<_>, _>>()?;
-        let routes: Vec<Route> = s
+        let (slots, slot_index) = metric_slots(s);
+        let routes: Vec<ModelRoute> = s
             .models
             .iter()
-            .map(|m| Route {
-                name: m.name.clone(),
-                upstream_model: m.upstream_model.clone(),
-                provider: m.provider,
+            .enumerate()
+            .map(|(mi, m)| {
+                ModelRoute::new(m, &s.providers, &s.retry, |p| {
+                    slot_index.get(&(mi, p)).copied().unwrap_or(usize::MAX)
+                })
             })
             .collect();
         let by_name = routes
@@ -82,39 +113,23 @@ impl State {
             .map(|(i, r)| (r.name.clone(), i))
             .collect();
         let provider_names: Vec<String> = s.providers.iter().map(|p| p.name.clone()).collect();
-        let metrics = Metrics::new(
-            &provider_names,
-            &routes
-                .iter()
-                .map(|r| (r.name.clone(), r.provider))
-                .collect::<Vec<_>>(),
-        );
-        let data: Vec<serde_json::Value> = routes
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.name, "object": "model", "created": 0,
-                    "owned_by": provider_names[r.provider],
-                })
-            })
-            .collect();
-        let models_body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
-            .map(Bytes::from)
-            .unwrap_or_default();
+        let metrics = Metrics::with_routes(&provider_names, &slots, &routes);
         Ok(State {
             routes,
             by_name,
             providers,
             metrics,
+            retry: s.retry.clone(),
             api_keys: s
                 .api_keys
                 .iter()
                 .map(|k| k.as_bytes().to_vec().into_boxed_slice())
                 .collect(),
             max_body: s.limits.max_body_bytes,
+            max_depth: s.limits.max_json_depth,
             body_timeout: Duration::from_millis(s.limits.client_body_timeout_ms),
             busy,
-            models_body,
+            models_body: models_body(s),
         })
     }
 
@@ -150,11 +165,15 @@ impl State {
 struct Guard {
     state: Arc<State>,
     slot: usize,
-    provider: Option<usize>,
     start: Instant,
     status: u16,
     input: u64,
     output: u64,
+    /// The (model, deployment) a stream holds in flight until it ends.
+    in_flight: Option<(usize, usize)>,
+    /// The deployment that answered last, and the attempts made.
+    deployment: Option<HeaderValue>,
+    attempts: u32,
     armed: bool,
 }
 
@@ -165,34 +184,28 @@ impl Guard {
         Guard {
             state: state.clone(),
             slot,
-            provider: None,
             start: Instant::now(),
             // Stays 499 (client closed) if the handler is dropped before answering.
             status: 499,
             input: 0,
             output: 0,
+            in_flight: None,
+            deployment: None,
+            attempts: 0,
             armed: true,
         }
     }
 
-    fn route(&mut self, idx: usize) {
-        self.state.metrics.reroute(self.slot, idx);
-        self.slot = idx;
-        let p = self.state.routes[idx].provider;
-        self.provider = self.state.providers[p].is_remote().then_some(p);
-    }
-
-    fn upstream_ok(&self) {
-        if let Some(p) = self.provider {
-            self.state.metrics.upstream_ok(p);
+    /// Moves the request to a metrics slot (once its model or deployment is known).
+    fn route(&mut self, slot: usize) {
+        if slot != self.slot {
+            self.state.metrics.reroute(self.slot, slot);
+            self.slot = slot;
         }
     }
 
     fn fail(&self, e: &GatewayError) {
         self.state.metrics.error(self.slot, e);
-        if let Some(p) = self.provider.filter(|_| e.is_upstream_failure()) {
-            self.state.metrics.upstream_failed(p);
-        }
     }
 
     fn usage(&mut self, body: &[u8]) {
@@ -208,6 +221,8 @@ impl Guard {
         Guard {
             state: self.state.clone(),
             armed: true,
+            in_flight: self.in_flight.take(),
+            deployment: self.deployment.take(),
             ..*self
         }
     }
@@ -217,6 +232,9 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if !self.armed {
             return;
+        }
+        if let Some((m, d)) = self.in_flight {
+            self.state.routes[m].deployments[d].end();
         }
         let m = &self.state.metrics;
         m.status(self.slot, self.status);
@@ -399,7 +417,12 @@ fn error_response(e: &GatewayError, api: Api) -> Response<Body> {
         Api::Chat => e.openai_body(),
         Api::Messages => e.anthropic_body(),
     };
-    full(e.status(), "application/json", body)
+    let mut r = full(e.status(), "application/json", body);
+    if let Some(ms) = e.retry_after_ms() {
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
+    }
+    r
 }
 
 async fn read_body(
@@ -438,44 +461,312 @@ async fn read_body(
     Ok((parts, bytes))
 }
 
+/// What the client asked, parsed once; every attempt builds its upstream call from it.
+struct Job<'a> {
+    api: Api,
+    body: &'a Bytes,
+    /// The model the client named (borrowed from `body`).
+    model: &'a str,
+    stream: bool,
+    include_usage: bool,
+    headers: &'a HeaderMap,
+}
+
+/// A successful attempt's answer.
+enum Answer {
+    Full(Bytes),
+    Stream(ByteStream, SseKind),
+}
+
+/// Keeps a deployment's in-flight count right even when the request is dropped
+/// (client gone) in the middle of an attempt.
+struct InFlight<'a>(&'a Deployment);
+
+impl<'a> InFlight<'a> {
+    fn new(d: &'a Deployment) -> Self {
+        d.begin();
+        InFlight(d)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// The upstream's stream with the client's model name put back in every chunk.
+fn restore_stream(s: ByteStream, upstream: &str, client: &str) -> ByteStream {
+    let field = |m: &str| Bytes::from(format!("\"model\":{}", serde_json::Value::from(m)));
+    let (from, to) = (field(upstream), field(client));
+    Box::pin(s.map(move |r| r.map(|c| restore_model_in_chunk(c, &from, &to))))
+}
+
+/// One attempt on one deployment.
+async fn attempt(
+    state: &State,
+    job: &Job<'_>,
+    route: &ModelRoute,
+    dep: &Deployment,
+) -> Result<Answer, GatewayError> {
+    let upstream = dep.upstream_model.as_deref().unwrap_or(&route.name);
+    let renamed = upstream != job.model;
+    let provider = &state.providers[dep.provider];
+    let answer = match (job.api, provider) {
+        (Api::Messages, AnyProvider::Anthropic(p)) => {
+            let body = if renamed {
+                replace_model(job.body, job.model, upstream)?
+            } else {
+                job.body.clone()
+            };
+            if job.stream {
+                Answer::Stream(
+                    p.messages_stream(body, job.headers).await?,
+                    SseKind::Anthropic,
+                )
+            } else {
+                Answer::Full(p.messages(body, job.headers).await?)
+            }
+        }
+        (Api::Messages, provider) => {
+            let (oai, _) = anthropic_to_openai_request(job.body, upstream)?;
+            let creq = ChatRequest {
+                body: Bytes::from(oai),
+                model: upstream,
+                include_usage: true,
+                headers: job.headers,
+            };
+            if job.stream {
+                let s = provider.chat_stream(creq).await?;
+                let t = Translated::new(s, OpenAiToAnthropicStream::new(job.model));
+                return Ok(Answer::Stream(Box::pin(t), SseKind::Anthropic));
+            }
+            let b = provider.chat(creq).await?;
+            Answer::Full(openai_to_anthropic_response(&b)?)
+        }
+        (Api::Chat, provider) => {
+            let body = if renamed {
+                replace_model(job.body, job.model, upstream)?
+            } else {
+                job.body.clone()
+            };
+            let creq = ChatRequest {
+                body,
+                model: upstream,
+                include_usage: job.include_usage,
+                headers: job.headers,
+            };
+            if job.stream {
+                Answer::Stream(provider.chat_stream(creq).await?, SseKind::OpenAi)
+            } else {
+                Answer::Full(provider.chat(creq).await?)
+            }
+        }
+    };
+    Ok(match answer {
+        a if !renamed => a,
+        Answer::Full(b) => Answer::Full(restore_model(b, upstream, job.model)),
+        Answer::Stream(s, k) => Answer::Stream(restore_stream(s, upstream, job.model), k),
+    })
+}
+
+/// How trying one model ended.
+enum Tried {
+    Answer(Answer),
+    /// Not worth another attempt anywhere (a client error, or the retry budget is spent).
+    Fatal(GatewayError),
+    /// This model's deployments are used up; a fallback may still answer.
+    Exhausted(GatewayError),
+}
+
+/// Counts one attempt's outcome for the breaker, the latency EWMA and the metrics.
+fn record(
+    state: &State,
+    route: &ModelRoute,
+    dep: &Deployment,
+    r: Result<(), &GatewayError>,
+    took: Duration,
+) {
+    if r.is_err_and(|e| !e.is_from_upstream()) {
+        return; // refused before anything was sent (e.g. a translation error)
+    }
+    let now = routing::now_ms();
+    state.metrics.upstream(dep.provider, r);
+    let failed = r.err().filter(|e| e.is_upstream_failure());
+    match failed {
+        None => {
+            dep.breaker.record(now, Outcome::Success, &dep.label);
+            if state.providers[dep.provider].is_remote() {
+                state.metrics.upstream_ok(dep.provider);
+            }
+        }
+        Some(e) => {
+            let retry_after_ms = e.retry_after_ms();
+            dep.breaker
+                .record(now, Outcome::Failure { retry_after_ms }, &dep.label);
+            state.metrics.upstream_failed(dep.provider);
+        }
+    }
+    dep.observe(took, route.decay_ns());
+}
+
+/// The wait before retrying the deployment that just failed; `None` when its
+/// `retry-after` is longer than the gateway is willing to wait.
+fn same_deployment_wait(state: &State, last: &GatewayError, n: u32) -> Option<Duration> {
+    match last.retry_after_ms() {
+        Some(ms) if ms > state.retry.retry_after_max_ms => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => Some(routing::backoff(&state.retry, n)),
+    }
+}
+
+/// Tries model `m` (the client's model or a fallback) with its retries. `first`
+/// is the client's model, whose retry budget every attempt after the first uses.
+async fn try_model(state: &State, job: &Job<'_>, first: usize, m: usize, g: &mut Guard) -> Tried {
+    let route = &state.routes[m];
+    let (mut tried, mut last, mut prev) = (0u64, None::<GatewayError>, None::<usize>);
+    for n in 0..=route.retries {
+        if g.attempts > 0 && !state.routes[first].take_retry() {
+            // Over the retry budget: fail fast with what the last attempt got.
+            return match last {
+                Some(e) => Tried::Fatal(e),
+                None => Tried::Exhausted(no_deployment(route)),
+            };
+        }
+        let Some(pick) = route.pick(tried) else {
+            return Tried::Exhausted(last.unwrap_or_else(|| no_deployment(route)));
+        };
+        if let Some(e) = &last {
+            if let Some(reason) = e.retry_reason() {
+                state.metrics.retry(m, reason);
+            }
+            if prev == Some(pick.index) {
+                match same_deployment_wait(state, e, n) {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => {
+                        return Tried::Fatal(last.take().unwrap_or_else(|| no_deployment(route)))
+                    }
+                }
+            }
+        }
+        let dep = &route.deployments[pick.index];
+        g.route(dep.slot);
+        g.attempts += 1;
+        g.deployment = Some(dep.header.clone());
+        let flight = InFlight::new(dep);
+        let t0 = Instant::now();
+        let r = attempt(state, job, route, dep).await;
+        record(state, route, dep, r.as_ref().map(|_| ()), t0.elapsed());
+        match r {
+            Ok(a) => {
+                if matches!(a, Answer::Stream(..)) {
+                    std::mem::forget(flight);
+                    g.in_flight = Some((m, pick.index));
+                }
+                return Tried::Answer(a);
+            }
+            Err(e) if e.retry_reason().is_none() => return Tried::Fatal(e),
+            Err(e) => last = Some(e),
+        }
+        tried |= 1 << pick.index;
+        prev = Some(pick.index);
+    }
+    Tried::Exhausted(last.unwrap_or_else(|| no_deployment(route)))
+}
+
+fn no_deployment(route: &ModelRoute) -> GatewayError {
+    let (wait, rate_limited) = route.all_open();
+    GatewayError::NoDeployment {
+        model: route.name.clone(),
+        retry_after_ms: wait.max(1),
+        rate_limited,
+    }
+}
+
+/// Tries the client's model, then its fallbacks in order.
+async fn dispatch(
+    state: &Arc<State>,
+    job: &Job<'_>,
+    first: usize,
+    g: &mut Guard,
+) -> Result<Answer, GatewayError> {
+    let route = &state.routes[first];
+    route.count_request();
+    g.route(route.deployments[0].slot);
+    let mut last: Option<GatewayError> = None;
+    let chain = std::iter::once(first).chain(route.fallbacks.iter().copied());
+    for (k, m) in chain.enumerate() {
+        if k > 0 {
+            state.metrics.fallback(first, k - 1);
+        }
+        match try_model(state, job, first, m, g).await {
+            Tried::Answer(a) => return Ok(a),
+            Tried::Fatal(e) => return Err(e),
+            Tried::Exhausted(e) => last = Some(merge_exhausted(last, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| no_deployment(route)))
+}
+
+/// Which of two "nothing answered" errors the client sees: an upstream's own error
+/// wins over "all breakers open"; two of the latter combine their waits.
+fn merge_exhausted(prev: Option<GatewayError>, next: GatewayError) -> GatewayError {
+    match (prev, next) {
+        (
+            Some(GatewayError::NoDeployment {
+                model,
+                retry_after_ms: a,
+                rate_limited: la,
+            }),
+            GatewayError::NoDeployment {
+                retry_after_ms: b,
+                rate_limited: lb,
+                ..
+            },
+        ) => GatewayError::NoDeployment {
+            model,
+            retry_after_ms: a.min(b),
+            rate_limited: la && lb,
+        },
+        (Some(p), GatewayError::NoDeployment { .. }) => p,
+        (_, n) => n,
+    }
+}
+
+/// Reads and checks the body, and finds the model.
+async fn read_checked(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, Bytes), GatewayError> {
+    let (parts, body) = read_body(req, state.max_body, state.body_timeout).await?;
+    check_body(&body, state.max_depth)?;
+    Ok((parts, body))
+}
+
 async fn chat(
     state: &Arc<State>,
     req: Request<Incoming>,
     g: &mut Guard,
 ) -> Result<Response<Body>, GatewayError> {
     state.authorize(req.headers(), false)?;
-    let (parts, body) = read_body(req, state.max_body, state.body_timeout).await?;
+    let (parts, body) = read_checked(state, req).await?;
     let probe: ChatProbe = parse_json(&body)?;
-    let idx = state.route(&probe.model)?;
-    g.route(idx);
-    let route = &state.routes[idx];
-    let stream = probe.stream.unwrap_or(false);
-    let include_usage = probe
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
-    let up_body = match &route.upstream_model {
-        Some(u) => replace_model(&body, &probe.model, u)?,
-        None => body.clone(),
-    };
-    let provider = &state.providers[route.provider];
-    let creq = ChatRequest {
-        body: up_body,
-        model: route.upstream_name(),
-        include_usage,
+    probe.check()?;
+    let first = state.route(&probe.model)?;
+    let job = Job {
+        api: Api::Chat,
+        body: &body,
+        model: &probe.model,
+        stream: probe.stream.unwrap_or(false),
+        include_usage: probe
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
         headers: &parts.headers,
     };
-    if stream {
-        let s = provider.chat_stream(creq).await?;
-        g.upstream_ok();
-        Ok(sse(s, SseKind::OpenAi, g.take()))
-    } else {
-        let b = provider.chat(creq).await?;
-        g.upstream_ok();
-        g.usage(&b);
-        Ok(json(b))
-    }
+    let answer = dispatch(state, &job, first, g).await?;
+    Ok(respond(answer, g))
 }
 
 async fn messages(
@@ -484,52 +775,51 @@ async fn messages(
     g: &mut Guard,
 ) -> Result<Response<Body>, GatewayError> {
     state.authorize(req.headers(), true)?;
-    let (parts, body) = read_body(req, state.max_body, state.body_timeout).await?;
+    let (parts, body) = read_checked(state, req).await?;
     let probe: MessagesProbe = parse_json(&body)?;
-    let idx = state.route(&probe.model)?;
-    g.route(idx);
-    let route = &state.routes[idx];
-    let stream = probe.stream.unwrap_or(false);
-    match &state.providers[route.provider] {
-        AnyProvider::Anthropic(p) => {
-            let up_body = match &route.upstream_model {
-                Some(u) => replace_model(&body, &probe.model, u)?,
-                None => body.clone(),
-            };
-            if stream {
-                let s = p.messages_stream(up_body, &parts.headers).await?;
-                g.upstream_ok();
-                Ok(sse(s, SseKind::Anthropic, g.take()))
-            } else {
-                let b = p.messages(up_body, &parts.headers).await?;
-                g.upstream_ok();
-                g.usage(&b);
-                Ok(json(b))
-            }
+    probe.check()?;
+    let first = state.route(&probe.model)?;
+    let job = Job {
+        api: Api::Messages,
+        body: &body,
+        model: &probe.model,
+        stream: probe.stream.unwrap_or(false),
+        include_usage: true,
+        headers: &parts.headers,
+    };
+    let answer = dispatch(state, &job, first, g).await?;
+    Ok(respond(answer, g))
+}
+
+fn respond(answer: Answer, g: &mut Guard) -> Response<Body> {
+    match answer {
+        Answer::Full(b) => {
+            g.usage(&b);
+            json(b)
         }
-        provider => {
-            let (oai, stream) = anthropic_to_openai_request(&body, route.upstream_name())?;
-            let creq = ChatRequest {
-                body: Bytes::from(oai),
-                model: route.upstream_name(),
-                include_usage: true,
-                headers: &parts.headers,
-            };
-            if stream {
-                let s = provider.chat_stream(creq).await?;
-                g.upstream_ok();
-                let t = Translated::new(s, OpenAiToAnthropicStream::new(route.upstream_name()));
-                Ok(sse(Box::pin(t), SseKind::Anthropic, g.take()))
-            } else {
-                let b = provider.chat(creq).await?;
-                g.upstream_ok();
-                let a = openai_to_anthropic_response(&b)?;
-                g.usage(&a);
-                Ok(json(a))
-            }
-        }
+        Answer::Stream(s, kind) => sse(s, kind, g.take()),
     }
 }
+
+/// Small attempt counts as static header values (no allocation per response).
+const ATTEMPTS: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8"];
+
+fn who_answered(resp: &mut Response<Body>, deployment: Option<HeaderValue>, attempts: u32) {
+    let h = resp.headers_mut();
+    if let Some(d) = deployment {
+        h.insert(X_DEPLOYMENT, d);
+    }
+    if attempts > 0 {
+        let v = ATTEMPTS.get(attempts as usize).map_or_else(
+            || HeaderValue::from(attempts),
+            |s| HeaderValue::from_static(s),
+        );
+        h.insert(X_ATTEMPTS, v);
+    }
+}
+
+const X_DEPLOYMENT: HeaderName = HeaderName::from_static("x-gateway-deployment");
+const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
 
 async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<Body> {
     let mut g = Guard::new(&state);
@@ -537,10 +827,12 @@ async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<
         Api::Chat => chat(&state, req, &mut g).await,
         Api::Messages => messages(&state, req, &mut g).await,
     };
-    let resp = result.unwrap_or_else(|e| {
+    let (deployment, attempts) = (g.deployment.clone(), g.attempts);
+    let mut resp = result.unwrap_or_else(|e| {
         g.fail(&e);
         error_response(&e, which)
     });
+    who_answered(&mut resp, deployment, attempts);
     g.status = resp.status().as_u16();
     resp
 }
@@ -570,7 +862,7 @@ pub async fn handle(
         "/metrics" if get => full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            Bytes::from(state.metrics.render()),
+            Bytes::from(state.metrics.render_with(&state.routes)),
         ),
         "/v1/models" if get => match state.authorize(req.headers(), true) {
             Ok(()) => json(state.models_body.clone()),

@@ -24,9 +24,12 @@ async fn non_streaming_passes_through_with_model_rewrite() {
     )
     .await;
     assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-gateway-deployment"], "up");
+    assert_eq!(r.headers()["x-gateway-attempts"], "1");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "Hello!");
-    assert_eq!(v["model"], "gpt-upstream");
+    // The upstream answered as gpt-upstream; the client sees the model it asked for.
+    assert_eq!(v["model"], "gpt");
     let seen = fake.last();
     assert_eq!(seen.path, "/v1/chat/completions");
     assert_eq!(seen.body["model"], "gpt-upstream");

@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Sleep;
 
 use crate::config::{ConfigError, ProviderKind, Settings};
-use crate::error::{upstream_detail, GatewayError};
+use crate::error::{upstream_error_body, GatewayError};
 
 /// A stream of body chunks going to the client.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, GatewayError>> + Send>>;
@@ -201,14 +201,19 @@ impl Upstream {
 
     async fn status_error(&self, resp: Response<Incoming>) -> GatewayError {
         let status = resp.status().as_u16();
+        let retry_after_ms = retry_after_ms(resp.headers());
         let body = Limited::new(resp.into_body(), MAX_ERROR_BODY)
             .collect()
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
+        let e = upstream_error_body(&body);
         GatewayError::UpstreamStatus {
             status,
-            detail: upstream_detail(&body),
+            detail: e.message,
+            kind: e.kind,
+            code: e.code,
+            retry_after_ms,
         }
     }
 
@@ -251,6 +256,19 @@ impl Upstream {
             timeout_ms: self.timeout_ms(),
         }))
     }
+}
+
+/// An upstream's `retry-after-ms` (OpenAI's) or `retry-after` in seconds, in ms.
+/// (The HTTP-date form is not used by LLM APIs and is ignored.)
+pub fn retry_after_ms(h: &HeaderMap) -> Option<u64> {
+    let num = |name: &str| -> Option<f64> {
+        let v: f64 = h.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(v)
+    };
+    if let Some(ms) = num("retry-after-ms") {
+        return Some(ms.ceil() as u64);
+    }
+    num("retry-after").map(|s| (s * 1000.0).ceil() as u64)
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

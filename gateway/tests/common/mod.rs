@@ -253,7 +253,9 @@ pub fn dead_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// The standard test config routed to the fake upstream on `port`.
+/// The standard test config routed to the fake upstream on `port`: one attempt per
+/// request and no breakers, so each test sees exactly what one upstream call gives
+/// (`tests/resilience.rs` covers retries, breakers and fallbacks).
 pub fn config(port: u16) -> String {
     let dead = dead_port();
     format!(
@@ -263,6 +265,7 @@ threads: 1
 api_keys: [{KEY}]
 limits: {{max_body_bytes: 4096, upstream_timeout_ms: 1000, connect_timeout_ms: 1000, client_body_timeout_ms: 300}}
 forward_headers: [x-fake-]
+resilience: {{retries: 0, breaker: {{enabled: false}}}}
 providers:
   up: {{type: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: "up-key"}}
   claude: {{type: anthropic, base_url: "http://127.0.0.1:{port}", api_key: "ant-key", default_max_tokens: 333}}

@@ -944,6 +944,64 @@ models:
     }
 
     #[test]
+    fn deployments_and_resilience_keys_are_checked_by_path() {
+        let base = GOOD.replace(
+            "  - {name: c, provider: lo}",
+            "  - {name: c, deployments: [{provider: up, weight: 2}, {provider: lo}], routing: latency, retries: 1, fallbacks: [a], breaker: {cooldown_ms: 100}}",
+        );
+        let s = parse(&base).unwrap().validate().unwrap();
+        let c = &s.models[2];
+        assert_eq!((c.deployments.len(), c.deployments[0].weight), (2, 2));
+        assert_eq!(
+            (c.routing, c.retries, c.fallbacks.clone()),
+            (Strategy::Latency, 1, vec![0])
+        );
+        assert_eq!(
+            (c.breaker.cooldown_ms, c.breaker.consecutive_failures),
+            (100, 5)
+        );
+        let bad = [
+            (
+                "provider: lo}], routing",
+                "provider: nope}], routing",
+                "models[2].deployments[1].provider",
+            ),
+            ("routing: latency", "routing: fastest", "models[2].routing"),
+            (
+                "fallbacks: [a]",
+                "fallbacks: [zz]",
+                "models[2].fallbacks[0]",
+            ),
+            ("fallbacks: [a]", "fallbacks: [c]", "models[2].fallbacks[0]"),
+            ("cooldown_ms: 100", "cooldown: 100", "models[2].breaker"),
+            (
+                "{name: c, deployments",
+                "{name: c, provider: up, deployments",
+                "models[2]",
+            ),
+            (
+                "weight: 2}, {provider: lo}",
+                "weight: 0}, {provider: lo, weight: 0}",
+                "models[2].deployments",
+            ),
+        ];
+        for (from, to, path) in bad {
+            let t = base.replace(from, to);
+            let e = match parse(&t) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(path), "{to}: {e}");
+        }
+        let t = format!("resilience: {{retry_budget: {{percent: 20, floor: 1}}}}\n{GOOD}");
+        let e = parse(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("resilience.retry_budget") && e.contains("floor"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn example_config_is_valid() {
         let text = include_str!("../config.example.yaml");
         let s = parse(text).unwrap().validate().unwrap();

@@ -222,7 +222,7 @@ impl Guard {
             state: self.state.clone(),
             armed: true,
             in_flight: self.in_flight.take(),
-            deployment: self.deployment.take(),
+            deployment: None,
             ..*self
         }
     }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ pub struct Seen {
 pub struct Fake {
     pub port: u16,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The script used when a request has no `x-fake-mode` header.
+    pub mode: Arc<Mutex<String>>,
+    /// Requests being answered right now (a handler or its stream still alive).
+    pub open: Arc<AtomicI64>,
 }
 
 impl Fake {
@@ -49,34 +53,70 @@ impl Fake {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+    /// Sets the script for requests without an `x-fake-mode` header.
+    pub fn set_mode(&self, mode: &str) {
+        *self.mode.lock().unwrap() = mode.to_string();
+    }
+}
+
+/// Counts a request as open until dropped (with the handler, or with its stream).
+struct Open(Arc<AtomicI64>);
+
+impl Open {
+    fn new(c: &Arc<AtomicI64>) -> Self {
+        c.fetch_add(1, Ordering::SeqCst);
+        Open(c.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 type FakeBody = BoxBody<Bytes, Infallible>;
 
-/// Starts the fake upstream on 127.0.0.1:0. The `x-fake-mode` request header picks
-/// the script: `ok` (default), `slow-stream` (300 ms pause after the first content
-/// chunk), `status500`, `hang` (no answer for 10 s), `stall-stream` (stream stops
-/// sending after the first content chunk).
+/// Starts the fake upstream on 127.0.0.1:0. The `x-fake-mode` request header (or
+/// [`Fake::set_mode`]) picks the script: `ok` (default), `slow` (answers after
+/// 40 ms), `slow-stream` (300 ms pause after the first content chunk), `status500`,
+/// `status400`, `status429` (`retry-after: 1`), `status429-fast` (`retry-after-ms:
+/// 150`), `reset` (connection closed without an answer), `hang` (no answer for
+/// 10 s), `stall-stream` (stream stops sending after the first content chunk).
 pub async fn fake_upstream() -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let s2 = seen.clone();
+    let mode = Arc::new(Mutex::new("ok".to_string()));
+    let open = Arc::new(AtomicI64::new(0));
+    let shared = (seen.clone(), mode.clone(), open.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let seen = s2.clone();
+            let shared = shared.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| answer(seen.clone(), req));
+                let svc = service_fn(move |req| {
+                    let (seen, mode, open) = shared.clone();
+                    async move {
+                        let guard = Open::new(&open);
+                        let default = mode.lock().unwrap().clone();
+                        answer(seen, req, default, guard).await
+                    }
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
             });
         }
     });
-    Fake { port, seen }
+    Fake {
+        port,
+        seen,
+        mode,
+        open,
+    }
 }
 
 fn full(status: u16, body: String) -> Response<FakeBody> {
@@ -87,12 +127,15 @@ fn full(status: u16, body: String) -> Response<FakeBody> {
         .unwrap()
 }
 
-fn sse(events: Vec<(Duration, String)>) -> Response<FakeBody> {
-    let s = futures_util::stream::iter(events).then(|(delay, text)| async move {
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+fn sse(events: Vec<(Duration, String)>, guard: Open) -> Response<FakeBody> {
+    let s = futures_util::stream::iter(events).then(move |(delay, text)| {
+        let _held = &guard;
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok::<_, Infallible>(Frame::data(Bytes::from(text)))
         }
-        Ok::<_, Infallible>(Frame::data(Bytes::from(text)))
     });
     Response::builder()
         .header("content-type", "text/event-stream")
@@ -108,17 +151,49 @@ fn event(name: &str, v: Value) -> String {
     format!("event: {name}\ndata: {v}\n\n")
 }
 
+/// The answers that do not depend on the request's body.
+fn scripted(mode: &str) -> Option<Response<FakeBody>> {
+    let error = |status: u16, kind: &str, code: &str, message: &str| {
+        full(
+            status,
+            json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+                .to_string(),
+        )
+    };
+    let mut r = match mode {
+        "status500" => error(500, "server_error", "boom", "boom upstream"),
+        "status400" => error(
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+            "too many tokens upstream",
+        ),
+        "status429" | "status429-fast" => {
+            error(429, "requests", "rate_limit_exceeded", "slow down upstream")
+        }
+        _ => return None,
+    };
+    let h = r.headers_mut();
+    match mode {
+        "status429" => h.insert("retry-after", "1".parse().unwrap()),
+        "status429-fast" => h.insert("retry-after-ms", "150".parse().unwrap()),
+        _ => None,
+    };
+    Some(r)
+}
+
 async fn answer(
     seen: Arc<Mutex<Vec<Seen>>>,
     req: Request<Incoming>,
-) -> Result<Response<FakeBody>, Infallible> {
+    default_mode: String,
+    guard: Open,
+) -> Result<Response<FakeBody>, std::io::Error> {
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
     let mode = headers
         .get("x-fake-mode")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("ok")
-        .to_string();
+        .map_or(default_mode, str::to_string);
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.lock().unwrap().push(Seen {
@@ -126,14 +201,13 @@ async fn answer(
         headers,
         body: body.clone(),
     });
+    if let Some(r) = scripted(&mode) {
+        return Ok(r);
+    }
     match mode.as_str() {
-        "status500" => {
-            return Ok(full(
-                500,
-                r#"{"error":{"message":"boom upstream","type":"server_error"}}"#.into(),
-            ))
-        }
+        "reset" => return Err(std::io::Error::other("reset by the script")),
         "hang" => tokio::time::sleep(Duration::from_secs(10)).await,
+        "slow" => tokio::time::sleep(Duration::from_millis(40)).await,
         _ => {}
     }
     let model = body["model"].as_str().unwrap_or("").to_string();
@@ -167,45 +241,48 @@ async fn answer(
                        "delta": {"type": "text_delta", "text": t}}),
             )
         };
-        return Ok(sse(vec![
-            (
-                z,
-                event(
-                    "message_start",
-                    json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
+        return Ok(sse(
+            vec![
+                (
+                    z,
+                    event(
+                        "message_start",
+                        json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
                        "role": "assistant", "model": model, "content": [], "stop_reason": null,
                        "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+                    ),
                 ),
-            ),
-            (
-                z,
-                event(
-                    "content_block_start",
-                    json!({"type": "content_block_start", "index": 0,
+                (
+                    z,
+                    event(
+                        "content_block_start",
+                        json!({"type": "content_block_start", "index": 0,
                            "content_block": {"type": "text", "text": ""}}),
+                    ),
                 ),
-            ),
-            (z, event("ping", json!({"type": "ping"}))),
-            (z, delta("Hel")),
-            (pause + stall, delta("lo")),
-            (z, delta("!")),
-            (
-                z,
-                event(
-                    "content_block_stop",
-                    json!({"type": "content_block_stop", "index": 0}),
+                (z, event("ping", json!({"type": "ping"}))),
+                (z, delta("Hel")),
+                (pause + stall, delta("lo")),
+                (z, delta("!")),
+                (
+                    z,
+                    event(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": 0}),
+                    ),
                 ),
-            ),
-            (
-                z,
-                event(
-                    "message_delta",
-                    json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                (
+                    z,
+                    event(
+                        "message_delta",
+                        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
                            "usage": {"output_tokens": 3}}),
+                    ),
                 ),
-            ),
-            (z, event("message_stop", json!({"type": "message_stop"}))),
-        ]));
+                (z, event("message_stop", json!({"type": "message_stop"}))),
+            ],
+            guard,
+        ));
     }
     if !stream {
         return Ok(full(
@@ -244,7 +321,7 @@ async fn answer(
         ));
     }
     events.push((z, "data: [DONE]\n\n".to_string()));
-    Ok(sse(events))
+    Ok(sse(events, guard))
 }
 
 /// A port nothing listens on.

@@ -8,6 +8,11 @@
 #   - resident memory (VmRSS) idle, and while $STREAMS streams are held open
 #     (x-mock-token-delay-ms keeps each stream alive; the gateway's own
 #     llm_gateway_active_requests gauge confirms how many were open when sampled)
+#   - "resilience on": one model over two mock deployments with `latency` routing,
+#     retries 2 and breakers on, no faults: req/s against the plain row (goal >= 0.95x);
+#     and with the second deployment answering 20 % 429 and 20 % 500 (mock flags), the
+#     client-visible success rate and the upstream calls per client request (from the
+#     mocks' own mock_requests_total counters)
 #   - the gateway's CPU time per request during each throughput run (from /proc/PID/stat),
 #     and the rate one whole core would allow at that cost: a figure that other load on
 #     the machine disturbs much less than requests/s
@@ -60,6 +65,14 @@ trap cleanup EXIT
 mock_pid=$!
 pids+=("$mock_pid")
 mock=$(wait_addr "$work/mock.log" "$mock_pid")
+# A second healthy deployment, and a faulty one (20 % 429 with retry-after: 1, 20 % 500).
+"$self" --pin "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 >"$work/mockb.log" 2>&1 &
+pids+=("$!")
+mockb=$(wait_addr "$work/mockb.log" "$!")
+"$self" --pin "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 \
+    --429-rate 0.2 --error-rate 0.2 >"$work/mockf.log" 2>&1 &
+pids+=("$!")
+mockf=$(wait_addr "$work/mockf.log" "$!")
 
 cat >"$work/gateway.yaml" <<EOF
 listen: 127.0.0.1:0
@@ -70,9 +83,13 @@ forward_headers: [x-mock-]
 providers:
   mock: {type: openai, base_url: "http://$mock/v1"}
   local: {type: loopback, output_tokens: 16}
+  mock_b: {type: openai, base_url: "http://$mockb/v1"}
+  mock_f: {type: openai, base_url: "http://$mockf/v1"}
 models:
   - {name: gpt-4o-mini, provider: mock}
   - {name: loopback, provider: local}
+  - {name: resilient, routing: latency, retries: 2, deployments: [{provider: mock}, {provider: mock_b}]}
+  - {name: faulty, routing: latency, retries: 2, deployments: [{provider: mock}, {provider: mock_f}]}
 EOF
 "$self" --pin "$GW_CPU" "$bin/gateway" --config "$work/gateway.yaml" --threads 1 >"$work/gw.log" 2>&1 &
 gw_pid=$!
@@ -139,6 +156,15 @@ run_wrk direct_tp "http://$mock" "$CONNS"
 run_wrk gw_tp "http://$gw" "$CONNS"
 run_wrk loop_tp "http://$gw" "$CONNS" GW_MODEL=loopback
 run_wrk gw_stream_tp "http://$gw" "$CONNS" GW_STREAM=1
+run_wrk gw_res_tp "http://$gw" "$CONNS" GW_MODEL=resilient
+# upstream_calls -> requests both deployments of `faulty` have answered so far
+upstream_calls() {
+    for a in "$mock" "$mockf"; do curl -fsS "http://$a/metrics"; done |
+        awk '/^mock_requests_total/ { n += $2 } END { print n + 0 }'
+}
+calls0=$(upstream_calls)
+run_wrk gw_faults "http://$gw" "$CONNS" GW_MODEL=faulty
+calls=$(( $(upstream_calls) - calls0 ))
 
 # Hold $STREAMS streams open (each lasts 60 tokens x 1 s) and sample while they are.
 hold_secs=12
@@ -164,6 +190,12 @@ g50=$(lat gateway 2); g99=$(lat gateway 4)
 p50=$(lat paired_diff 2); p99=$(lat paired_diff 4)
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 ok() { if [ "$1" = 1 ]; then echo "ok"; else echo "MISSED"; fi; }
+total() { awk '/requests in/ {print $1}' "$work/$1.txt"; }
+non2xx() { awk '/Non-2xx/ {print $NF}' "$work/$1.txt" | grep . || echo 0; }
+sockerr() { awk -F'[ ,]+' '/Socket errors/ { print $4 + $6 + $8 + $10 }' "$work/$1.txt" | grep . || echo 0; }
+fault_n=$(total gw_faults)
+fault_bad=$(( $(non2xx gw_faults) + $(sockerr gw_faults) ))
+res_ratio=$(awk -v a="$(rps gw_res_tp)" -v b="$(rps gw_tp)" 'BEGIN { printf "%.2f", a / b }')
 
 echo
 echo "| measurement | value | target | |"
@@ -172,6 +204,9 @@ echo "| non-streaming req/s, gateway (openai -> mock), c$CONNS | $(rps gw_tp) | 
 echo "| non-streaming req/s, gateway (loopback), c$CONNS | $(rps loop_tp) | | |"
 echo "| streaming req/s, gateway (openai -> mock, 16 tokens), c$CONNS | $(rps gw_stream_tp) | | |"
 echo "| non-streaming req/s, direct to mock, c$CONNS | $(rps direct_tp) | (reference) | |"
+echo "| resilience on (2 deployments, latency routing, retries 2, breakers), no faults | $(rps gw_res_tp) (${res_ratio}x plain) | >= 0.95x | $(ok "$(awk -v r="$res_ratio" 'BEGIN { print (r >= 0.95) }')") |"
+echo "| faults: 2nd deployment 20 % 429 + 20 % 500, client success | $(awk -v n="$fault_n" -v b="$fault_bad" 'BEGIN { printf "%.3f %% (%d of %d failed)", 100 * (n - b) / n, b, n }') | 100 % | $(ok "$(( fault_bad == 0 ))") |"
+echo "| faults: upstream calls per client request | $(awk -v c="$calls" -v n="$fault_n" 'BEGIN { printf "%.3f", c / n }') | | |"
 echo "| gateway CPU per request: openai / loopback / streaming | $(cpu_us gw_tp) / $(cpu_us loop_tp) / $(cpu_us gw_stream_tp) us | | |"
 echo "| req/s one whole core allows at that CPU cost (openai, non-streaming) | $(per_core gw_tp) | >= 20000 | $(ok "$(( $(per_core gw_tp) >= 20000 ))") |"
 echo "| latency c1 p50: direct / gateway | ${d50} us / ${g50} us | | |"

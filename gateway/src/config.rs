@@ -1005,7 +1005,9 @@ models:
     fn example_config_is_valid() {
         let text = include_str!("../config.example.yaml");
         let s = parse(text).unwrap().validate().unwrap();
-        assert_eq!(s.models.len(), 3);
+        assert_eq!(s.models.len(), 4);
+        assert_eq!(s.models[3].deployments.len(), 2);
+        assert_eq!(s.models[3].fallbacks, [1]);
         assert_eq!(s.forward_headers, ["x-mock-"]);
         let busy = text.replace("busy_poll_us: 0", "busy_poll_us: 2000000");
         let e = parse(&busy).unwrap().validate().unwrap_err().to_string();

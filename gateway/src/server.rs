@@ -607,7 +607,15 @@ fn record(
             state.metrics.upstream_failed(dep.provider);
         }
     }
-    dep.observe(took, route.decay_ns());
+    // A failure weighs like a slow answer (at least twice the EWMA, at least 1 ms), so
+    // the latency strategy does not favour a deployment that fails fast.
+    let sample = match failed {
+        None => took,
+        Some(_) => took
+            .max(Duration::from_nanos(dep.ewma_ns() as u64 * 2))
+            .max(Duration::from_millis(1)),
+    };
+    dep.observe(sample, route.decay_ns());
 }
 
 /// The wait before retrying the deployment that just failed; `None` when its

@@ -404,7 +404,7 @@ async fn completion(
             );
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(RETRY_AFTER, HeaderValue::from(knobs.retry_after_s));
             return Ok(response);
         }
         Fault::ServerError => {

@@ -31,6 +31,10 @@ pub struct Opts {
     /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
     #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    /// Extra address serving only the `/__mock/` admin endpoints (printed as
+    /// `admin listening on ADDR`); needed for `outage: refuse`, which closes the main port.
+    #[arg(long, env = "MOCK_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Runtime worker threads (1 = a current-thread runtime); default: available parallelism.
     #[arg(long, env = "MOCK_THREADS")]
     pub threads: Option<NonZeroUsize>,

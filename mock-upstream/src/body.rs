@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::{Endpoint, InFlight};
+use crate::metrics::{Endpoint, InFlight, OpenStream};
 use crate::render::StreamParts;
 use crate::server::Conn;
 
@@ -100,6 +100,7 @@ pub struct SseBody {
     conn: Arc<Conn>,
     endpoint: Endpoint,
     _in_flight: InFlight,
+    _open: OpenStream,
 }
 
 /// Pacing of one stream.
@@ -124,6 +125,7 @@ impl SseBody {
         endpoint: Endpoint,
         in_flight: InFlight,
     ) -> SseBody {
+        let open = conn.state.metrics.open_stream();
         SseBody {
             parts,
             tokens: pace.tokens,
@@ -137,6 +139,7 @@ impl SseBody {
             conn,
             endpoint,
             _in_flight: in_flight,
+            _open: open,
         }
     }
 

@@ -13,6 +13,12 @@ use clap::{Args, Parser};
 const MAX_MS: f64 = 3_600_000.0;
 /// Largest accepted output token count; bounds the size of one answer.
 const MAX_TOKENS: u32 = 1_000_000;
+/// Largest accepted `retry-after` (one day): longer would stall a lab run for nothing.
+pub const MAX_RETRY_AFTER_S: u32 = 86_400;
+/// What a share knob accepts, for error messages.
+pub const RATE_EXPECTED: &str = "a share, a number between 0 and 1";
+/// What the retry-after knob accepts, for error messages.
+pub const RETRY_AFTER_EXPECTED: &str = "whole seconds between 0 and 86400";
 
 /// Options of the `mock-upstream` binary.
 #[derive(Debug, Clone, Parser)]
@@ -25,6 +31,10 @@ pub struct Opts {
     /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
     #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    /// Extra address serving only the `/__mock/` admin endpoints (printed as
+    /// `admin listening on ADDR`); needed for `outage: refuse`, which closes the main port.
+    #[arg(long, env = "MOCK_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Runtime worker threads (1 = a current-thread runtime); default: available parallelism.
     #[arg(long, env = "MOCK_THREADS")]
     pub threads: Option<NonZeroUsize>,
@@ -72,9 +82,12 @@ pub struct Knobs {
     /// Share (0..1) of requests answered 500.
     #[arg(long = "error-rate", env = "MOCK_ERROR_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub error_rate: f64,
-    /// Share (0..1) of requests answered 429 with `retry-after: 1`.
+    /// Share (0..1) of requests answered 429 (with `retry-after`).
     #[arg(long = "429-rate", env = "MOCK_429_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub rate_429: f64,
+    /// `retry-after` of injected 429 answers, whole seconds.
+    #[arg(long = "retry-after-s", env = "MOCK_RETRY_AFTER_S", default_value_t = 1, value_parser = parse_retry_after)]
+    pub retry_after_s: u32,
     /// Share (0..1) of requests never answered (held until the client goes away).
     #[arg(long = "hang-rate", env = "MOCK_HANG_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub hang_rate: f64,
@@ -93,6 +106,7 @@ impl Default for Knobs {
             token_delay_ms: 0.0,
             error_rate: 0.0,
             rate_429: 0.0,
+            retry_after_s: 1,
             hang_rate: 0.0,
             reset_rate: 0.0,
         }
@@ -104,7 +118,7 @@ impl Default for Knobs {
 pub enum Fault {
     /// Answer normally.
     None,
-    /// Answer 429 with `retry-after: 1`.
+    /// Answer 429 with `retry-after`.
     RateLimited,
     /// Answer 500.
     ServerError,
@@ -156,7 +170,7 @@ impl KnobHeaderError {
 pub const KNOB_PREFIX: &str = "x-mock-";
 
 /// All knob header names.
-pub const KNOB_HEADERS: [&str; 9] = [
+pub const KNOB_HEADERS: [&str; 10] = [
     "x-mock-latency-ms",
     "x-mock-jitter-ms",
     "x-mock-ttft-ms",
@@ -164,6 +178,7 @@ pub const KNOB_HEADERS: [&str; 9] = [
     "x-mock-token-delay-ms",
     "x-mock-error-rate",
     "x-mock-429-rate",
+    "x-mock-retry-after-s",
     "x-mock-hang-rate",
     "x-mock-reset-rate",
 ];
@@ -190,6 +205,9 @@ impl Knobs {
             "x-mock-token-delay-ms" => self.token_delay_ms = parse_ms(text).map_err(invalid)?,
             "x-mock-error-rate" => self.error_rate = parse_rate(text).map_err(invalid)?,
             "x-mock-429-rate" => self.rate_429 = parse_rate(text).map_err(invalid)?,
+            "x-mock-retry-after-s" => {
+                self.retry_after_s = parse_retry_after(text).map_err(invalid)?;
+            }
             "x-mock-hang-rate" => self.hang_rate = parse_rate(text).map_err(invalid)?,
             "x-mock-reset-rate" => self.reset_rate = parse_rate(text).map_err(invalid)?,
             _ => {
@@ -270,10 +288,26 @@ pub fn parse_ms(text: &str) -> Result<f64, KnobValueError> {
 /// Parses a share: a number in 0..=1.
 pub fn parse_rate(text: &str) -> Result<f64, KnobValueError> {
     match text.trim().parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) if is_rate(v) => Ok(v),
         _ => Err(KnobValueError {
             value: text.to_owned(),
-            expected: "a share, a number between 0 and 1",
+            expected: RATE_EXPECTED,
+        }),
+    }
+}
+
+/// Whether `v` is a valid share (0..=1; NaN is not).
+pub fn is_rate(v: f64) -> bool {
+    (0.0..=1.0).contains(&v)
+}
+
+/// Parses a `retry-after` in whole seconds: an integer in 0..=86400.
+pub fn parse_retry_after(text: &str) -> Result<u32, KnobValueError> {
+    match text.trim().parse::<u32>() {
+        Ok(v) if v <= MAX_RETRY_AFTER_S => Ok(v),
+        _ => Err(KnobValueError {
+            value: text.to_owned(),
+            expected: RETRY_AFTER_EXPECTED,
         }),
     }
 }
@@ -306,6 +340,9 @@ mod tests {
         assert!(k.apply_header("x-mock-latency-ms", b"-1").is_err());
         assert!(k.apply_header("x-mock-latency-ms", b"NaN").is_err());
         assert!(k.apply_header("x-mock-output-tokens", b"2.5").is_err());
+        assert_eq!(k.apply_header("x-mock-retry-after-s", b"30"), Ok(()));
+        assert_eq!(k.retry_after_s, 30);
+        assert!(k.apply_header("x-mock-retry-after-s", b"86401").is_err());
         let err = k.apply_header("x-mock-latency", b"1").unwrap_err();
         assert!(matches!(err, KnobHeaderError::Unknown { .. }));
     }

@@ -1,4 +1,5 @@
-//! The HTTP/1.1 server: accept loop, routing, fault injection.
+//! The HTTP/1.1 server: accept loop, routing, fault injection (the `/__mock/` admin
+//! endpoints are in `admin`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,11 +8,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -20,10 +21,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
+use crate::admin;
 use crate::body::{MockBody, Pace, SseBody};
 use crate::config::{Fault, Knobs, Opts, KNOB_PREFIX};
-use crate::metrics::{Endpoint, Metrics, Outcome};
+use crate::faults::{FaultSettings, LiveFaults, Outage};
+use crate::listener::MainListener;
+use crate::metrics::{Endpoint, InFlight, Metrics, Outcome};
 use crate::render::{self, Answer, Finish, Flavor};
 use crate::request::ChatRequest;
 
@@ -81,9 +86,30 @@ pub enum RunError {
 pub(crate) struct State {
     knobs: Knobs,
     pub(crate) metrics: Arc<Metrics>,
+    /// Run-time fault settings (`/__mock/faults`).
+    pub(crate) faults: LiveFaults,
+    /// Whether the main port is listening (false during an `outage: refuse`).
+    pub(crate) listening: watch::Sender<bool>,
+    /// Whether `--admin-listen` serves the admin endpoints besides the main port.
+    pub(crate) admin_listener: bool,
     models: Bytes,
     max_body_bytes: usize,
     seq: AtomicU64,
+}
+
+impl State {
+    fn new(config: &Config, admin_listener: bool) -> State {
+        State {
+            knobs: config.knobs,
+            metrics: Arc::new(Metrics::default()),
+            faults: LiveFaults::new(FaultSettings::from_knobs(&config.knobs)),
+            listening: watch::Sender::new(false),
+            admin_listener,
+            models: render::models_body(&config.models),
+            max_body_bytes: config.max_body_bytes,
+            seq: AtomicU64::new(1),
+        }
+    }
 }
 
 /// Per-connection state, shared by the service and the socket wrapper.
@@ -95,7 +121,8 @@ pub(crate) struct Conn {
 }
 
 /// Runs the server described by `opts` until SIGINT/SIGTERM: builds the runtime
-/// (current-thread when `threads` is 1), binds, prints `listening on ADDR`, serves.
+/// (current-thread when `threads` is 1), binds, prints `listening on ADDR` (then
+/// `admin listening on ADDR` with `--admin-listen`), serves.
 pub fn run(opts: Opts) -> Result<(), RunError> {
     let threads = opts
         .threads
@@ -113,20 +140,29 @@ pub fn run(opts: Opts) -> Result<(), RunError> {
     }
     .map_err(RunError::Runtime)?;
     runtime.block_on(async {
-        let listener = TcpListener::bind(opts.listen)
-            .await
-            .map_err(|source| RunError::Bind {
-                addr: opts.listen,
-                source,
-            })?;
+        let listener = bind(opts.listen).await?;
+        let admin = match opts.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let addr = listener.local_addr().map_err(RunError::LocalAddr)?;
         println!("listening on {addr}");
+        if let Some(admin) = &admin {
+            let addr = admin.local_addr().map_err(RunError::LocalAddr)?;
+            println!("admin listening on {addr}");
+        }
         let shutdown = shutdown_signal()?;
         tokio::select! {
-            () = serve(listener, Config::from(&opts)) => Ok(()),
+            result = serve(listener, admin, Config::from(&opts)) => result,
             () = shutdown => Ok(()),
         }
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
 }
 
 /// Resolves on SIGINT or SIGTERM (a container's PID 1 must handle SIGTERM itself).
@@ -142,27 +178,25 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, RunError> 
     })
 }
 
-/// Serves HTTP/1.1 with keep-alive on `listener` forever. Accept errors (such as running
-/// out of file descriptors) are logged to stderr and retried after a short pause.
-pub async fn serve(listener: TcpListener, config: Config) {
-    let state = Arc::new(State {
-        knobs: config.knobs,
-        metrics: Arc::new(Metrics::default()),
-        models: render::models_body(&config.models),
-        max_body_bytes: config.max_body_bytes,
-        seq: AtomicU64::new(1),
-    });
+/// Serves HTTP/1.1 with keep-alive on `listener` forever, and only the admin endpoints on
+/// `admin` if given. During an `outage: refuse` the main socket is closed, then bound
+/// again to the same address when the outage ends. Accept errors (such as running out of
+/// file descriptors) are logged to stderr and retried after a short pause.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    config: Config,
+) -> Result<(), RunError> {
+    let state = Arc::new(State::new(&config, admin.is_some()));
+    let mut main = MainListener::new(listener, Arc::clone(&state)).map_err(RunError::LocalAddr)?;
     let mut builder = http1::Builder::new();
     builder.keep_alive(true).pipeline_flush(true);
+    if let Some(admin) = admin {
+        tokio::spawn(admin::serve(admin, Arc::clone(&state), builder.clone()));
+    }
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(err) => {
-                eprintln!("mock-upstream: accept failed: {err}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+        let stream = main.accept().await;
+        state.metrics.count_connection();
         // Nagle would delay small SSE chunks and answers.
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(Conn {
@@ -242,17 +276,15 @@ impl AsyncWrite for ConnIo {
 enum ServiceError {
     #[error("connection reset injected by x-mock-reset-rate")]
     InjectedReset,
+    #[error("connection reset by an outage set through /__mock/faults")]
+    OutageReset,
     #[error("reading the request body failed")]
     ReadBody(#[source] hyper::Error),
 }
 
-async fn handle(
-    conn: Arc<Conn>,
-    req: Request<Incoming>,
-) -> Result<Response<MockBody>, ServiceError> {
-    let method = req.method();
-    let path = req.uri().path();
-    let (endpoint, allowed) = match path {
+/// Which endpoint a path is, and whether `method` is allowed on it.
+fn route(method: &Method, path: &str) -> (Endpoint, bool) {
+    match path {
         "/v1/chat/completions" => (Endpoint::ChatCompletions, method == Method::POST),
         "/v1/messages" => (Endpoint::Messages, method == Method::POST),
         "/v1/models" => (Endpoint::Models, method == Method::GET),
@@ -262,20 +294,33 @@ async fn handle(
         ),
         "/metrics" => (Endpoint::Metrics, method == Method::GET),
         _ => (Endpoint::Other, false),
-    };
+    }
+}
+
+async fn handle(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, ServiceError> {
+    let method = req.method();
+    let path = req.uri().path();
+    if path.starts_with(admin::PREFIX) {
+        return Ok(admin::handle(Arc::clone(&conn.state), req).await);
+    }
+    let (endpoint, allowed) = route(method, path);
     let metrics = &conn.state.metrics;
+    let faults = conn.state.faults.load();
+    if faults.outage != Outage::Off {
+        // A request on a connection opened before a `refuse` outage, or any request in
+        // a `reset` outage: the connection dies with an RST, as the upstream would.
+        metrics.count(endpoint, Outcome::OutageReset);
+        conn.reset.store(true, Ordering::Relaxed);
+        return Err(ServiceError::OutageReset);
+    }
     if endpoint == Endpoint::Other {
         metrics.count(endpoint, Outcome::NotFound);
         let message = format!("Unknown request URL: {method} {path}.");
-        let body = render::error_body(
-            Flavor::OpenAi,
-            404,
-            "invalid_request_error",
-            &message,
-            None,
-            Some("unknown_url"),
-        );
-        return Ok(json(StatusCode::NOT_FOUND, body));
+        let status = StatusCode::NOT_FOUND;
+        return Ok(error(Flavor::OpenAi, status, &message, None, "unknown_url"));
     }
     let flavor = if endpoint == Endpoint::Messages {
         Flavor::Anthropic
@@ -285,19 +330,16 @@ async fn handle(
     if !allowed {
         metrics.count(endpoint, Outcome::MethodNotAllowed);
         let message = format!("Method {method} is not allowed on {path}.");
-        let body = render::error_body(
-            flavor,
-            405,
-            "invalid_request_error",
-            &message,
-            None,
-            Some("method_not_allowed"),
-        );
-        return Ok(json(StatusCode::METHOD_NOT_ALLOWED, body));
+        let status = StatusCode::METHOD_NOT_ALLOWED;
+        return Ok(error(flavor, status, &message, None, "method_not_allowed"));
     }
     match endpoint {
         Endpoint::ChatCompletions | Endpoint::Messages => {
-            completion(conn, req, endpoint, flavor).await
+            match completion(&conn, req, endpoint, flavor, &faults).await {
+                Ok(response) => Ok(response),
+                Err(Early::Answer(response)) => Ok(*response),
+                Err(Early::Drop(err)) => Err(err),
+            }
         }
         Endpoint::Models => {
             metrics.count(endpoint, Outcome::Ok);
@@ -312,81 +354,38 @@ async fn handle(
         }
         Endpoint::Metrics | Endpoint::Other => {
             metrics.count(endpoint, Outcome::Ok);
-            let mut response = Response::new(MockBody::full(Bytes::from(metrics.render())));
+            let text = metrics.render(faults.outage);
+            let mut response = Response::new(MockBody::full(Bytes::from(text)));
             response.headers_mut().insert(CONTENT_TYPE, PROMETHEUS_TEXT);
             Ok(response)
         }
     }
 }
 
+/// A completion that ends before the normal answer: with an error answer, or with no
+/// answer at all.
+enum Early {
+    /// Boxed: responses are large, and this is the less common path.
+    Answer(Box<Response<MockBody>>),
+    Drop(ServiceError),
+}
+
 /// `POST /v1/chat/completions` and `POST /v1/messages`.
 async fn completion(
-    conn: Arc<Conn>,
+    conn: &Arc<Conn>,
     req: Request<Incoming>,
     endpoint: Endpoint,
     flavor: Flavor,
-) -> Result<Response<MockBody>, ServiceError> {
+    faults: &FaultSettings,
+) -> Result<Response<MockBody>, Early> {
     let state = &conn.state;
-    let metrics = &state.metrics;
-    let mut knobs = state.knobs;
-    for (name, value) in req.headers() {
-        let name = name.as_str();
-        if name.starts_with(KNOB_PREFIX) {
-            if let Err(err) = knobs.apply_header(name, value.as_bytes()) {
-                metrics.count(endpoint, Outcome::BadRequest);
-                let body = render::error_body(
-                    flavor,
-                    400,
-                    "invalid_request_error",
-                    &err.to_string(),
-                    Some(err.header()),
-                    Some("invalid_mock_header"),
-                );
-                return Ok(json(StatusCode::BAD_REQUEST, body));
-            }
-        }
-    }
-    let in_flight = metrics.in_flight();
-    let body = match read_body(req.into_body(), state.max_body_bytes).await {
-        Ok(body) => body,
-        Err(ReadError::TooLarge) => {
-            metrics.count(endpoint, Outcome::TooLarge);
-            let message = format!(
-                "Request body is larger than {} bytes.",
-                state.max_body_bytes
-            );
-            let body = render::error_body(
-                flavor,
-                413,
-                "invalid_request_error",
-                &message,
-                None,
-                Some("request_too_large"),
-            );
-            return Ok(json(StatusCode::PAYLOAD_TOO_LARGE, body));
-        }
-        Err(ReadError::Body(err)) => return Err(ServiceError::ReadBody(err)),
-    };
-    let request = match ChatRequest::parse(&body) {
-        Ok(request) => request,
-        Err(err) => {
-            metrics.count(endpoint, Outcome::BadRequest);
-            let message = format!("We could not parse the JSON body of your request: {err}");
-            let body = render::error_body(
-                flavor,
-                400,
-                "invalid_request_error",
-                &message,
-                None,
-                Some("invalid_json"),
-            );
-            return Ok(json(StatusCode::BAD_REQUEST, body));
-        }
-    };
-
+    let knobs = request_knobs(state, req.headers(), faults, endpoint, flavor)?;
+    let in_flight = state.metrics.in_flight();
+    let body = read_request_body(state, req.into_body(), endpoint, flavor).await?;
+    let request = parse_request(state, &body, endpoint, flavor)?;
     let fault = knobs.draw_fault();
     if fault == Fault::Hang {
-        metrics.count(endpoint, Outcome::Hang);
+        state.metrics.count(endpoint, Outcome::Hang);
         // hyper drops this future (and the in-flight guard) when the client closes.
         std::future::pending::<()>().await;
     }
@@ -394,7 +393,96 @@ async fn completion(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let stream = request.is_stream();
+    inject_fault(conn, endpoint, flavor, fault, &knobs, request.is_stream())?;
+    Ok(answer(
+        conn, &request, endpoint, flavor, fault, &knobs, in_flight,
+    ))
+}
+
+/// The startup knobs with the run-time fault settings over them, then the request's
+/// `x-mock-*` headers over those.
+fn request_knobs(
+    state: &State,
+    headers: &HeaderMap,
+    faults: &FaultSettings,
+    endpoint: Endpoint,
+    flavor: Flavor,
+) -> Result<Knobs, Early> {
+    let mut knobs = state.knobs;
+    faults.apply_to(&mut knobs);
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !name.starts_with(KNOB_PREFIX) {
+            continue;
+        }
+        if let Err(err) = knobs.apply_header(name, value.as_bytes()) {
+            state.metrics.count(endpoint, Outcome::BadRequest);
+            let status = StatusCode::BAD_REQUEST;
+            let message = err.to_string();
+            let param = Some(err.header());
+            let response = error(flavor, status, &message, param, "invalid_mock_header");
+            return Err(Early::Answer(Box::new(response)));
+        }
+    }
+    Ok(knobs)
+}
+
+async fn read_request_body(
+    state: &State,
+    body: Incoming,
+    endpoint: Endpoint,
+    flavor: Flavor,
+) -> Result<Bytes, Early> {
+    match read_body(body, state.max_body_bytes).await {
+        Ok(body) => Ok(body),
+        Err(ReadError::TooLarge) => {
+            state.metrics.count(endpoint, Outcome::TooLarge);
+            let message = format!(
+                "Request body is larger than {} bytes.",
+                state.max_body_bytes
+            );
+            let status = StatusCode::PAYLOAD_TOO_LARGE;
+            let response = error(flavor, status, &message, None, "request_too_large");
+            Err(Early::Answer(Box::new(response)))
+        }
+        Err(ReadError::Body(err)) => {
+            state.metrics.count(endpoint, Outcome::Aborted);
+            Err(Early::Drop(ServiceError::ReadBody(err)))
+        }
+    }
+}
+
+fn parse_request<'a>(
+    state: &State,
+    body: &'a [u8],
+    endpoint: Endpoint,
+    flavor: Flavor,
+) -> Result<ChatRequest<'a>, Early> {
+    ChatRequest::parse(body).map_err(|err| {
+        state.metrics.count(endpoint, Outcome::BadRequest);
+        let message = format!("We could not parse the JSON body of your request: {err}");
+        let status = StatusCode::BAD_REQUEST;
+        Early::Answer(Box::new(error(
+            flavor,
+            status,
+            &message,
+            None,
+            "invalid_json",
+        )))
+    })
+}
+
+/// Answers the 429 and 500 faults, and resets plain requests; streams are reset later,
+/// midway (see `answer`).
+fn inject_fault(
+    conn: &Conn,
+    endpoint: Endpoint,
+    flavor: Flavor,
+    fault: Fault,
+    knobs: &Knobs,
+    stream: bool,
+) -> Result<(), Early> {
+    let metrics = &conn.state.metrics;
     match fault {
         Fault::RateLimited => {
             metrics.count(endpoint, Outcome::RateLimited);
@@ -404,24 +492,37 @@ async fn completion(
             );
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return Ok(response);
+                .insert(RETRY_AFTER, HeaderValue::from(knobs.retry_after_s));
+            Err(Early::Answer(Box::new(response)))
         }
         Fault::ServerError => {
             metrics.count(endpoint, Outcome::ServerError);
-            return Ok(json(
+            Err(Early::Answer(Box::new(json(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 render::server_error_body(flavor),
-            ));
+            ))))
         }
         Fault::Reset if !stream => {
             metrics.count(endpoint, Outcome::Reset);
             conn.reset.store(true, Ordering::Relaxed);
-            return Err(ServiceError::InjectedReset);
+            Err(Early::Drop(ServiceError::InjectedReset))
         }
-        Fault::None | Fault::Hang | Fault::Reset => {}
+        Fault::None | Fault::Hang | Fault::Reset => Ok(()),
     }
+}
 
+/// The normal answer: a whole completion, or a paced stream (cut midway for a reset).
+fn answer(
+    conn: &Arc<Conn>,
+    request: &ChatRequest<'_>,
+    endpoint: Endpoint,
+    flavor: Flavor,
+    fault: Fault,
+    knobs: &Knobs,
+    in_flight: InFlight,
+) -> Response<MockBody> {
+    let state = &conn.state;
+    let metrics = &state.metrics;
     let tokens = request
         .max_output()
         .map_or(knobs.output_tokens, |cap| cap.min(knobs.output_tokens));
@@ -439,57 +540,72 @@ async fn completion(
             Finish::Stop
         },
     };
-    if !stream {
+    if !request.is_stream() {
         metrics.count(endpoint, Outcome::Ok);
         metrics.add_tokens(endpoint, u64::from(tokens));
         let body = match flavor {
             Flavor::OpenAi => answer.openai_completion(),
             Flavor::Anthropic => answer.anthropic_message(),
         };
-        return Ok(json(StatusCode::OK, body));
+        return json(StatusCode::OK, body);
     }
     let parts = match flavor {
         Flavor::OpenAi => answer.openai_stream(request.include_usage()),
         Flavor::Anthropic => answer.anthropic_stream(),
     };
     let reset_at = (fault == Fault::Reset).then_some(tokens / 2);
-    metrics.count(
-        endpoint,
-        if reset_at.is_some() {
-            Outcome::Reset
-        } else {
-            Outcome::Ok
-        },
-    );
+    let outcome = if reset_at.is_some() {
+        Outcome::Reset
+    } else {
+        Outcome::Ok
+    };
+    metrics.count(endpoint, outcome);
     let pace = Pace {
         tokens,
         ttft: knobs.ttft(),
         token_delay: knobs.token_delay(),
         reset_at,
     };
-    let body = SseBody::new(parts, pace, Arc::clone(&conn), endpoint, in_flight);
+    let body = SseBody::new(parts, pace, Arc::clone(conn), endpoint, in_flight);
     let mut response = Response::new(MockBody::Stream(Box::new(body)));
     response.headers_mut().insert(CONTENT_TYPE, EVENT_STREAM);
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
+/// An error answer in the endpoint's flavor.
+fn error(
+    flavor: Flavor,
+    status: StatusCode,
+    message: &str,
+    param: Option<&str>,
+    code: &str,
+) -> Response<MockBody> {
+    let kind = "invalid_request_error";
+    let body = render::error_body(flavor, status.as_u16(), kind, message, param, Some(code));
+    json(status, body)
+}
+
+/// A JSON answer.
+pub(crate) fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
     let mut response = Response::new(MockBody::full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, JSON);
     response
 }
 
-enum ReadError {
+/// Why a body could not be read.
+pub(crate) enum ReadError {
+    /// Larger than the limit.
     TooLarge,
+    /// The connection failed (usually: the client went away).
     Body(hyper::Error),
 }
 
 /// Reads a whole request body; a body of one frame (the usual case) is not copied.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ReadError> {
+pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ReadError> {
     if body.size_hint().lower() > limit as u64 {
         return Err(ReadError::TooLarge);
     }

@@ -133,6 +133,16 @@ async fn rate_429_one_gives_429_with_retry_after() {
     assert_eq!(resp.headers()["retry-after"], "1");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    let resp = client()
+        .post(mock.url("/v1/chat/completions"))
+        .header("x-mock-429-rate", "1")
+        .header("x-mock-retry-after-s", "30")
+        .json(&chat_body(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "30");
 }
 
 #[tokio::test]

@@ -11,10 +11,13 @@ pub struct Mock {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Where the admin endpoints are: the `--admin-listen` address if given, else `base`.
+    pub admin_base: String,
 }
 
 impl Mock {
-    /// Starts the mock with extra command-line arguments.
+    /// Starts the mock with extra command-line arguments; with `--admin-listen`, also
+    /// reads the `admin listening on` line.
     pub fn start(args: &[&str]) -> Mock {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mock-upstream"))
             .args(["--listen", "127.0.0.1:0", "--threads", "1"])
@@ -23,24 +26,52 @@ impl Mock {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn mock-upstream");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read stdout");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let base = format!("http://{}", read_addr(&mut stdout, "listening on "));
+        let admin_base = if args.contains(&"--admin-listen") {
+            format!("http://{}", read_addr(&mut stdout, "admin listening on "))
+        } else {
+            base.clone()
+        };
         Mock {
             child,
-            base: format!("http://{addr}"),
+            base,
+            admin_base,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `host:port` of the main port.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin_base)
+    }
+
+    /// `PUT /__mock/faults` with `body`; the status and the JSON answer.
+    pub async fn put_faults(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = client()
+            .put(self.admin_url("/__mock/faults"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// `GET /__mock/faults`.
+    pub async fn faults(&self) -> serde_json::Value {
+        get_json(&self.admin_url("/__mock/faults")).await
+    }
+
+    /// `GET /__mock/stats`.
+    pub async fn stats(&self) -> serde_json::Value {
+        get_json(&self.admin_url("/__mock/stats")).await
     }
 
     /// Value of one metrics line (`name{labels}`), 0 if absent.
@@ -67,6 +98,22 @@ impl Drop for Mock {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads one stdout line and returns what follows `prefix`.
+fn read_addr(stdout: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read stdout");
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected a line starting {prefix:?}, got {line:?}"))
+        .to_owned()
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    let resp = client().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {url}");
+    resp.json().await.unwrap()
 }
 
 /// A client with a bound on every request.

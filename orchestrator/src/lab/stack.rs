@@ -155,11 +155,15 @@ impl Lab {
 
     /// Workspace binaries that images are built from.
     pub fn rust_binaries(&self) -> Vec<String> {
-        self.compose
+        let mut bins: Vec<String> = self
+            .compose
             .services
             .values()
             .filter_map(|s| s.build.clone())
-            .collect()
+            .collect();
+        bins.sort();
+        bins.dedup();
+        bins
     }
 
     pub fn service(&self, name: &str) -> anyhow::Result<&Service> {
@@ -605,9 +609,10 @@ mod tests {
             assert!(hc.interval_ns.is_some() && hc.retries.is_some(), "{name}");
         }
         assert_eq!(
-            checked, 2,
-            "gateway and mock-upstream are built from the workspace"
+            checked, 3,
+            "gateway and the two mock-upstream services are built from the workspace"
         );
+        assert_eq!(lab.rust_binaries(), ["gateway", "mock-upstream"]);
     }
 
     #[test]

@@ -13,17 +13,25 @@
 #     and with the second deployment answering 20 % 429 and 20 % 500 (mock flags), the
 #     client-visible success rate and the upstream calls per client request (from the
 #     mocks' own mock_requests_total counters)
+#   - nginx (Debian's nginx-light, when installed) in the gateway's place on the same core:
+#     proxy_pass to the same mock with an upstream keepalive pool, one worker, access log
+#     off: req/s, CPU per request and added latency at c1, the floor the gateway is held to
+#     (goals: >= 0.90x nginx's req/s, <= 1.0x its added p99)
+#   - streams under load: $STREAM_VUS concurrent streams (40 tokens 20 ms apart after a
+#     50 ms TTFT) through the gateway, then through nginx (`orchestrator load`): TTFT,
+#     inter-token p50/p99/max, tokens/s and CPU per token side by side
 #   - the gateway's CPU time per request during each throughput run (from /proc/PID/stat),
 #     and the rate one whole core would allow at that cost: a figure that other load on
 #     the machine disturbs much less than requests/s
 # Prints a table with the targets, then kills everything it started (trap).
 #
-# Usage: bench/gateway.sh   (env: DURATION=10s CONNS=64 STREAMS=1000 MOCK_CPU=0 GW_CPU=1
+# Usage: bench/gateway.sh   (env: DURATION=10s CONNS=64 STREAMS=1000 STREAM_VUS=2000
+#                            STREAM_DURATION=10s MOCK_CPU=0 GW_CPU=1
 #                            WRK_CPU=\$MOCK_CPU VERBOSE=1 prints wrk's raw outputs
 #                            RT=1 runs everything under SCHED_FIFO (root): on a machine
 #                            where other work shares the cores, this keeps it from
 #                            preempting the measured processes)
-# Needs: wrk, taskset, curl. Figures are only meaningful on an otherwise idle machine.
+# Needs: wrk, taskset, curl, jq (nginx-light for the nginx rows). Figures are only meaningful on an otherwise idle machine.
 set -euo pipefail
 
 if [ "${1:-}" = "--pin" ]; then
@@ -37,6 +45,8 @@ cd "$(dirname "$self")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 STREAMS=${STREAMS:-1000}
+STREAM_VUS=${STREAM_VUS:-2000}
+STREAM_DURATION=${STREAM_DURATION:-10s}
 MOCK_CPU=${MOCK_CPU:-0}
 GW_CPU=${GW_CPU:-1}
 WRK_CPU=${WRK_CPU:-$MOCK_CPU}
@@ -44,11 +54,11 @@ KEY=sk-lab-key
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 
 source "$(dirname "$self")/lib.sh"
-need_tools wrk taskset curl
+need_tools wrk taskset curl jq
 # 1000 client connections + 1000 upstream connections need more than the default 1024 fds.
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -p gateway -p mock-upstream >&2
+cargo build --release -p gateway -p mock-upstream -p orchestrator >&2
 cargo build --release -p gateway --example latency >&2
 bin="$CARGO_TARGET_DIR/release"
 
@@ -102,6 +112,53 @@ gwb_pid=$!
 pids+=("$gwb_pid")
 gwb=$(wait_addr "$work/gwb.log" "$gwb_pid")
 
+# nginx in the gateway's place (the L7 floor): Debian's nginx-light, one worker on the
+# gateway's core, proxy_pass to the same mock over an upstream keepalive pool.
+nginx_addr=""
+if command -v nginx >/dev/null; then
+    mkdir -p "$work/nginx"
+    nginx_addr=127.0.0.1:$(free_port)
+    cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    # The latency run keeps one connection for all its requests (default limit: 1000).
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    upstream mock { server $mock; keepalive 256; keepalive_requests 10000000; }
+    server {
+        listen $nginx_addr;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+    "$self" --pin "$GW_CPU" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/start.log" &
+    nginx_pid=$!
+    pids+=("$nginx_pid")
+    for _ in $(seq 100); do curl -fsS "http://$nginx_addr/health" >/dev/null 2>&1 && break; sleep 0.05; done
+    curl -fsS "http://$nginx_addr/health" >/dev/null || {
+        echo "Error: nginx did not start:" >&2
+        cat "$work/nginx/start.log" "$work/nginx/error.log" >&2
+        exit 1
+    }
+    # The master and its worker (the master is idle; both are counted).
+    nginx_pids="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+else
+    echo "Warning: nginx missing (apt-get install nginx-light): no nginx rows" >&2
+fi
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 active() {
     curl -fsS "http://$gw/metrics" | awk '/^llm_gateway_active_requests\{model="gpt-4o-mini"/ {print $2}'
@@ -114,19 +171,21 @@ curl -fsS "http://$gw/v1/chat/completions" -H "authorization: Bearer $KEY" \
 sleep 0.5
 idle_rss=$(rss_kb "$gw_pid")
 
-# CPU time (clock ticks) the gateway has used so far.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$gw_pid/stat"; }
+# cpu_ticks PID... -> CPU time (clock ticks) these processes have used so far.
+cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{ n += $1 } END { print n + 0 }'; }
 clk_tck=$(getconf CLK_TCK)
 
-# run_wrk NAME URL CONNS [env...] -> wrk output in $work/NAME.txt, gateway CPU ticks in NAME.cpu
+# run_wrk NAME URL CONNS [env...] -> wrk output in $work/NAME.txt, the CPU ticks of the
+# measured proxy ($measured: the gateway, or nginx's worker) in NAME.cpu
+measured=$gw_pid
 run_wrk() {
     local name=$1 url=$2 conns=$3
     shift 3
     local t0
-    t0=$(cpu_ticks)
+    t0=$(cpu_ticks $measured)
     env GW_KEY=$KEY "$@" "$self" --pin "$WRK_CPU" wrk -t1 -c"$conns" -d"$DURATION" --timeout 30s --latency \
         -s bench/gateway-post.lua "$url" >"$work/$name.txt" 2>&1
-    echo $(($(cpu_ticks) - t0)) >"$work/$name.cpu"
+    echo $(($(cpu_ticks $measured) - t0)) >"$work/$name.cpu"
     if grep -q 'Non-2xx' "$work/$name.txt"; then
         echo "Warning: $name: $(grep 'Non-2xx' "$work/$name.txt")" >&2
     fi
@@ -153,6 +212,13 @@ taskset -pc "$MOCK_CPU" "$gw_pid" >/dev/null
     --requests "${LAT_REQUESTS:-20000}" >"$work/latency_same_core.txt"
 taskset -pc "$GW_CPU" "$gw_pid" >/dev/null
 run_wrk direct_tp "http://$mock" "$CONNS"
+if [ -n "$nginx_addr" ]; then
+    "$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$nginx_addr" --key "$KEY" \
+        --requests "${LAT_REQUESTS:-20000}" >"$work/latency_nginx.txt"
+    measured=$nginx_pids
+    run_wrk nginx_tp "http://$nginx_addr" "$CONNS"
+    measured=$gw_pid
+fi
 run_wrk gw_tp "http://$gw" "$CONNS"
 run_wrk loop_tp "http://$gw" "$CONNS" GW_MODEL=loopback
 run_wrk gw_stream_tp "http://$gw" "$CONNS" GW_STREAM=1
@@ -183,6 +249,24 @@ for _ in $(seq $((hold_secs * 2 - 4))); do
     [ "$r" -gt "$peak_rss" ] && peak_rss=$r
 done
 wait "$hold_pid" 2>/dev/null || true
+
+# Streams under load: $STREAM_VUS concurrent streams of 40 tokens 20 ms apart after a
+# 50 ms TTFT, through the gateway and then through nginx (generator on the mock's core).
+# run_streams NAME ADDR PIDS... -> orchestrator load's JSON in NAME.json, CPU ticks in NAME.cpu
+run_streams() {
+    local name=$1 addr=$2
+    shift 2
+    local t0
+    t0=$(cpu_ticks "$@")
+    "$self" --pin "$WRK_CPU" "$bin/orchestrator" load --url "http://$addr" --api-key "$KEY" \
+        --vus "$STREAM_VUS" --stream --max-tokens 40 --duration "$STREAM_DURATION" --warmup 2s \
+        --threads 1 --timeout 60s --max-in-flight $((STREAM_VUS * 2)) \
+        --header x-mock-output-tokens:40 --header x-mock-token-delay-ms:20 --header x-mock-ttft-ms:50 \
+        --json "$work/$name.json" >"$work/$name.txt" 2>&1
+    echo $(($(cpu_ticks "$@") - t0)) >"$work/$name.cpu"
+}
+run_streams gw_streams "$gw" "$gw_pid"
+[ -n "$nginx_addr" ] && run_streams nginx_streams "$nginx_addr" $nginx_pids
 
 lat() { awk -v s="$1" -v c="$2" '$1 == s { print $c }' "$work/${3:-latency}.txt"; }
 d50=$(lat direct 2); d99=$(lat direct 4)
@@ -218,6 +302,36 @@ echo "| added latency p50 / p99 with busy_poll_us: 100 | $(lat added 2 latency_b
 echo "| added latency p50 / p99, gateway on the mock's core (own cost) | $(lat added 2 latency_same_core) us / $(lat added 4 latency_same_core) us | | |"
 echo "| RSS idle | $(mb "$idle_rss") | < 20 MB | $(ok "$(( idle_rss < 20480 ))") |"
 echo "| RSS peak with $open of $STREAMS streams open | $(mb "$peak_rss") | < 100 MB | $(ok "$(( peak_rss < 102400 ))") |"
+if [ -n "$nginx_addr" ]; then
+    ngx_ratio=$(awk -v a="$(rps gw_tp)" -v b="$(rps nginx_tp)" 'BEGIN { printf "%.2f", a / b }')
+    p99_ratio=$(awk -v a="$(lat added 4)" -v b="$(lat added 4 latency_nginx)" 'BEGIN { printf "%.2f", a / b }')
+    echo "| nginx (proxy_pass, keepalive pool, 1 worker) req/s, c$CONNS; gateway / nginx | $(rps nginx_tp); ${ngx_ratio}x | >= 0.90x | $(ok "$(awk -v r="$ngx_ratio" 'BEGIN { print (r >= 0.9) }')") |"
+    echo "| CPU per request: gateway / nginx | $(cpu_us gw_tp) / $(cpu_us nginx_tp) us | | |"
+    echo "| added latency c1 p50 / p99: gateway / nginx | $(lat added 2) / $(lat added 2 latency_nginx) us; $(lat added 4) / $(lat added 4 latency_nginx) us (p99 ${p99_ratio}x) | p99 <= 1.0x | $(ok "$(awk -v r="$p99_ratio" 'BEGIN { print (r <= 1.0) }')") |"
+fi
+# stream_fig NAME JQ-PATH -> a figure of that streams run (2 decimals)
+stream_fig() { jq -r ".phases[-1].$2 // 0 | . * 100 | round / 100" "$work/$1.json"; }
+# cpu_per_token NAME -> CPU microseconds of the proxy per output token
+cpu_per_token() {
+    awk -v t="$(cat "$work/$1.cpu")" -v n="$(jq '.phases[-1].output_tokens' "$work/$1.json")" -v hz="$clk_tck" \
+        'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }'
+}
+stream_row() {
+    echo "| $STREAM_VUS streams, $2: TTFT p50, inter-token p50 / p99 / max, tokens/s, CPU/token, errors | $(stream_fig "$1" ttft_ms.p50) ms, $(stream_fig "$1" itl_ms.p50) / $(stream_fig "$1" itl_ms.p99) / $(stream_fig "$1" itl_ms.max) ms, $(stream_fig "$1" throughput.output_tokens_per_s), $(cpu_per_token "$1") us, $(stream_fig "$1" requests.error_percent) % | | |"
+}
+if [ -s "$work/gw_streams.json" ]; then
+    stream_row gw_streams gateway
+    gw_max=$(stream_fig gw_streams itl_ms.max)
+    echo "| $STREAM_VUS streams: gateway's longest gap (goal: none over 10x the 20 ms pacing) | $gw_max ms | <= 200 ms | $(ok "$(awk -v m="$gw_max" 'BEGIN { print (m <= 200) }')") |"
+else
+    echo "Warning: the gateway streams run wrote no result: $(tail -n 3 "$work/gw_streams.txt")" >&2
+fi
+if [ -n "$nginx_addr" ] && [ -s "$work/nginx_streams.json" ] && [ -s "$work/gw_streams.json" ]; then
+    stream_row nginx_streams nginx
+    worse() { awk -v g="$(stream_fig gw_streams "$1")" -v n="$(stream_fig nginx_streams "$1")" 'BEGIN { print (g <= n) }'; }
+    cpu_le=$(awk -v g="$(cpu_per_token gw_streams)" -v n="$(cpu_per_token nginx_streams)" 'BEGIN { print (g <= n) }')
+    echo "| $STREAM_VUS streams: gateway inter-token p99, TTFT p50 and CPU per token at or below nginx's | | <= nginx | $(ok "$(( $(worse itl_ms.p99) && $(worse ttft_ms.p50) && cpu_le ))") |"
+fi
 if [ -n "${VERBOSE:-}" ]; then
     for f in "$work"/*.txt; do echo; echo "== $(basename "$f" .txt)"; cat "$f"; done
 fi

@@ -19,3 +19,13 @@ wait_addr() {
     echo "Error: no 'listening on' line in $1" >&2
     return 1
 }
+
+# free_port -> a TCP port on 127.0.0.1 nothing listens on (for servers that cannot take port 0)
+free_port() {
+    local port
+    for port in $(seq 18080 18999); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
+    done
+    echo "Error: no free port in 18080-18999" >&2
+    return 1
+}

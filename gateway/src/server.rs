@@ -33,7 +33,7 @@ use crate::fastpath::{
 };
 use crate::metrics::Metrics;
 use crate::providers::{AnyProvider, ByteStream, ChatRequest, Provider, Upstream};
-use crate::routing::{self, breaker::Outcome, Deployment, ModelRoute};
+use crate::routing::{self, breaker::Outcome, now_ns, Deployment, ModelRoute};
 use crate::translate::{
     anthropic_to_openai_request, openai_to_anthropic_response, OpenAiToAnthropicStream, Translated,
 };
@@ -259,12 +259,19 @@ pub struct Metered {
     held: BytesMut,
     /// Scheduler turns given to the upstream connection since the last new chunk.
     yielded: u8,
+    /// When the oldest held chunk arrived (`routing::now_ns`).
+    held_at: u64,
     /// An upstream failure seen after some held data, returned on the next poll.
     pending_err: Option<GatewayError>,
 }
 
 /// Scheduler turns a held chunk waits for more before it is sent.
 const YIELDS: u8 = 3;
+
+/// Longest a held chunk waits for more. At low load a scheduler turn takes well under a
+/// microsecond; under saturation one turn is a whole round of the run queue (tens of ms
+/// with thousands of streams), so past this the chunk goes out at once.
+const HOLD_MAX_NS: u64 = 20_000;
 
 /// Held chunks are sent once they reach this size.
 const COALESCE_MAX: usize = 16 * 1024;
@@ -311,6 +318,9 @@ impl Metered {
             }
             match self.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(c))) => {
+                    if self.held.is_empty() {
+                        self.held_at = now_ns();
+                    }
                     self.held.extend_from_slice(&c);
                     self.yielded = 0;
                 }
@@ -326,7 +336,8 @@ impl Metered {
                     if self.held.is_empty() {
                         return Poll::Pending;
                     }
-                    if self.yielded >= YIELDS {
+                    if self.yielded >= YIELDS || now_ns().saturating_sub(self.held_at) > HOLD_MAX_NS
+                    {
                         return self.emit();
                     }
                     self.yielded += 1;
@@ -396,6 +407,7 @@ fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard) -> Response<Body> {
         done: false,
         held: BytesMut::new(),
         yielded: 0,
+        held_at: 0,
         pending_err: None,
     }));
     let mut r = Response::new(body);

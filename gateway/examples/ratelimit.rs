@@ -92,5 +92,12 @@ async fn main() -> anyhow::Result<()> {
         admitted as f64 / expected,
         (admitted as f64 / expected - 1.0) * 100.0
     );
+    // The burst is a fixed count; the rate is what the clock decides.
+    let refilled = rpm as f64 * secs / 60.0;
+    println!(
+        "beyond the burst: {} of {refilled:.0} refilled ({:+.2} %)",
+        admitted.saturating_sub(rpm),
+        (admitted.saturating_sub(rpm) as f64 / refilled - 1.0) * 100.0
+    );
     Ok(())
 }

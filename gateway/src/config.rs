@@ -1207,6 +1207,49 @@ models:
     }
 
     #[test]
+    fn keys_and_governance_keys_are_checked_by_path() {
+        let base = GOOD.replace(
+            "api_keys: [k1]",
+            "api_keys: [k1]\nkeys: [{name: n, key: s, rpm: 5, models: [c]}]",
+        );
+        let s = parse(&base).unwrap().validate().unwrap();
+        assert_eq!(s.keys.len(), 2);
+        assert_eq!(
+            (s.keys[0].models.clone(), s.keys[1].name.as_str()),
+            (Some(vec![2]), "api_keys[0]")
+        );
+        let bad = [
+            ("models: [c]", "models: [zz]", "keys[0].models[0]"),
+            ("rpm: 5", "rpm: 0", "keys[0].rpm"),
+            ("rpm: 5", "rps: 5", "keys[0]"),
+            ("key: s,", "key: k1,", "api_keys[0]"),
+            (
+                "{name: c, provider: lo}",
+                "{name: c, provider: lo, tpm: 0}",
+                "models[2].tpm",
+            ),
+            (
+                "{name: c, provider: lo}",
+                "{name: c, provider: lo, cache: {max_entries: 0}}",
+                "models[2].cache.max_entries",
+            ),
+            (
+                "{name: c, provider: lo}",
+                "{name: c, provider: lo, cache: {ttl: 1}}",
+                "models[2].cache",
+            ),
+        ];
+        for (from, to, path) in bad {
+            let t = base.replace(from, to);
+            let e = match parse(&t) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(path), "{to}: {e}");
+        }
+    }
+
+    #[test]
     fn env_expansion() {
         let f = |k: &str| (k == "SET").then(|| "v".to_string());
         assert_eq!(expand_with("a${SET}b", "p", f).unwrap(), "avb");

@@ -60,6 +60,8 @@ pub struct State {
     max_depth: usize,
     body_timeout: Duration,
     models_body: Bytes,
+    /// Per key: its own `/v1/models` list when it may use only some models.
+    key_models_body: Box<[Option<Bytes>]>,
     busy: Option<Arc<BusyPoll>>,
 }
 
@@ -84,11 +86,14 @@ fn metric_slots(s: &Settings) -> (Vec<(String, usize)>, SlotIndex) {
     (slots, index)
 }
 
-fn models_body(s: &Settings) -> Bytes {
+/// The `/v1/models` list of the models `allowed` (route indexes; `None` = all).
+fn models_body(s: &Settings, allowed: Option<&[usize]>) -> Bytes {
     let data: Vec<serde_json::Value> = s
         .models
         .iter()
-        .map(|m| {
+        .enumerate()
+        .filter(|(i, _)| allowed.is_none_or(|a| a.contains(i)))
+        .map(|(_, m)| {
             serde_json::json!({
                 "id": m.name, "object": "model", "created": 0,
                 "owned_by": s.providers[m.deployments[0].provider].name,
@@ -161,7 +166,12 @@ impl State {
             max_depth: s.limits.max_json_depth,
             body_timeout: Duration::from_millis(s.limits.client_body_timeout_ms),
             busy,
-            models_body: models_body(s),
+            models_body: models_body(s, None),
+            key_models_body: s
+                .keys
+                .iter()
+                .map(|k| k.models.as_deref().map(|a| models_body(s, Some(a))))
+                .collect(),
         })
     }
 
@@ -1109,7 +1119,10 @@ pub async fn handle(
             Bytes::from(state.metrics.render_with(&state.routes)),
         ),
         "/v1/models" if get => match state.authorize(req.headers(), true) {
-            Ok(_) => json(state.models_body.clone()),
+            Ok(key) => json(
+                key.and_then(|k| state.key_models_body[k].clone())
+                    .unwrap_or_else(|| state.models_body.clone()),
+            ),
             Err(e) => plain_error(&state, e),
         },
         "/v1/chat/completions"

@@ -103,6 +103,13 @@ async fn named_keys_and_model_restrictions() {
             .status(),
         401
     );
+    // The model list shows a restricted key only its models.
+    let list = |key: &'static str| client().get(gw.url("/v1/models")).bearer_auth(key).send();
+    let v: Value = list("sk-alice-secret").await.unwrap().json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["data"][0]["id"], "plain");
+    let v: Value = list(KEY).await.unwrap().json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 6);
     // Unlimited keys get no x-ratelimit headers.
     let r = call(&gw, KEY, chat("gpt"), &[]).await;
     assert_eq!(header(&r, "x-ratelimit-limit-requests"), None);

@@ -43,9 +43,12 @@ pub struct Config {
     /// sleeping (lower latency at low load for some CPU); 0 (default) turns it off.
     #[serde(default)]
     pub busy_poll_us: u64,
-    /// Accepted bearer keys; empty means no authentication.
+    /// Accepted bearer keys; empty (and no `keys`) means no authentication.
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// Named keys with optional limits and model restrictions.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
     #[serde(default)]
     pub limits: Limits,
     /// Request header name prefixes copied to upstream requests (e.g. `x-mock-`).
@@ -111,6 +114,48 @@ impl Default for Limits {
             max_json_depth: default_max_json_depth(),
         }
     }
+}
+
+/// A named API key: the name shows in metrics and logs, the secret never does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub name: String,
+    /// The secret; may use `${VAR}`.
+    pub key: String,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens (input + output) per minute.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Models this key may use; absent = all. Others answer 404 as unknown.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+/// A model's answer cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long an answer is served from the cache, ms.
+    #[serde(default = "default_cache_ttl")]
+    pub ttl_ms: u64,
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// Bytes of answers and request bodies held.
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_cache_ttl() -> u64 {
+    60_000
+}
+fn default_cache_entries() -> usize {
+    1024
+}
+fn default_cache_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 /// One upstream provider, tagged by `type`.
@@ -321,6 +366,18 @@ pub struct ModelConfig {
     pub fallbacks: Vec<String>,
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
+    /// Requests per minute for this model, all clients together.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute for this model, all clients together.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Identical concurrent non-streaming requests share one upstream call.
+    #[serde(default)]
+    pub coalesce: bool,
+    /// Exact-match answer cache (non-streaming requests); absent = off.
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
 }
 
 /// Parses YAML text; errors name the offending key's path.
@@ -411,6 +468,25 @@ pub struct RetrySettings {
     pub latency_decay_ms: u64,
 }
 
+/// A resolved key.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub name: String,
+    pub key: String,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    /// Indexes into [`Settings::models`]; `None` = every model.
+    pub models: Option<Vec<usize>>,
+}
+
+/// Resolved cache bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub ttl_ms: u64,
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
 /// A resolved model route.
 #[derive(Debug, Clone)]
 pub struct ModelSettings {
@@ -421,6 +497,10 @@ pub struct ModelSettings {
     /// Indexes into [`Settings::models`], in order.
     pub fallbacks: Vec<usize>,
     pub breaker: BreakerSettings,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub coalesce: bool,
+    pub cache: Option<CacheSettings>,
 }
 
 /// The validated configuration the server runs on.
@@ -429,7 +509,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub threads: Option<usize>,
     pub busy_poll_us: u64,
-    pub api_keys: Vec<String>,
+    /// Every accepted key: the named `keys`, then `api_keys` (named `api_keys[N]`).
+    pub keys: Vec<KeySettings>,
     pub limits: Limits,
     pub forward_headers: Vec<String>,
     pub providers: Vec<ProviderSettings>,
@@ -553,15 +634,6 @@ impl Config {
         if self.limits.client_body_timeout_ms == 0 {
             return Err(invalid("limits.client_body_timeout_ms", "must be above 0"));
         }
-        let mut api_keys = Vec::with_capacity(self.api_keys.len());
-        for (i, k) in self.api_keys.iter().enumerate() {
-            let path = format!("api_keys[{i}]");
-            let k = expand_env(k, &path)?;
-            if k.is_empty() {
-                return Err(invalid(path, "empty API key"));
-            }
-            api_keys.push(k);
-        }
         for (i, p) in self.forward_headers.iter().enumerate() {
             let ok = !p.is_empty()
                 && p.bytes()
@@ -630,13 +702,84 @@ impl Config {
             listen,
             threads: self.threads,
             busy_poll_us: self.busy_poll_us,
-            api_keys,
+            keys: self.resolve_keys()?,
             limits: self.limits.clone(),
             forward_headers,
             providers,
             models,
             retry: self.retry_settings()?,
         })
+    }
+
+    /// The named keys, then the plain `api_keys` (named by their place in the list).
+    fn resolve_keys(&self) -> Result<Vec<KeySettings>, ConfigError> {
+        let mut out: Vec<KeySettings> = Vec::with_capacity(self.keys.len() + self.api_keys.len());
+        for (i, k) in self.keys.iter().enumerate() {
+            let path = format!("keys[{i}]");
+            if k.name.is_empty() || out.iter().any(|o| o.name == k.name) {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    "empty or duplicate key name",
+                ));
+            }
+            for (field, v) in [("rpm", k.rpm), ("tpm", k.tpm)] {
+                if v == Some(0) {
+                    return Err(invalid(format!("{path}.{field}"), "must be above 0"));
+                }
+            }
+            let models = match &k.models {
+                None => None,
+                Some(list) => Some(self.model_indexes(list, &format!("{path}.models"))?),
+            };
+            out.push(KeySettings {
+                name: k.name.clone(),
+                key: expand_env(&k.key, &format!("{path}.key"))?,
+                rpm: k.rpm,
+                tpm: k.tpm,
+                models,
+            });
+        }
+        for (i, k) in self.api_keys.iter().enumerate() {
+            let path = format!("api_keys[{i}]");
+            out.push(KeySettings {
+                key: expand_env(k, &path)?,
+                name: path,
+                rpm: None,
+                tpm: None,
+                models: None,
+            });
+        }
+        for (i, k) in out.iter().enumerate() {
+            let path = self.key_path(i);
+            if k.key.is_empty() {
+                return Err(invalid(path, "empty API key"));
+            }
+            if out[..i].iter().any(|o| o.key == k.key) {
+                return Err(invalid(path, "the same secret is listed twice"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where key `i` of the resolved list is written.
+    fn key_path(&self, i: usize) -> String {
+        match i.checked_sub(self.keys.len()) {
+            None => format!("keys[{i}].key"),
+            Some(j) => format!("api_keys[{j}]"),
+        }
+    }
+
+    fn model_indexes(&self, names: &[String], path: &str) -> Result<Vec<usize>, ConfigError> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(j, n)| {
+                self.models
+                    .iter()
+                    .position(|m| m.name == *n)
+                    .ok_or_else(|| invalid(format!("{path}[{j}]"), format!("unknown model {n:?}")))
+            })
+            .collect()
     }
 
     fn retry_settings(&self) -> Result<RetrySettings, ConfigError> {
@@ -716,6 +859,10 @@ impl Config {
                 retries: m.retries.unwrap_or(self.resilience.retries),
                 fallbacks: Vec::new(),
                 breaker,
+                rpm: positive(m.rpm, &format!("{path}.rpm"))?,
+                tpm: positive(m.tpm, &format!("{path}.tpm"))?,
+                coalesce: m.coalesce,
+                cache: resolve_cache(m.cache.as_ref(), &format!("{path}.cache"))?,
             });
         }
         for (i, m) in self.models.iter().enumerate() {
@@ -841,6 +988,35 @@ fn resolve_deployments(
             "missing: set `provider` or `deployments`",
         )),
     }
+}
+
+/// A limit that must be above 0 when set.
+fn positive(v: Option<u64>, path: &str) -> Result<Option<u64>, ConfigError> {
+    match v {
+        Some(0) => Err(invalid(path, "must be above 0")),
+        v => Ok(v),
+    }
+}
+
+fn resolve_cache(
+    c: Option<&CacheConfig>,
+    path: &str,
+) -> Result<Option<CacheSettings>, ConfigError> {
+    let Some(c) = c else { return Ok(None) };
+    for (field, v) in [
+        ("ttl_ms", c.ttl_ms),
+        ("max_entries", c.max_entries as u64),
+        ("max_bytes", c.max_bytes as u64),
+    ] {
+        if v == 0 {
+            return Err(invalid(format!("{path}.{field}"), "must be above 0"));
+        }
+    }
+    Ok(Some(CacheSettings {
+        ttl_ms: c.ttl_ms,
+        max_entries: c.max_entries,
+        max_bytes: c.max_bytes,
+    }))
 }
 
 /// Merges a breaker section over the gateway defaults and checks the result.
@@ -1009,9 +1185,68 @@ models:
         assert_eq!(s.models[3].deployments.len(), 2);
         assert_eq!(s.models[3].fallbacks, [1]);
         assert_eq!(s.forward_headers, ["x-mock-"]);
+        assert_eq!(s.keys.len(), 2);
+        assert_eq!(
+            (s.keys[0].name.as_str(), s.keys[0].rpm),
+            ("team-a", Some(600))
+        );
+        assert_eq!(s.keys[0].models, Some(vec![0, 2]));
+        assert_eq!(s.keys[1].name, "api_keys[0]");
+        // The commented per-model keys are valid once uncommented.
+        let on = ["rpm", "tpm", "coalesce", "cache"]
+            .iter()
+            .fold(text.replace("\n    #   ", "\n      "), |t, k| {
+                t.replace(&format!("\n    # {k}"), &format!("\n    {k}"))
+            });
+        let m = &parse(&on).unwrap().validate().unwrap().models[3];
+        assert_eq!((m.rpm, m.tpm, m.coalesce), (Some(1000), Some(500000), true));
+        assert_eq!(m.cache.as_ref().map(|c| c.max_bytes), Some(16777216));
         let busy = text.replace("busy_poll_us: 0", "busy_poll_us: 2000000");
         let e = parse(&busy).unwrap().validate().unwrap_err().to_string();
         assert!(e.contains("busy_poll_us"), "{e}");
+    }
+
+    #[test]
+    fn keys_and_governance_keys_are_checked_by_path() {
+        let base = GOOD.replace(
+            "api_keys: [k1]",
+            "api_keys: [k1]\nkeys: [{name: n, key: s, rpm: 5, models: [c]}]",
+        );
+        let s = parse(&base).unwrap().validate().unwrap();
+        assert_eq!(s.keys.len(), 2);
+        assert_eq!(
+            (s.keys[0].models.clone(), s.keys[1].name.as_str()),
+            (Some(vec![2]), "api_keys[0]")
+        );
+        let bad = [
+            ("models: [c]", "models: [zz]", "keys[0].models[0]"),
+            ("rpm: 5", "rpm: 0", "keys[0].rpm"),
+            ("rpm: 5", "rps: 5", "keys[0]"),
+            ("key: s,", "key: k1,", "api_keys[0]"),
+            (
+                "{name: c, provider: lo}",
+                "{name: c, provider: lo, tpm: 0}",
+                "models[2].tpm",
+            ),
+            (
+                "{name: c, provider: lo}",
+                "{name: c, provider: lo, cache: {max_entries: 0}}",
+                "models[2].cache.max_entries",
+            ),
+            (
+                "{name: c, provider: lo}",
+                "{name: c, provider: lo, cache: {ttl: 1}}",
+                "models[2].cache",
+            ),
+        ];
+        for (from, to, path) in bad {
+            let t = base.replace(from, to);
+            let e = match parse(&t) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(path), "{to}: {e}");
+        }
     }
 
     #[test]

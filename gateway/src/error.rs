@@ -5,8 +5,26 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
 
-/// A request that could not be answered normally.
-#[derive(Debug, thiserror::Error)]
+/// Which limit a request hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Requests = 0,
+    Tokens = 1,
+}
+
+impl LimitKind {
+    /// OpenAI's error `type` for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+        }
+    }
+}
+
+/// A request that could not be answered normally. `Clone` so that coalesced requests
+/// can all receive the one upstream call's failure.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     #[error("invalid API key")]
     Unauthorized,
@@ -58,6 +76,17 @@ pub enum GatewayError {
         model: String,
         retry_after_ms: u64,
         rate_limited: bool,
+    },
+    /// A key's or a model's own limit (rpm or tpm) is used up: 429.
+    #[error("rate limit reached for {} on {scope}: {limit} per minute; retry in {retry_after_ms} ms", kind.as_str())]
+    RateLimited {
+        kind: LimitKind,
+        /// "key `name`" or "this model".
+        scope: String,
+        retry_after_ms: u64,
+        limit: u64,
+        remaining: u64,
+        reset_ms: u64,
     },
 }
 
@@ -112,6 +141,7 @@ impl GatewayError {
             GatewayError::UpstreamStatus { status, .. } if (400..500).contains(status) => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::NoDeployment { rate_limited, .. } => {
                 if *rate_limited {
                     StatusCode::TOO_MANY_REQUESTS
@@ -144,11 +174,12 @@ impl GatewayError {
             GatewayError::UpstreamIo(_) => "upstream_io",
             GatewayError::UpstreamProtocol(_) => "upstream_protocol",
             GatewayError::NoDeployment { .. } => "no_healthy_deployment",
+            GatewayError::RateLimited { .. } => "rate_limited",
         }
     }
 
     /// Every label, in the order of the metrics registry's error slots.
-    pub const LABELS: [&'static str; 14] = [
+    pub const LABELS: [&'static str; 15] = [
         "unauthorized",
         "model_not_found",
         "route_not_found",
@@ -163,6 +194,7 @@ impl GatewayError {
         "upstream_io",
         "upstream_protocol",
         "no_healthy_deployment",
+        "rate_limited",
     ];
 
     /// Index of [`Self::label`] in [`Self::LABELS`].
@@ -182,6 +214,7 @@ impl GatewayError {
             GatewayError::UpstreamIo(_) => 11,
             GatewayError::UpstreamProtocol(_) => 12,
             GatewayError::NoDeployment { .. } => 13,
+            GatewayError::RateLimited { .. } => 14,
         }
     }
 
@@ -213,7 +246,8 @@ impl GatewayError {
                 retry_after_ms,
                 ..
             } => *retry_after_ms,
-            GatewayError::NoDeployment { retry_after_ms, .. } => Some(*retry_after_ms),
+            GatewayError::NoDeployment { retry_after_ms, .. }
+            | GatewayError::RateLimited { retry_after_ms, .. } => Some(*retry_after_ms),
             _ => None,
         }
     }
@@ -279,6 +313,7 @@ impl GatewayError {
                 rate_limited: true, ..
             } => "requests",
             GatewayError::NoDeployment { .. } => "service_unavailable",
+            GatewayError::RateLimited { kind, .. } => kind.as_str(),
             _ => "upstream_error",
         }
     }
@@ -289,6 +324,7 @@ impl GatewayError {
             GatewayError::NoDeployment {
                 rate_limited: true, ..
             } => "rate_limit_exceeded",
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             _ => self.label(),
         }
     }
@@ -344,7 +380,8 @@ impl GatewayError {
             GatewayError::UpstreamStatus { status, .. } => anthropic_kind(*status),
             GatewayError::NoDeployment {
                 rate_limited: true, ..
-            } => "rate_limit_error",
+            }
+            | GatewayError::RateLimited { .. } => "rate_limit_error",
             GatewayError::NoDeployment { .. } => "overloaded_error",
             _ => "api_error",
         };
@@ -469,6 +506,14 @@ mod tests {
                 model: "m".into(),
                 retry_after_ms: 1,
                 rate_limited: false,
+            },
+            GatewayError::RateLimited {
+                kind: LimitKind::Tokens,
+                scope: "key `k`".into(),
+                retry_after_ms: 1,
+                limit: 1,
+                remaining: 0,
+                reset_ms: 1,
             },
         ];
         for e in &all {

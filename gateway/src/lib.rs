@@ -6,6 +6,7 @@ pub mod busy;
 pub mod config;
 pub mod error;
 pub mod fastpath;
+pub mod governance;
 pub mod metrics;
 pub use probe;
 pub mod providers;

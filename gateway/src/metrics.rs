@@ -61,30 +61,79 @@ fn upstream_index(r: Result<(), &GatewayError>) -> usize {
 /// Consecutive upstream failures after which a provider reports unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
 
+/// Gateway overhead buckets, seconds (microseconds to milliseconds).
+const OVERHEAD_BUCKETS: [f64; 12] = [
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
+];
+
 /// A histogram as fixed bucket counters (non-cumulative; summed when rendered).
 struct Histogram {
-    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
 }
 
 impl Histogram {
     fn new() -> Self {
+        Self::with_bounds(&DURATION_BUCKETS)
+    }
+
+    fn with_bounds(bounds: &'static [f64]) -> Self {
         Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_micros: AtomicU64::new(0),
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 
     fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = DURATION_BUCKETS
+        let i = self
+            .bounds
             .iter()
             .position(|&b| secs <= b)
-            .unwrap_or(DURATION_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_micros
-            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+        self.sum_nanos
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
+
+    /// Writes the `_bucket`, `_sum` and `_count` lines of `name` with `labels`.
+    fn render(&self, o: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cum = 0u64;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Relaxed);
+            let le = self
+                .bounds
+                .get(i)
+                .map_or("+Inf".to_string(), f64::to_string);
+            let _ = writeln!(o, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cum}");
+        }
+        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(o, "{name}_sum{braced} {sum}");
+        let _ = writeln!(o, "{name}_count{braced} {cum}");
+    }
+}
+
+/// Cache operations counted per model, as `op` labels.
+pub const CACHE_OPS: [&str; 3] = ["hit", "miss", "store"];
+
+/// Series of keys, limits, cache and overhead.
+struct Governance {
+    /// Key names (escaped), then "-" for requests without a key.
+    keys: Vec<String>,
+    models: Vec<String>,
+    /// Per (key, model): `keys.len() * models.len()` counters.
+    rate_limit_hits: Box<[AtomicU64]>,
+    /// Per model, per [`CACHE_OPS`].
+    cache: Box<[[AtomicU64; 3]]>,
+    overhead: Histogram,
 }
 
 /// Every series for one (model, provider) pair.
@@ -117,6 +166,7 @@ pub struct Metrics {
     retries: Box<[[AtomicU64; RETRY_REASONS.len()]]>,
     /// Per model, per entry of its fallback list.
     fallbacks: Box<[Box<[AtomicU64]>]>,
+    gov: Governance,
 }
 
 impl Metrics {
@@ -169,7 +219,43 @@ impl Metrics {
                 .iter()
                 .map(|r| r.fallbacks.iter().map(|_| AtomicU64::new(0)).collect())
                 .collect(),
+            gov: Governance::new(
+                &[],
+                &routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+            ),
         }
+    }
+
+    /// Adds the per-key series for `keys` (names, in key-table order).
+    pub fn with_keys(mut self, keys: &[String]) -> Self {
+        let g = &mut self.gov;
+        g.keys = keys.iter().map(|k| escape(k)).collect();
+        g.keys.push("-".to_string());
+        g.rate_limit_hits = (0..g.keys.len() * g.models.len())
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        self
+    }
+
+    /// Counts a request refused by a rate limit (`key` index, `None` without a key).
+    pub fn rate_limit_hit(&self, key: Option<usize>, model: usize) {
+        let g = &self.gov;
+        let k = key.unwrap_or(g.keys.len() - 1).min(g.keys.len() - 1);
+        if let Some(c) = g.rate_limit_hits.get(k * g.models.len() + model) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a cache operation ([`CACHE_OPS`] index) of `model`.
+    pub fn cache(&self, model: usize, op: usize) {
+        if let Some(c) = self.gov.cache.get(model).and_then(|c| c.get(op)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The gateway's own time on one request.
+    pub fn overhead(&self, d: Duration) {
+        self.gov.overhead.observe(d);
     }
 
     /// Counts one upstream attempt of `provider` by its outcome.
@@ -276,8 +362,53 @@ impl Metrics {
     pub fn render_with(&self, routes: &[ModelRoute]) -> String {
         let mut o = self.render();
         self.render_upstream(&mut o);
+        self.render_governance(&mut o);
         self.render_routes(&mut o, routes);
         o
+    }
+
+    fn render_governance(&self, o: &mut String) {
+        let g = &self.gov;
+        head(
+            o,
+            "llm_gateway_rate_limit_hits_total",
+            "counter",
+            "Requests refused by a key's or a model's rpm/tpm limit, by key name and model.",
+        );
+        for (i, c) in g.rate_limit_hits.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n > 0 {
+                let (k, m) = (&g.keys[i / g.models.len()], &g.models[i % g.models.len()]);
+                let _ = writeln!(
+                    o,
+                    "llm_gateway_rate_limit_hits_total{{key=\"{k}\",model=\"{m}\"}} {n}"
+                );
+            }
+        }
+        head(
+            o,
+            "llm_gateway_cache_operations_total",
+            "counter",
+            "Answer cache lookups (hit, miss) and stores, by model.",
+        );
+        for (m, ops) in g.models.iter().zip(g.cache.iter()) {
+            for (op, c) in CACHE_OPS.iter().zip(ops.iter()) {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        o,
+                        "llm_gateway_cache_operations_total{{model=\"{m}\",op=\"{op}\"}} {n}"
+                    );
+                }
+            }
+        }
+        head(
+            o,
+            "llm_gateway_overhead_seconds",
+            "histogram",
+            "Time spent in the gateway per request, excluding the waits for the client's body, the upstream and retry backoff.",
+        );
+        g.overhead.render(o, "llm_gateway_overhead_seconds", "");
     }
 
     fn render_upstream(&self, o: &mut String) {
@@ -394,19 +525,8 @@ impl Metrics {
         ] {
             head(&mut o, name, "histogram", help);
             for s in self.slots.iter() {
-                let h = pick(s);
                 let labels = format!("model=\"{}\",provider=\"{}\"", s.model, s.provider);
-                let mut cum = 0u64;
-                for (i, b) in h.buckets.iter().enumerate() {
-                    cum += b.load(Relaxed);
-                    let le = DURATION_BUCKETS
-                        .get(i)
-                        .map_or("+Inf".to_string(), f64::to_string);
-                    let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{le}\"}} {cum}");
-                }
-                let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
-                let _ = writeln!(o, "{name}_sum{{{labels}}} {sum}");
-                let _ = writeln!(o, "{name}_count{{{labels}}} {cum}");
+                pick(s).render(&mut o, name, &labels);
             }
         }
         head(
@@ -476,6 +596,26 @@ impl Metrics {
             );
         }
         o
+    }
+}
+
+impl Governance {
+    fn new(keys: &[String], models: &[String]) -> Self {
+        let mut names: Vec<String> = keys.iter().map(|k| escape(k)).collect();
+        names.push("-".to_string());
+        let models: Vec<String> = models.iter().map(|m| escape(m)).collect();
+        Governance {
+            rate_limit_hits: (0..names.len() * models.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            cache: models
+                .iter()
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            keys: names,
+            models,
+            overhead: Histogram::with_bounds(&OVERHEAD_BUCKETS),
+        }
     }
 }
 

@@ -26,11 +26,15 @@ use tokio::net::TcpListener;
 
 use crate::busy::BusyPoll;
 use crate::config::{ConfigError, RetrySettings, Settings};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, LimitKind};
 use crate::fastpath::{
     check_body, find_usage, parse_json, replace_model, restore_model, restore_model_in_chunk,
     ChatProbe, MessagesProbe, SseKind, SseMeter,
 };
+use crate::governance::cache::{AnswerKey, Cache};
+use crate::governance::coalesce::{self, Coalescer, Joined};
+use crate::governance::keys::KeyTable;
+use crate::governance::{quota_headers, Charge, Limits, ModelLimits, Quotas};
 use crate::metrics::Metrics;
 use crate::providers::{AnyProvider, ByteStream, ChatRequest, Provider, Upstream};
 use crate::routing::{self, breaker::Outcome, now_ns, Deployment, ModelRoute};
@@ -45,13 +49,24 @@ pub struct State {
     providers: Vec<AnyProvider>,
     metrics: Metrics,
     retry: RetrySettings,
-    api_keys: Vec<Box<[u8]>>,
+    keys: KeyTable,
+    limits: Limits,
+    /// Per route: the answer cache and the coalescer, for models that opted in.
+    caches: Box<[Option<Cache>]>,
+    coalescers: Box<[Option<Coalescer<SharedAnswer>>]>,
+    /// Whether any model caches or coalesces; when not, requests skip both.
+    sharing: bool,
     max_body: usize,
     max_depth: usize,
     body_timeout: Duration,
     models_body: Bytes,
+    /// Per key: its own `/v1/models` list when it may use only some models.
+    key_models_body: Box<[Option<Bytes>]>,
     busy: Option<Arc<BusyPoll>>,
 }
+
+/// What coalesced requests receive from the one that called.
+type SharedAnswer = Result<Bytes, GatewayError>;
 
 /// Metrics slots by (model index, provider index).
 type SlotIndex = HashMap<(usize, usize), usize>;
@@ -71,11 +86,14 @@ fn metric_slots(s: &Settings) -> (Vec<(String, usize)>, SlotIndex) {
     (slots, index)
 }
 
-fn models_body(s: &Settings) -> Bytes {
+/// The `/v1/models` list of the models `allowed` (route indexes; `None` = all).
+fn models_body(s: &Settings, allowed: Option<&[usize]>) -> Bytes {
     let data: Vec<serde_json::Value> = s
         .models
         .iter()
-        .map(|m| {
+        .enumerate()
+        .filter(|(i, _)| allowed.is_none_or(|a| a.contains(i)))
+        .map(|(_, m)| {
             serde_json::json!({
                 "id": m.name, "object": "model", "created": 0,
                 "owned_by": s.providers[m.deployments[0].provider].name,
@@ -113,29 +131,58 @@ impl State {
             .map(|(i, r)| (r.name.clone(), i))
             .collect();
         let provider_names: Vec<String> = s.providers.iter().map(|p| p.name.clone()).collect();
-        let metrics = Metrics::with_routes(&provider_names, &slots, &routes);
+        let key_names: Vec<String> = s.keys.iter().map(|k| k.name.clone()).collect();
+        let metrics = Metrics::with_routes(&provider_names, &slots, &routes).with_keys(&key_names);
+        let keys = KeyTable::new(&s.keys, s.models.len());
+        let limits = Limits::new(
+            &keys,
+            s.models
+                .iter()
+                .map(|m| ModelLimits::new(m.rpm, m.tpm))
+                .collect(),
+        );
+        let caches: Box<[Option<Cache>]> = s
+            .models
+            .iter()
+            .map(|m| m.cache.as_ref().map(Cache::new))
+            .collect();
+        let coalescers: Box<[Option<Coalescer<SharedAnswer>>]> = s
+            .models
+            .iter()
+            .map(|m| m.coalesce.then(Coalescer::default))
+            .collect();
         Ok(State {
             routes,
             by_name,
             providers,
             metrics,
             retry: s.retry.clone(),
-            api_keys: s
-                .api_keys
-                .iter()
-                .map(|k| k.as_bytes().to_vec().into_boxed_slice())
-                .collect(),
+            sharing: caches.iter().any(Option::is_some) || coalescers.iter().any(Option::is_some),
+            keys,
+            limits,
+            caches,
+            coalescers,
             max_body: s.limits.max_body_bytes,
             max_depth: s.limits.max_json_depth,
             body_timeout: Duration::from_millis(s.limits.client_body_timeout_ms),
             busy,
-            models_body: models_body(s),
+            models_body: models_body(s, None),
+            key_models_body: s
+                .keys
+                .iter()
+                .map(|k| k.models.as_deref().map(|a| models_body(s, Some(a))))
+                .collect(),
         })
     }
 
-    fn authorize(&self, h: &HeaderMap, allow_x_api_key: bool) -> Result<(), GatewayError> {
-        if self.api_keys.is_empty() {
-            return Ok(());
+    /// The key a request presents (index), `None` when authentication is off.
+    fn authorize(
+        &self,
+        h: &HeaderMap,
+        allow_x_api_key: bool,
+    ) -> Result<Option<usize>, GatewayError> {
+        if self.keys.is_empty() {
+            return Ok(None);
         }
         let bearer = h.get(AUTHORIZATION).and_then(|v| {
             let v = v.as_bytes();
@@ -146,16 +193,18 @@ impl State {
                 .then(|| h.get("x-api-key").map(HeaderValue::as_bytes))
                 .flatten()
         });
-        match key {
-            Some(k) if self.api_keys.iter().any(|a| **a == *k) => Ok(()),
-            _ => Err(GatewayError::Unauthorized),
+        match key.and_then(|k| self.keys.find(k)) {
+            Some(i) => Ok(Some(i)),
+            None => Err(GatewayError::Unauthorized),
         }
     }
 
-    fn route(&self, model: &str) -> Result<usize, GatewayError> {
+    /// The route of `model`; a model the key may not use is as unknown as a missing one.
+    fn route(&self, model: &str, key: Option<usize>) -> Result<usize, GatewayError> {
         self.by_name
             .get(model)
             .copied()
+            .filter(|&m| key.is_none_or(|k| self.keys.get(k).allows(m)))
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_string()))
     }
 }
@@ -174,6 +223,13 @@ struct Guard {
     /// The deployment that answered last, and the attempts made.
     deployment: Option<HeaderValue>,
     attempts: u32,
+    /// Time spent waiting (client body, upstream, backoff, a coalesced leader): what
+    /// the overhead figure leaves out.
+    waited: Duration,
+    /// Tokens to settle with the limits once the usage is known.
+    charge: Option<Charge>,
+    /// `x-gateway-cache` of the answer: hit, miss, or none.
+    cache: Option<&'static str>,
     armed: bool,
 }
 
@@ -192,6 +248,9 @@ impl Guard {
             in_flight: None,
             deployment: None,
             attempts: 0,
+            waited: Duration::ZERO,
+            charge: None,
+            cache: None,
             armed: true,
         }
     }
@@ -235,6 +294,11 @@ impl Drop for Guard {
         }
         if let Some((m, d)) = self.in_flight {
             self.state.routes[m].deployments[d].end();
+        }
+        if let Some(c) = self.charge {
+            let used = self.input + self.output;
+            let st = &self.state;
+            st.limits.settle(&st.keys, c, used, routing::now_ns());
         }
         let m = &self.state.metrics;
         m.status(self.slot, self.status);
@@ -434,6 +498,21 @@ fn error_response(e: &GatewayError, api: Api) -> Response<Body> {
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
     }
+    if let GatewayError::RateLimited {
+        kind,
+        limit,
+        remaining,
+        reset_ms,
+        ..
+    } = e
+    {
+        let q = crate::governance::limiter::Quota {
+            limit: *limit,
+            remaining: *remaining,
+            reset_ms: *reset_ms,
+        };
+        quota_headers(r.headers_mut(), *kind, q);
+    }
     r
 }
 
@@ -482,6 +561,10 @@ struct Job<'a> {
     stream: bool,
     include_usage: bool,
     headers: &'a HeaderMap,
+    /// The key used (index), for limits and for sharing answers only within a key.
+    key: Option<usize>,
+    /// Tokens reserved against token limits before the call (`max_tokens`).
+    reserve: u64,
 }
 
 /// A successful attempt's answer.
@@ -662,7 +745,10 @@ async fn try_model(state: &State, job: &Job<'_>, first: usize, m: usize, g: &mut
             }
             if prev == Some(pick.index) {
                 match same_deployment_wait(state, e, n) {
-                    Some(d) => tokio::time::sleep(d).await,
+                    Some(d) => {
+                        tokio::time::sleep(d).await;
+                        g.waited += d;
+                    }
                     None => {
                         return Tried::Fatal(last.take().unwrap_or_else(|| no_deployment(route)))
                     }
@@ -676,7 +762,9 @@ async fn try_model(state: &State, job: &Job<'_>, first: usize, m: usize, g: &mut
         let flight = InFlight::new(dep);
         let t0 = Instant::now();
         let r = attempt(state, job, route, dep).await;
-        record(state, route, dep, r.as_ref().map(|_| ()), t0.elapsed());
+        let took = t0.elapsed();
+        g.waited += took;
+        record(state, route, dep, r.as_ref().map(|_| ()), took);
         match r {
             Ok(a) => {
                 if matches!(a, Answer::Stream(..)) {
@@ -757,8 +845,11 @@ fn merge_exhausted(prev: Option<GatewayError>, next: GatewayError) -> GatewayErr
 async fn read_checked(
     state: &State,
     req: Request<Incoming>,
+    g: &mut Guard,
 ) -> Result<(http::request::Parts, Bytes), GatewayError> {
+    let t0 = Instant::now();
     let (parts, body) = read_body(req, state.max_body, state.body_timeout).await?;
+    g.waited += t0.elapsed();
     check_body(&body, state.max_depth)?;
     Ok((parts, body))
 }
@@ -768,11 +859,11 @@ async fn chat(
     req: Request<Incoming>,
     g: &mut Guard,
 ) -> Result<Response<Body>, GatewayError> {
-    state.authorize(req.headers(), false)?;
-    let (parts, body) = read_checked(state, req).await?;
+    let key = state.authorize(req.headers(), false)?;
+    let (parts, body) = read_checked(state, req, g).await?;
     let probe: ChatProbe = parse_json(&body)?;
     probe.check()?;
-    let first = state.route(&probe.model)?;
+    let first = state.route(&probe.model, key)?;
     let job = Job {
         api: Api::Chat,
         body: &body,
@@ -784,9 +875,13 @@ async fn chat(
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
         headers: &parts.headers,
+        key,
+        reserve: probe
+            .max_completion_tokens
+            .or(probe.max_tokens)
+            .map_or(0, |n| n.unsigned_abs()),
     };
-    let answer = dispatch(state, &job, first, g).await?;
-    Ok(respond(answer, g))
+    serve_job(state, &job, first, g).await
 }
 
 async fn messages(
@@ -794,11 +889,11 @@ async fn messages(
     req: Request<Incoming>,
     g: &mut Guard,
 ) -> Result<Response<Body>, GatewayError> {
-    state.authorize(req.headers(), true)?;
-    let (parts, body) = read_checked(state, req).await?;
+    let key = state.authorize(req.headers(), true)?;
+    let (parts, body) = read_checked(state, req, g).await?;
     let probe: MessagesProbe = parse_json(&body)?;
     probe.check()?;
-    let first = state.route(&probe.model)?;
+    let first = state.route(&probe.model, key)?;
     let job = Job {
         api: Api::Messages,
         body: &body,
@@ -806,9 +901,149 @@ async fn messages(
         stream: probe.stream.unwrap_or(false),
         include_usage: true,
         headers: &parts.headers,
+        key,
+        reserve: probe.max_tokens,
     };
-    let answer = dispatch(state, &job, first, g).await?;
-    Ok(respond(answer, g))
+    serve_job(state, &job, first, g).await
+}
+
+/// Limits, then the answer (shared or not), then the limits' headers.
+async fn serve_job(
+    state: &Arc<State>,
+    job: &Job<'_>,
+    first: usize,
+    g: &mut Guard,
+) -> Result<Response<Body>, GatewayError> {
+    // Branches, not lookups: with no limits and no sharing configured, nothing here
+    // costs more than a test of two flags.
+    let quotas = if state.limits.any {
+        admit(state, job, first, g)?
+    } else {
+        Quotas::default()
+    };
+    let answer = if state.sharing && !job.stream {
+        shared(state, job, first, g).await?
+    } else {
+        dispatch(state, job, first, g).await?
+    };
+    let mut resp = respond(answer, g);
+    for (kind, q) in [
+        (LimitKind::Requests, quotas.requests),
+        (LimitKind::Tokens, quotas.tokens),
+    ] {
+        if let Some(q) = q {
+            quota_headers(resp.headers_mut(), kind, q);
+        }
+    }
+    Ok(resp)
+}
+
+/// Checks the key's and the model's limits, reserving the request's `max_tokens`.
+fn admit(state: &State, job: &Job<'_>, m: usize, g: &mut Guard) -> Result<Quotas, GatewayError> {
+    let now = routing::now_ns();
+    match state
+        .limits
+        .admit(&state.keys, job.key, m, job.reserve, now)
+    {
+        Ok(q) => {
+            g.charge = Some(Charge {
+                key: job.key,
+                model: m,
+                reserved: job.reserve,
+            });
+            Ok(q)
+        }
+        Err(e) => {
+            g.route(state.routes[m].deployments[0].slot);
+            state.metrics.rate_limit_hit(job.key, m);
+            let key = job.key.map_or("-", |k| state.keys.get(k).name.as_str());
+            tracing::debug!(key, model = %state.routes[m].name, error = %e, "rate limited");
+            Err(e)
+        }
+    }
+}
+
+/// `cache-control: no-cache` on the request: do not answer from the cache.
+fn no_cache(h: &HeaderMap) -> bool {
+    h.get_all(CACHE_CONTROL).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
+    })
+}
+
+/// A non-streaming request of a model that caches or coalesces: from the cache, or
+/// from a call shared with identical requests in flight; stored when it succeeds.
+async fn shared(
+    state: &Arc<State>,
+    job: &Job<'_>,
+    first: usize,
+    g: &mut Guard,
+) -> Result<Answer, GatewayError> {
+    let (cache, co) = (&state.caches[first], &state.coalescers[first]);
+    if cache.is_none() && co.is_none() {
+        return dispatch(state, job, first, g).await;
+    }
+    let key = AnswerKey {
+        api: job.api as u8,
+        key: job.key.unwrap_or(usize::MAX),
+        model: first,
+        body: job.body.clone(),
+    };
+    if let Some(c) = cache.as_ref().filter(|_| !no_cache(job.headers)) {
+        let hit = c.get(&key, routing::now_ns());
+        state.metrics.cache(first, usize::from(hit.is_none()));
+        if let Some(b) = hit {
+            g.route(state.routes[first].deployments[0].slot);
+            g.cache = Some("hit");
+            return Ok(Answer::Full(b));
+        }
+        g.cache = Some("miss");
+    }
+    let (r, called) = match co {
+        Some(co) => coalesced(state, co, key.clone(), job, first, g).await,
+        None => (dispatch(state, job, first, g).await, true),
+    };
+    if let (Some(c), Ok(Answer::Full(b)), true) = (cache, &r, called) {
+        if c.put(key, b.clone(), routing::now_ns()) {
+            state.metrics.cache(first, 2);
+        }
+    }
+    r
+}
+
+/// Joins identical requests in flight: the first calls, the others get its answer
+/// (or its error). Also says whether this request made the call.
+async fn coalesced(
+    state: &Arc<State>,
+    co: &Coalescer<SharedAnswer>,
+    key: AnswerKey,
+    job: &Job<'_>,
+    first: usize,
+    g: &mut Guard,
+) -> (Result<Answer, GatewayError>, bool) {
+    match co.join(key) {
+        Joined::Leader(leader) => {
+            let r = dispatch(state, job, first, g).await;
+            match &r {
+                Ok(Answer::Full(b)) => leader.finish(Ok(b.clone())),
+                Err(e) => leader.finish(Err(e.clone())),
+                // Not reached (streams are not shared); dropping releases the waiters.
+                Ok(Answer::Stream(..)) => drop(leader),
+            }
+            (r, true)
+        }
+        Joined::Waiter(rx) => {
+            g.route(state.routes[first].deployments[0].slot);
+            let t0 = Instant::now();
+            let got = coalesce::wait(rx).await;
+            g.waited += t0.elapsed();
+            match got {
+                Some(r) => (r.map(Answer::Full), false),
+                // The caller went away without an answer: call alone.
+                None => (dispatch(state, job, first, g).await, true),
+            }
+        }
+    }
 }
 
 fn respond(answer: Answer, g: &mut Guard) -> Response<Body> {
@@ -840,6 +1075,8 @@ fn who_answered(resp: &mut Response<Body>, deployment: Option<HeaderValue>, atte
 
 const X_DEPLOYMENT: HeaderName = HeaderName::from_static("x-gateway-deployment");
 const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
+const X_OVERHEAD: HeaderName = HeaderName::from_static("x-gateway-overhead-us");
+const X_CACHE: HeaderName = HeaderName::from_static("x-gateway-cache");
 
 async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<Body> {
     let mut g = Guard::new(&state);
@@ -853,6 +1090,15 @@ async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<
         error_response(&e, which)
     });
     who_answered(&mut resp, deployment, attempts);
+    if let Some(c) = g.cache {
+        resp.headers_mut()
+            .insert(X_CACHE, HeaderValue::from_static(c));
+    }
+    // Overhead: from the handler's start to the response head, minus the waits.
+    let overhead = g.start.elapsed().saturating_sub(g.waited);
+    state.metrics.overhead(overhead);
+    let us = u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX);
+    resp.headers_mut().insert(X_OVERHEAD, HeaderValue::from(us));
     g.status = resp.status().as_u16();
     resp
 }
@@ -885,7 +1131,10 @@ pub async fn handle(
             Bytes::from(state.metrics.render_with(&state.routes)),
         ),
         "/v1/models" if get => match state.authorize(req.headers(), true) {
-            Ok(()) => json(state.models_body.clone()),
+            Ok(key) => json(
+                key.and_then(|k| state.key_models_body[k].clone())
+                    .unwrap_or_else(|| state.models_body.clone()),
+            ),
             Err(e) => plain_error(&state, e),
         },
         "/v1/chat/completions"

@@ -82,7 +82,8 @@ type FakeBody = BoxBody<Bytes, Infallible>;
 /// 40 ms), `slow-stream` (300 ms pause after the first content chunk), `status500`,
 /// `status400`, `status429` (`retry-after: 1`), `status429-fast` (`retry-after-ms:
 /// 150`), `reset` (connection closed without an answer), `hang` (no answer for
-/// 10 s), `stall-stream` (stream stops sending after the first content chunk).
+/// 10 s), `stall-stream` (stream stops sending after the first content chunk),
+/// `sleep-N` (answers after N ms).
 pub async fn fake_upstream() -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -208,7 +209,11 @@ async fn answer(
         "reset" => return Err(std::io::Error::other("reset by the script")),
         "hang" => tokio::time::sleep(Duration::from_secs(10)).await,
         "slow" => tokio::time::sleep(Duration::from_millis(40)).await,
-        _ => {}
+        m => {
+            if let Some(ms) = m.strip_prefix("sleep-").and_then(|v| v.parse().ok()) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        }
     }
     let model = body["model"].as_str().unwrap_or("").to_string();
     let stream = body["stream"] == json!(true);

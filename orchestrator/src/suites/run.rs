@@ -39,7 +39,8 @@ impl TargetSpec {
         }
     }
 
-    fn apply(&self, spec: &mut RequestSpec) {
+    /// Applies the target's key, model and headers to a request.
+    pub(crate) fn apply(&self, spec: &mut RequestSpec) {
         if let Some(k) = &self.api_key {
             spec.api_key = Some(k.clone());
         }
@@ -238,7 +239,7 @@ pub fn run_suite_blocking(
                 why: "it needs the upstream deployments' admin URLs (--mock-admin)".into(),
             })?;
             let ctx = faults::Ctx {
-                base_url: &target.url,
+                target,
                 control,
                 engine: &engine,
                 profile: opts.profile,

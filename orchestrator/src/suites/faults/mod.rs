@@ -17,8 +17,10 @@ use admin::{runtime, MockAdmin, ResetOnDrop};
 use probe::Probe;
 
 use super::def::{FaultPhase, Faults, Profile};
+use super::run::TargetSpec;
 use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhaseOutput, PhasePlan};
 use crate::load::request::PreparedRequest;
+use crate::load::request::RequestSpec;
 use crate::load::result::{FaultsResult, PhaseResult, ProbeCounts, ResultWarning};
 use crate::load::LoadError;
 
@@ -35,7 +37,8 @@ pub struct FaultControl {
 
 /// What the suite needs besides its definition.
 pub struct Ctx<'a> {
-    pub base_url: &'a str,
+    /// URL and request overrides (key, model, headers).
+    pub target: &'a TargetSpec,
     pub control: &'a FaultControl,
     pub engine: &'a EngineOpts,
     pub profile: Profile,
@@ -82,6 +85,23 @@ fn load(
     run_phase(&plan, ctx.engine)
 }
 
+impl Ctx<'_> {
+    /// A phase's request with the target's overrides.
+    fn spec(&self, spec: &RequestSpec) -> RequestSpec {
+        let mut spec = spec.clone();
+        self.target.apply(&mut spec);
+        spec
+    }
+
+    fn prepared(&self, spec: &RequestSpec) -> Result<PreparedRequest, LoadError> {
+        PreparedRequest::new(&self.spec(spec), &self.target.url)
+    }
+
+    fn probe(&self, spec: &RequestSpec) -> Result<Probe, LoadError> {
+        Probe::new(&self.spec(spec), &self.target.url, self.timeout)
+    }
+}
+
 /// Runs the suite; faults are reset whatever happens.
 pub fn run(f: &Faults, ctx: &Ctx) -> Result<FaultsOutput, LoadError> {
     let admin = MockAdmin::new(&ctx.control.admin_urls)?;
@@ -107,7 +127,7 @@ pub fn run(f: &Faults, ctx: &Ctx) -> Result<FaultsOutput, LoadError> {
         interrupted: false,
     };
     if let Some(p) = f.phases.first().filter(|_| !ctx.warmup.is_zero()) {
-        let req = PreparedRequest::new(&p.request, ctx.base_url)?;
+        let req = ctx.prepared(&p.request)?;
         load(ctx, rate, &p.def.name, ctx.warmup, &req, true)?;
     }
     for p in &f.phases {
@@ -118,7 +138,7 @@ pub fn run(f: &Faults, ctx: &Ctx) -> Result<FaultsOutput, LoadError> {
     }
     if let (Some(c), Some(spec)) = (&f.def.cancel, &f.cancel_request) {
         if !ctx.engine.cancel.is_cancelled() {
-            let probe = Probe::new(spec, ctx.base_url, ctx.timeout)?;
+            let probe = ctx.probe(spec)?;
             out.result.cancel =
                 Some(rt.block_on(probe.cancel_check(&admin, c.streams, c.settle.0))?);
         }
@@ -137,7 +157,7 @@ fn run_one(
     k: f64,
     out: &mut FaultsOutput,
 ) -> Result<(), LoadError> {
-    let req = PreparedRequest::new(&p.request, ctx.base_url)?;
+    let req = ctx.prepared(&p.request)?;
     let lead_name = format!("{} lead-in", p.def.name);
     let lead = load(
         ctx,
@@ -164,7 +184,7 @@ fn run_one(
     };
     let guard = ResetOnDrop(admin.clone());
     rt.block_on(applied)?;
-    let probe = Probe::new(&p.request, ctx.base_url, ctx.timeout)?;
+    let probe = ctx.probe(&p.request)?;
     let stop = AtomicBool::new(false);
     let (faulted, watch) = std::thread::scope(|s| {
         let ctl = s.spawn(|| watch(admin, &probe, f.def.probes, fault_for, f.def.poll.0, &stop));

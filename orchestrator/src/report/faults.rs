@@ -306,3 +306,19 @@ pub fn charts(run: &RunData, suite: &str, targets: &[String]) -> Vec<ChartView> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_listed_by_class() {
+        assert_eq!(errors_text(&ErrorCounts::default()), "none");
+        let e = ErrorCounts {
+            http_429: 1200,
+            stream_cut: 3,
+            ..ErrorCounts::default()
+        };
+        assert_eq!(errors_text(&e), "1,200 × 429 · 3 × stream cut");
+    }
+}

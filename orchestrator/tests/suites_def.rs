@@ -18,7 +18,8 @@ fn builtin_suites_parse() {
             "sustained",
             "streaming",
             "overhead",
-            "frontier"
+            "frontier",
+            "faults"
         ]
     );
     let streaming = f.suite("streaming").unwrap();
@@ -39,7 +40,11 @@ fn builtin_suites_parse() {
         f.suite("frontier").unwrap().kind,
         SuiteKind::Frontier(_)
     ));
-    assert!(f.select("all").unwrap().len() == 6);
+    assert!(matches!(
+        f.suite("faults").unwrap().kind,
+        SuiteKind::Faults(_)
+    ));
+    assert!(f.select("all").unwrap().len() == 7);
     assert_eq!(f.select("baseline,overhead").unwrap().len(), 2);
     let err = f.suite("nope").unwrap_err().to_string();
     assert!(err.contains("nope") && err.contains("baseline"), "{err}");
@@ -48,7 +53,22 @@ fn builtin_suites_parse() {
 #[test]
 fn quick_takes_under_a_tenth_of_full() {
     let f = SuitesFile::builtin().unwrap();
-    let total = |p: Profile| -> Duration { f.suites.iter().map(|s| s.estimated_duration(p)).sum() };
+    // The faults suite has its own quick scale: its phases cannot shrink below breaker
+    // cooldowns and retry-after; it is held to about 2 minutes instead.
+    let faults = f.suite("faults").unwrap();
+    let quick_faults = faults.estimated_duration(Profile::Quick);
+    assert!(
+        quick_faults <= Duration::from_secs(130)
+            && quick_faults * 2 < faults.estimated_duration(Profile::Full),
+        "faults quick {quick_faults:?}"
+    );
+    let total = |p: Profile| -> Duration {
+        f.suites
+            .iter()
+            .filter(|s| s.name != "faults")
+            .map(|s| s.estimated_duration(p))
+            .sum()
+    };
     let (full, quick) = (total(Profile::Full), total(Profile::Quick));
     assert!(full > Duration::from_secs(20 * 60), "full {full:?}");
     assert!(quick * 10 < full, "quick {quick:?} vs full {full:?}");
@@ -74,6 +94,28 @@ fn unknown_key_is_named() {
     let text = BUILTIN_SUITES.replace("profiles:", "profiles:\n  extra: {scale: 1, warmup: 1s}");
     let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
     assert!(err.contains("extra"), "{err}");
+}
+
+#[test]
+fn fault_keys_and_values_are_named() {
+    let text = BUILTIN_SUITES.replace("a: {error_rate: 0.2}", "a: {eror_rate: 0.2}");
+    assert_ne!(text, BUILTIN_SUITES);
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("eror_rate") && err.contains("faults.phases[1].a"),
+        "{err}"
+    );
+
+    let text = BUILTIN_SUITES.replace("a: {reset_rate: 0.1}", "a: {reset_rate: 10}");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("resets") && err.contains("reset_rate"),
+        "{err}"
+    );
+
+    let text = BUILTIN_SUITES.replace("a: {outage: refuse}", "a: {outage: sometimes}");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(err.contains("outage") && err.contains("sometimes"), "{err}");
 }
 
 #[test]

@@ -28,6 +28,7 @@ use crate::rundir::{
     TargetOutcome, TargetRecord, Warning, WarningKind, LATEST, RAW_DIR, STATS_DIR,
 };
 use crate::sinks::{self, InfluxSink, SeriesTags};
+use crate::suites::faults::FaultControl;
 use crate::suites::{run_suite, Profile, RunOpts, SuiteDef, SuitesFile, TargetSpec};
 
 /// The control target: the mock upstream called directly.
@@ -518,6 +519,7 @@ async fn run_targets(
             url: st.manifest.targets[i].url.clone(),
             direct_url: Some(mock_url.to_string()),
             api_key: Some(API_KEY.to_string()),
+            faults: Some(fault_control(lab, target)?),
             ..TargetSpec::default()
         };
         let mut failed = false;
@@ -541,6 +543,21 @@ async fn run_targets(
         }
     }
     Ok(())
+}
+
+/// The mocks' admin URLs (deployment A, then B) for the `faults` suite. `direct` is the
+/// mock itself: it has no second deployment to route to.
+fn fault_control(lab: &Lab, target: &str) -> anyhow::Result<FaultControl> {
+    let admin =
+        |var: &str, default: &str| format!("http://127.0.0.1:{}", lab.vars.get_or(var, default));
+    Ok(FaultControl {
+        admin_urls: vec![
+            admin("MOCK_ADMIN_PORT", "9010"),
+            admin("MOCK_B_ADMIN_PORT", "9011"),
+        ],
+        cores: plan::count(&lab.service(target_service(target))?.cpuset).max(1),
+        redundant: target != DIRECT,
+    })
 }
 
 fn fail_target(st: &mut RunState, i: usize, target: &str, suite: Option<&str>, f: &ServiceFailure) {

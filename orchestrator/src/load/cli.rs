@@ -158,6 +158,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         phases: out.results,
         frontier: None,
         overhead: None,
+        faults: None,
         warnings: out.warnings,
     };
     print!("{}", super::table::render(&result));

@@ -76,6 +76,8 @@ pub enum LoadError {
     Runtime(#[source] std::io::Error),
     #[error("load generator thread: {0}")]
     Thread(String),
+    #[error("mock admin API {url}: {why}")]
+    MockAdmin { url: String, why: String },
 }
 
 /// Shared flag to stop a run early; clones share the flag.

@@ -34,6 +34,10 @@ pub struct SuiteResult {
     pub frontier: Option<Vec<FrontierPoint>>,
     /// `overhead` suite only: latency the target adds over calling the upstream directly.
     pub overhead: Option<Overhead>,
+    /// `faults` suite only: per fault phase, what the client saw and what reached each
+    /// upstream deployment. Absent in results written before the suite existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultsResult>,
     pub warnings: Vec<ResultWarning>,
 }
 
@@ -248,6 +252,104 @@ pub struct Overhead {
     pub samples: u64,
 }
 
+/// The `faults` suite: faults injected into the upstream deployments (mock A, mock B)
+/// while an open-model load runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsResult {
+    /// Arrival rate of every phase (rate per core x the target's cores).
+    pub rate_per_s: f64,
+    /// Deployment names, in the order of every per-deployment array (`a`, `b`).
+    pub deployments: Vec<String>,
+    /// Interval of the mocks' stats polling.
+    pub poll_s: f64,
+    /// False when the target has no second deployment (`direct`): thresholds do not apply.
+    pub redundant: bool,
+    pub phases: Vec<FaultPhaseResult>,
+    pub cancel: Option<CancelResult>,
+}
+
+/// One fault phase. Its load figures are the `PhaseResult`s named `lead_in_phase` and `phase`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPhaseResult {
+    pub name: String,
+    pub description: String,
+    /// The fault-free lead-in's `PhaseResult` name (the latency reference).
+    pub lead_in_phase: String,
+    /// The faulted `PhaseResult`'s name.
+    pub phase: String,
+    /// The faults set on each deployment (`PUT /__mock/faults` bodies; `{}` = none).
+    pub faults: Vec<serde_json::Value>,
+    /// Seconds from the phase's start during which the faults held.
+    pub fault_for_s: f64,
+    /// Upstream completions per deployment during the phase (stats differences).
+    pub upstream_calls: Vec<u64>,
+    /// Client requests sent during the phase (load and probes).
+    pub client_requests: u64,
+    /// Upstream calls per client request: retry amplification (1 = none).
+    pub upstream_calls_per_request: Option<f64>,
+    /// Completions per second of each deployment, from the stats polling.
+    pub series: Vec<DeploymentPoint>,
+    /// Faults that end before the phase does (the outage): seconds from the fault's start
+    /// to the end of the last second with a client error within the fault window; 0 when
+    /// none failed, absent when errors lasted until the window's end. 1 s resolution.
+    pub errors_stop_after_s: Option<f64>,
+    /// Faults that end before the phase does: seconds from the fault's end until
+    /// deployment A completed a request again (poll resolution); absent when it never did.
+    pub a_back_after_s: Option<f64>,
+    /// What single requests sent in the middle of the fault window got back.
+    pub probes: ProbeCounts,
+    pub thresholds: Vec<ThresholdCheck>,
+}
+
+/// Completions per second of each deployment over one poll interval ending at `t_s`
+/// (seconds since the phase started).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentPoint {
+    pub t_s: f64,
+    pub per_s: Vec<f64>,
+}
+
+/// Probe answers by outcome: the HTTP status (`200`, `429`, `502`, ...), for 2xx streams
+/// `complete`, `cut` (ended without `[DONE]`) or `error_event` (a `data:` event carrying
+/// `"error"`), or `connection_error` / `timeout`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeCounts {
+    pub sent: u64,
+    pub by_outcome: std::collections::BTreeMap<String, u64>,
+    /// Probes answered 429 that carried a `retry-after` (or `retry-after-ms`) header.
+    pub http_429_with_retry_after: u64,
+}
+
+/// A threshold of `suites.yaml` against what was measured; `pass` is absent when it does
+/// not apply (a target without a second deployment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdCheck {
+    pub name: String,
+    pub expected: String,
+    pub measured: String,
+    pub pass: Option<bool>,
+}
+
+/// Clients that disconnect after their first token: does the target cancel upstream?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelResult {
+    /// Streams opened, and how many delivered a first token before being dropped.
+    pub streams: u64,
+    pub first_token: u64,
+    /// Open upstream streams (both mocks) before, while every client still held its
+    /// stream, and `settle_s` after the last client disconnected.
+    pub upstream_open_before: u64,
+    pub upstream_open_connected: u64,
+    pub upstream_open_after: u64,
+    pub settle_s: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultWarning {
@@ -341,6 +443,7 @@ mod tests {
                 p99_ms: None,
                 phase: None,
             }]),
+            faults: None,
             overhead: Some(Overhead {
                 direct_url: "http://127.0.0.1:2".into(),
                 target_p50_us: 1.0,

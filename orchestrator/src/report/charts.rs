@@ -87,6 +87,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
     push(
         &mut out,
         LineChart {
+            bands: Vec::new(),
             title: format!("{suite}: latency by percentile"),
             x: axis("percentile", Scale::Nines, pct_tick, false),
             y: axis("latency", Scale::Log10, ms_tick, false),
@@ -131,6 +132,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
     push(
         &mut out,
         LineChart {
+            bands: Vec::new(),
             title: format!("{suite}: requests/s over time"),
             x: axis("seconds", Scale::Linear, num_tick, true),
             y: axis("requests/s", Scale::Linear, num_tick, true),
@@ -140,6 +142,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
     push(
         &mut out,
         LineChart {
+            bands: Vec::new(),
             title: format!("{suite}: p99 over time"),
             x: axis("seconds", Scale::Linear, num_tick, true),
             y: axis("p99 latency", Scale::Log10, ms_tick, false),
@@ -149,6 +152,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
     push(
         &mut out,
         LineChart {
+            bands: Vec::new(),
             title: format!("{suite}: highest rate sustained under a p99 bound"),
             x: axis("p99 bound", Scale::Log10, ms_tick, false),
             y: axis("requests/s", Scale::Linear, num_tick, true),
@@ -164,6 +168,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
     push(
         &mut out,
         LineChart {
+            bands: Vec::new(),
             title: format!("{suite}: container CPU"),
             x: axis("seconds", Scale::Linear, num_tick, true),
             y: axis("CPU (% of one core)", Scale::Linear, cpu_tick, true),
@@ -179,6 +184,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
     push(
         &mut out,
         LineChart {
+            bands: Vec::new(),
             title: format!("{suite}: container memory"),
             x: axis("seconds", Scale::Linear, num_tick, true),
             y: axis("memory", Scale::Linear, mib_tick, true),

@@ -130,11 +130,17 @@ fn read_optional<T: DeserializeOwned>(path: &PathBuf) -> Result<Option<T>, Repor
 }
 
 /// The phase a suite's tables show: the only one; for `overhead` the phase sent to the
-/// target; for `frontier` the step behind the highest sustained rate; otherwise the phase
-/// with the most successful requests per second.
+/// target; for `frontier` the step behind the highest sustained rate; for `faults` the first
+/// fault-free lead-in (the faulted phases have their own table); otherwise the phase with
+/// the most successful requests per second.
 pub fn headline_phase(r: &SuiteResult) -> Option<&PhaseResult> {
     if r.phases.len() <= 1 {
         return r.phases.first();
+    }
+    if let Some(lead) = r.faults.as_ref().and_then(|f| f.phases.first()) {
+        if let Some(p) = r.phases.iter().find(|p| p.name == lead.lead_in_phase) {
+            return Some(p);
+        }
     }
     if r.overhead.is_some() {
         if let Some(p) = r

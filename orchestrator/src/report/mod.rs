@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compare;
 pub mod data;
 mod error;
+pub mod faults;
 pub mod figures;
 pub mod format;
 pub mod model;
@@ -102,6 +103,8 @@ pub fn view(run: &RunData) -> ReportView {
     let mut v = model::build(run);
     for s in &mut v.suites {
         s.charts = charts::suite_charts(run, &s.name);
+        s.charts
+            .extend(faults::charts(run, &s.name, &run.target_names()));
     }
     v
 }

@@ -257,6 +257,8 @@ pub struct SuiteView {
     pub table: TableView,
     /// Suites with several phases: requests/s and p99 of each phase.
     pub phases: Option<TableView>,
+    /// The `faults` suite: per phase and target, what the client saw and the upstreams did.
+    pub faults: Option<TableView>,
     pub notes: Vec<Note>,
     pub charts: Vec<ChartView>,
 }
@@ -933,6 +935,7 @@ pub fn build(run: &RunData) -> ReportView {
             caption: phase_caption(run, s, &targets),
             table,
             phases: phases_table(run, s, &targets, &notes),
+            faults: super::faults::table_of(run, s, &targets),
             notes: shown,
             charts: Vec::new(),
         });

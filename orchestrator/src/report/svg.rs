@@ -111,6 +111,8 @@ pub struct Series {
 /// A line chart with a legend.
 pub struct LineChart {
     pub title: String,
+    /// Shaded x ranges (e.g. a fault window), in data units, drawn under the lines.
+    pub bands: Vec<(f64, f64)>,
     pub x: Axis,
     pub y: Axis,
     pub series: Vec<Series>,
@@ -226,6 +228,19 @@ impl LineChart {
             TOP + ph / 2.0,
             esc(&self.y.label)
         );
+        for &(a, b) in &self.bands {
+            let (Some(a), Some(b)) = (self.x.scale.map(a), self.x.scale.map(b)) else {
+                continue;
+            };
+            let (a, b) = (px(a.clamp(x0, x1)), px(b.clamp(x0, x1)));
+            if b > a {
+                let _ = write!(
+                    s,
+                    r##"<rect class="band" x="{a:.1}" y="{TOP}" width="{:.1}" height="{ph}" fill="#fde68a" fill-opacity="0.5"/>"##,
+                    b - a
+                );
+            }
+        }
         // Lines, then a legend along the top.
         let mut legend_x = LEFT;
         for (series, pts) in self.series.iter().zip(&mapped) {
@@ -291,6 +306,7 @@ mod tests {
     fn chart_draws_one_polyline_per_series() {
         let chart = LineChart {
             title: "a <b>".into(),
+            bands: vec![(60.0, 90.0)],
             x: Axis {
                 label: "percentile".into(),
                 scale: Scale::Nines,
@@ -318,6 +334,7 @@ mod tests {
         };
         let svg = chart.to_svg().unwrap_or_default();
         assert_eq!(svg.matches("<polyline").count(), 1);
+        assert_eq!(svg.matches("class=\"band\"").count(), 1);
         assert!(svg.contains("a &lt;b&gt;"));
         assert!(svg.contains(">empty (no data)</text>"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));

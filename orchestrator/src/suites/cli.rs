@@ -41,6 +41,14 @@ pub struct BenchArgs {
     /// Extra header `name:value` (repeatable).
     #[arg(long = "header", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
+    /// Admin base URL of an upstream deployment's mock (`/__mock/`), deployment A first;
+    /// repeat for B. Needed by the `faults` suite; with one, the target counts as having
+    /// no second deployment (thresholds do not apply).
+    #[arg(long = "mock-admin")]
+    pub mock_admin: Vec<String>,
+    /// Cores of the target (the `faults` suite's rate scales with them).
+    #[arg(long, default_value_t = 1)]
+    pub target_cores: usize,
     /// Generator worker threads (0 = the cores this process may use).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -70,6 +78,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         api_key: args.api_key.clone(),
         model: args.model.clone(),
         headers: args.headers.clone(),
+        faults: (!args.mock_admin.is_empty()).then(|| super::faults::FaultControl {
+            admin_urls: args.mock_admin.clone(),
+            cores: args.target_cores,
+            redundant: args.mock_admin.len() > 1,
+        }),
     };
     let opts = RunOpts {
         profile: args.profile,
@@ -82,6 +95,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     for def in &suites {
         if matches!(def.kind, super::SuiteKind::Overhead(_)) && target.direct_url.is_none() {
             eprintln!("skipping suite `{}`: it needs --direct-url", def.name);
+            continue;
+        }
+        if matches!(def.kind, super::SuiteKind::Faults(_)) && target.faults.is_none() {
+            eprintln!("skipping suite `{}`: it needs --mock-admin", def.name);
             continue;
         }
         if opts.cancel.is_cancelled() {

@@ -228,6 +228,180 @@ pub struct OverheadDef {
     pub duration: Dur,
 }
 
+/// Run-time faults of one mock instance (`PUT /__mock/faults`); unset keys stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSet {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_429: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hang_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u32>,
+    /// `off`, `refuse` or `reset`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outage: Option<String>,
+}
+
+impl FaultSet {
+    pub fn is_empty(&self) -> bool {
+        *self == FaultSet::default()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let rates = [
+            ("error_rate", self.error_rate),
+            ("rate_429", self.rate_429),
+            ("hang_rate", self.hang_rate),
+            ("reset_rate", self.reset_rate),
+        ];
+        for (k, v) in rates {
+            if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                return Err(format!("`{k}` must be within 0..1"));
+            }
+        }
+        match self.outage.as_deref() {
+            None | Some("off" | "refuse" | "reset") => Ok(()),
+            Some(o) => Err(format!("`outage: {o}` is not off, refuse or reset")),
+        }
+    }
+}
+
+/// Thresholds of a fault phase, checked for targets that have a healthy second deployment.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultThresholds {
+    /// Client success rate during the fault, in percent, at least.
+    pub min_success_percent: Option<f64>,
+    /// Failed requests must all be answered with this class: `429` (no 5xx, no network error).
+    pub errors_only_429: Option<bool>,
+}
+
+/// One phase of the `faults` suite: a fault-free lead-in, then `duration` of load with the
+/// faults applied for the first `fault_for` (default: all of it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPhaseDef {
+    pub name: String,
+    pub description: String,
+    pub duration: Dur,
+    pub fault_for: Option<Dur>,
+    /// Faults of deployment A (mock-upstream) and B (mock-upstream-b).
+    #[serde(default)]
+    pub a: FaultSet,
+    #[serde(default)]
+    pub b: FaultSet,
+    /// Request overrides for this phase (e.g. `stream: true`).
+    #[serde(default)]
+    pub request: RequestDef,
+    #[serde(default)]
+    pub thresholds: FaultThresholds,
+}
+
+/// Clients that disconnect after the first token: does the target cancel upstream?
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelDef {
+    /// Streams opened at once, each dropped after its first content token.
+    pub streams: u32,
+    /// Wait after the last disconnect before reading the upstreams' open streams.
+    pub settle: Dur,
+    /// Request overrides (long streams: `x-mock-output-tokens`, `x-mock-token-delay-ms`).
+    #[serde(default)]
+    pub request: RequestDef,
+}
+
+/// Faults injected into the upstream deployments while an open-model load runs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsDef {
+    /// Arrival rate per core of the target's cpuset (the same for every target).
+    pub rate_per_core: f64,
+    /// Fault-free load before each phase, the reference for its latency.
+    pub lead_in: Dur,
+    /// Interval of the mocks' `/__mock/stats` polling (per-deployment requests/s).
+    pub poll: Dur,
+    /// Requests sent one by one in the middle of each fault window to see the answers'
+    /// statuses, `retry-after` headers and stream endings.
+    pub probes: u32,
+    /// The quick profile's scale for this suite: its phases cannot shrink below breaker
+    /// cooldowns and `retry-after`, so it does not use the profile's scale.
+    pub quick_scale: f64,
+    pub phases: Vec<FaultPhaseDef>,
+    pub cancel: Option<CancelDef>,
+}
+
+/// A fault phase with its request resolved (suite request + phase overrides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultPhase {
+    pub def: FaultPhaseDef,
+    pub request: RequestSpec,
+}
+
+/// The `faults` suite, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    pub def: FaultsDef,
+    pub phases: Vec<FaultPhase>,
+    pub cancel_request: Option<RequestSpec>,
+}
+
+impl Faults {
+    /// Duration scale under a profile.
+    pub fn scale(&self, profile: Profile) -> f64 {
+        match profile {
+            Profile::Full => 1.0,
+            Profile::Quick => self.def.quick_scale,
+        }
+    }
+
+    /// Scheduled time of the suite (lead-ins, phases, the cancel check).
+    pub fn estimated_duration(&self, profile: Profile) -> Duration {
+        let k = self.scale(profile);
+        let phases: Duration = self
+            .def
+            .phases
+            .iter()
+            .map(|p| (self.def.lead_in.0 + p.duration.0).mul_f64(k))
+            .sum();
+        let cancel = self
+            .def
+            .cancel
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.settle.0 + Duration::from_secs(1));
+        phases + cancel
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let d = &self.def;
+        if !(d.rate_per_core > 0.0 && d.rate_per_core.is_finite()) {
+            return Err("`faults.rate_per_core` must be positive".into());
+        }
+        if !(d.quick_scale > 0.0 && d.quick_scale <= 1.0) {
+            return Err("`faults.quick_scale` must be within (0, 1]".into());
+        }
+        if d.poll.0.is_zero() || d.phases.is_empty() {
+            return Err("`faults.poll` must be positive and `faults.phases` non-empty".into());
+        }
+        for p in &d.phases {
+            let at = |why: String| format!("phase `{}`: {why}", p.name);
+            p.a.validate().map_err(at)?;
+            p.b.validate().map_err(at)?;
+            if p.fault_for.is_some_and(|f| f.0 > p.duration.0) {
+                return Err(at("`fault_for` is longer than `duration`".into()));
+            }
+            if d.phases.iter().filter(|q| q.name == p.name).count() > 1 {
+                return Err(at("defined twice".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Stepped arrival rates; the highest rate meeting each p99 bound.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,6 +433,7 @@ struct SuiteRaw {
     open: Option<OpenDef>,
     overhead: Option<OverheadDef>,
     frontier: Option<FrontierDef>,
+    faults: Option<FaultsDef>,
 }
 
 fn yes() -> bool {
@@ -280,6 +455,7 @@ pub enum SuiteKind {
     Open(OpenDef),
     Overhead(OverheadDef),
     Frontier(FrontierDef),
+    Faults(Box<Faults>),
 }
 
 /// One suite, self-contained (defaults and profiles resolved in).
@@ -372,7 +548,29 @@ impl SuiteDef {
             SuiteKind::Open(o) => warm + p.scale(o.duration.0),
             SuiteKind::Overhead(o) => warm + p.scale(o.duration.0),
             SuiteKind::Frontier(f) => (warm + p.scale(f.step.0)) * f.rates.len() as u32,
+            SuiteKind::Faults(f) => warm + f.estimated_duration(profile),
         }
+    }
+}
+
+/// Resolves each phase's request (the suite's, then the phase's overrides).
+fn resolve_faults(def: FaultsDef, suite_request: &RequestSpec) -> Faults {
+    let with = |r: &RequestDef| {
+        let mut spec = suite_request.clone();
+        r.apply(&mut spec);
+        spec
+    };
+    Faults {
+        phases: def
+            .phases
+            .iter()
+            .map(|p| FaultPhase {
+                def: p.clone(),
+                request: with(&p.request),
+            })
+            .collect(),
+        cancel_request: def.cancel.as_ref().map(|c| with(&c.request)),
+        def,
     }
 }
 
@@ -424,18 +622,26 @@ impl SuitesFile {
                 s.open.clone().map(SuiteKind::Open),
                 s.overhead.clone().map(SuiteKind::Overhead),
                 s.frontier.clone().map(SuiteKind::Frontier),
+                s.faults.clone().map(|def| {
+                    SuiteKind::Faults(Box::new(Faults {
+                        def,
+                        phases: Vec::new(),
+                        cancel_request: None,
+                    }))
+                }),
             ];
             let mut set = kinds.into_iter().flatten();
             let kind = set.next().ok_or_else(|| {
                 invalid(
                     &s.name,
-                    "needs one of `closed`, `open`, `overhead`, `frontier`".into(),
+                    "needs one of `closed`, `open`, `overhead`, `frontier`, `faults`".into(),
                 )
             })?;
             if set.next().is_some() {
                 return Err(invalid(
                     &s.name,
-                    "only one of `closed`, `open`, `overhead`, `frontier` may be set".into(),
+                    "only one of `closed`, `open`, `overhead`, `frontier`, `faults` may be set"
+                        .into(),
                 ));
             }
             match &kind {
@@ -467,7 +673,7 @@ impl SuitesFile {
                         return Err(invalid(&s.name, "`open.rate` must be positive".into()));
                     }
                 }
-                SuiteKind::Overhead(_) => {}
+                SuiteKind::Overhead(_) | SuiteKind::Faults(_) => {}
                 SuiteKind::Frontier(f) => {
                     if f.rates.is_empty() || f.rates.iter().any(|r| r.is_nan() || *r <= 0.0) {
                         return Err(invalid(
@@ -489,6 +695,14 @@ impl SuitesFile {
             let mut request = RequestSpec::default();
             raw.defaults.request.apply(&mut request);
             s.request.apply(&mut request);
+            let kind = match kind {
+                SuiteKind::Faults(f) => {
+                    let f = resolve_faults(f.def, &request);
+                    f.validate().map_err(|why| invalid(&s.name, why))?;
+                    SuiteKind::Faults(Box::new(f))
+                }
+                k => k,
+            };
             suites.push(SuiteDef {
                 name: s.name,
                 description: s.description,
@@ -506,6 +720,7 @@ impl SuitesFile {
         })
     }
 
+    /// The suite named `name`.
     pub fn suite(&self, name: &str) -> Result<SuiteDef, SuiteError> {
         self.suites
             .iter()

@@ -2,6 +2,7 @@
 //! `quick`) and run against any URL by [`run_suite`]. See the `load` module docs for the API.
 pub mod cli;
 pub mod def;
+pub mod faults;
 pub mod run;
 
 pub use def::{Profile, SuiteDef, SuiteError, SuiteKind, SuitesFile};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::def::{FrontierDef, Profile, SuiteDef, SuiteKind};
+use super::faults::{self, FaultControl};
 use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan};
 use crate::load::request::{PreparedRequest, RequestSpec};
 use crate::load::result::{FrontierPoint, Overhead, PhaseResult, SuiteResult, SCHEMA_VERSION};
@@ -25,6 +26,8 @@ pub struct TargetSpec {
     pub api_key: Option<String>,
     pub model: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// The upstream deployments' admin API (the `faults` suite needs it).
+    pub faults: Option<FaultControl>,
 }
 
 impl TargetSpec {
@@ -36,7 +39,8 @@ impl TargetSpec {
         }
     }
 
-    fn apply(&self, spec: &mut RequestSpec) {
+    /// Applies the target's key, model and headers to a request.
+    pub(crate) fn apply(&self, spec: &mut RequestSpec) {
         if let Some(k) = &self.api_key {
             spec.api_key = Some(k.clone());
         }
@@ -110,6 +114,7 @@ pub fn run_suite_blocking(
     let mut interrupted = false;
     let mut frontier = None;
     let mut overhead = None;
+    let mut faults_result = None;
 
     let mut run = |name: &str,
                    shape: LoadShape,
@@ -228,6 +233,26 @@ pub fn run_suite_blocking(
             }
             frontier = Some(frontier_of(f, &phases));
         }
+        SuiteKind::Faults(f) => {
+            let control = target.faults.as_ref().ok_or_else(|| LoadError::Config {
+                what: format!("suite `{}`", def.name),
+                why: "it needs the upstream deployments' admin URLs (--mock-admin)".into(),
+            })?;
+            let ctx = faults::Ctx {
+                target,
+                control,
+                engine: &engine,
+                profile: opts.profile,
+                warmup,
+                timeout: def.timeout,
+                max_in_flight: def.max_in_flight,
+            };
+            let out = faults::run(f, &ctx)?;
+            phases.extend(out.phases);
+            warnings.extend(out.warnings);
+            interrupted |= out.interrupted;
+            faults_result = Some(out.result);
+        }
     }
     if engine.cancel.is_cancelled() {
         interrupted = true;
@@ -244,6 +269,7 @@ pub fn run_suite_blocking(
         phases,
         frontier,
         overhead,
+        faults: faults_result,
         warnings,
     })
 }

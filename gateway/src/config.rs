@@ -1079,6 +1079,18 @@ models:
   - {name: c, provider: lo}
 "#;
 
+    /// Each edit of `base` must fail parsing or validation with `path` in the error.
+    fn assert_bad_edits(base: &str, bad: &[(&str, &str, &str)]) {
+        for (from, to, path) in bad {
+            let t = base.replace(from, to);
+            let e = match parse(&t) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(path), "{to}: {e}");
+        }
+    }
+
     #[test]
     fn good_config_validates() {
         let s = parse(GOOD).unwrap().validate().unwrap();
@@ -1161,14 +1173,7 @@ models:
                 "models[2].deployments",
             ),
         ];
-        for (from, to, path) in bad {
-            let t = base.replace(from, to);
-            let e = match parse(&t) {
-                Err(e) => e.to_string(),
-                Ok(c) => c.validate().unwrap_err().to_string(),
-            };
-            assert!(e.contains(path), "{to}: {e}");
-        }
+        assert_bad_edits(&base, &bad);
         let t = format!("resilience: {{retry_budget: {{percent: 20, floor: 1}}}}\n{GOOD}");
         let e = parse(&t).unwrap_err().to_string();
         assert!(
@@ -1239,14 +1244,7 @@ models:
                 "models[2].cache",
             ),
         ];
-        for (from, to, path) in bad {
-            let t = base.replace(from, to);
-            let e = match parse(&t) {
-                Err(e) => e.to_string(),
-                Ok(c) => c.validate().unwrap_err().to_string(),
-            };
-            assert!(e.contains(path), "{to}: {e}");
-        }
+        assert_bad_edits(&base, &bad);
     }
 
     #[test]

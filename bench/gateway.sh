@@ -29,7 +29,7 @@
 #
 # Usage: bench/gateway.sh   (env: DURATION=10s CONNS=64 STREAMS=1000 STREAM_VUS=2000
 #                            STREAM_DURATION=10s MOCK_CPU=0 GW_CPU=1
-#                            WRK_CPU=\$MOCK_CPU VERBOSE=1 prints wrk's raw outputs
+#                            WRK_CPU=\$MOCK_CPU GATEWAY_BIN=path VERBOSE=1 prints wrk's raw outputs
 #                            RT=1 runs everything under SCHED_FIFO (root): on a machine
 #                            where other work shares the cores, this keeps it from
 #                            preempting the measured processes)
@@ -63,6 +63,8 @@ ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release -p gateway -p mock-upstream -p orchestrator >&2
 cargo build --release -p gateway --example latency >&2
 bin="$CARGO_TARGET_DIR/release"
+# GATEWAY_BIN: another gateway binary in the same rig (e.g. a build of an earlier commit).
+gw_bin=${GATEWAY_BIN:-$bin/gateway}
 
 work=$(mktemp -d)
 pids=()
@@ -105,13 +107,13 @@ models:
   - {name: resilient, routing: latency, retries: 2, deployments: [{provider: mock}, {provider: mock_b}]}
   - {name: faulty, routing: latency, retries: 2, deployments: [{provider: mock}, {provider: mock_f}]}
 EOF
-"$self" --pin "$GW_CPU" "$bin/gateway" --config "$work/gateway.yaml" --threads 1 >"$work/gw.log" 2>&1 &
+"$self" --pin "$GW_CPU" "$gw_bin" --config "$work/gateway.yaml" --threads 1 >"$work/gw.log" 2>&1 &
 gw_pid=$!
 pids+=("$gw_pid")
 gw=$(wait_addr "$work/gw.log" "$gw_pid")
 # A second gateway with busy polling on, for the latency rows only (idle otherwise).
 sed 's/^threads: 1$/threads: 1\nbusy_poll_us: 100/' "$work/gateway.yaml" >"$work/gateway-busy.yaml"
-"$self" --pin "$GW_CPU" "$bin/gateway" --config "$work/gateway-busy.yaml" >"$work/gwb.log" 2>&1 &
+"$self" --pin "$GW_CPU" "$gw_bin" --config "$work/gateway-busy.yaml" >"$work/gwb.log" 2>&1 &
 gwb_pid=$!
 pids+=("$gwb_pid")
 gwb=$(wait_addr "$work/gwb.log" "$gwb_pid")

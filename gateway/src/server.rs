@@ -37,7 +37,7 @@ use crate::governance::keys::KeyTable;
 use crate::governance::{quota_headers, Charge, Limits, ModelLimits, Quotas};
 use crate::metrics::Metrics;
 use crate::providers::{AnyProvider, ByteStream, ChatRequest, Provider, Upstream};
-use crate::routing::{self, breaker::Outcome, now_ns, Deployment, ModelRoute};
+use crate::routing::{self, breaker::Outcome, Deployment, ModelRoute};
 use crate::translate::{
     anthropic_to_openai_request, openai_to_anthropic_response, OpenAiToAnthropicStream, Translated,
 };
@@ -321,21 +321,9 @@ pub struct Metered {
     done: bool,
     /// Chunks taken from the upstream but not yet sent.
     held: BytesMut,
-    /// Scheduler turns given to the upstream connection since the last new chunk.
-    yielded: u8,
-    /// When the oldest held chunk arrived (`routing::now_ns`).
-    held_at: u64,
     /// An upstream failure seen after some held data, returned on the next poll.
     pending_err: Option<GatewayError>,
 }
-
-/// Scheduler turns a held chunk waits for more before it is sent.
-const YIELDS: u8 = 3;
-
-/// Longest a held chunk waits for more. At low load a scheduler turn takes well under a
-/// microsecond; under saturation one turn is a whole round of the run queue (tens of ms
-/// with thousands of streams), so past this the chunk goes out at once.
-const HOLD_MAX_NS: u64 = 20_000;
 
 /// Held chunks are sent once they reach this size.
 const COALESCE_MAX: usize = 16 * 1024;
@@ -349,7 +337,6 @@ impl Metered {
     }
 
     fn emit(&mut self) -> Poll<Option<Result<Bytes, GatewayError>>> {
-        self.yielded = 0;
         let chunk = self.held.split().freeze();
         if self.meter.feed(&chunk) {
             let d = self.guard.start.elapsed();
@@ -358,13 +345,8 @@ impl Metered {
         Poll::Ready(Some(Ok(chunk)))
     }
 
-    /// The next chunk for the client. The upstream body arrives one chunk per
-    /// scheduler turn (hyper hands it over through a one-slot channel from the
-    /// upstream connection's task), so when a chunk is followed by nothing the stream
-    /// yields up to [`YIELDS`] times to let that task decode what it already read:
-    /// chunks that were already there go out in one write (measured: 19 writes per
-    /// 16-token stream down to 1), and a chunk that is alone goes out a few
-    /// scheduler turns (about a microsecond) later.
+    /// The next chunk for the client: every chunk the upstream stream has ready
+    /// (the plain-HTTP client decodes all it read in one go), in one write.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, GatewayError>>> {
         if let Some(e) = self.pending_err.take() {
             return self.failed(e);
@@ -381,13 +363,7 @@ impl Metered {
                 return self.emit();
             }
             match self.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(c))) => {
-                    if self.held.is_empty() {
-                        self.held_at = now_ns();
-                    }
-                    self.held.extend_from_slice(&c);
-                    self.yielded = 0;
-                }
+                Poll::Ready(Some(Ok(c))) => self.held.extend_from_slice(&c),
                 Poll::Ready(Some(Err(e))) => {
                     if self.held.is_empty() {
                         return self.failed(e);
@@ -396,18 +372,8 @@ impl Metered {
                     return self.emit();
                 }
                 Poll::Ready(None) => self.done = true,
-                Poll::Pending => {
-                    if self.held.is_empty() {
-                        return Poll::Pending;
-                    }
-                    if self.yielded >= YIELDS || now_ns().saturating_sub(self.held_at) > HOLD_MAX_NS
-                    {
-                        return self.emit();
-                    }
-                    self.yielded += 1;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
+                Poll::Pending if self.held.is_empty() => return Poll::Pending,
+                Poll::Pending => return self.emit(),
             }
         }
     }
@@ -470,8 +436,6 @@ fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard) -> Response<Body> {
         guard,
         done: false,
         held: BytesMut::new(),
-        yielded: 0,
-        held_at: 0,
         pending_err: None,
     }));
     let mut r = Response::new(body);

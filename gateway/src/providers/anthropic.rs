@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Uri};
+use http::HeaderMap;
 
-use super::{join_uri, key_header, ByteStream, ChatRequest, Provider, Upstream};
+use super::{key_header, ByteStream, ChatRequest, Provider, Target, Upstream};
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::translate::{
@@ -20,7 +20,7 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// An Anthropic Messages upstream.
 pub struct AnthropicProvider {
     upstream: Arc<Upstream>,
-    messages_uri: Uri,
+    messages_uri: Target,
     headers: Vec<(HeaderName, HeaderValue)>,
     default_max_tokens: u32,
 }
@@ -40,9 +40,10 @@ impl AnthropicProvider {
         if let Some(k) = api_key {
             headers.push((HeaderName::from_static("x-api-key"), key_header(k)?));
         }
+        let messages_uri = upstream.target(base_url, "/v1/messages")?;
         Ok(AnthropicProvider {
             upstream,
-            messages_uri: join_uri(base_url, "/v1/messages")?,
+            messages_uri,
             headers,
             default_max_tokens,
         })
@@ -62,8 +63,9 @@ impl AnthropicProvider {
     /// Forwards an Anthropic Messages request (model already rewritten) as it is.
     pub async fn messages(&self, body: Bytes, client: &HeaderMap) -> Result<Bytes, GatewayError> {
         let h = self.passthrough_headers(client);
-        let r = self.upstream.request(&self.messages_uri, &h, client, body);
-        self.upstream.call(r).await
+        self.upstream
+            .call(&self.messages_uri, &h, client, body)
+            .await
     }
 
     /// Forwards a streaming Anthropic Messages request; events pass through as they come.
@@ -73,8 +75,9 @@ impl AnthropicProvider {
         client: &HeaderMap,
     ) -> Result<ByteStream, GatewayError> {
         let h = self.passthrough_headers(client);
-        let r = self.upstream.request(&self.messages_uri, &h, client, body);
-        self.upstream.open_stream(r).await
+        self.upstream
+            .open_stream(&self.messages_uri, &h, client, body)
+            .await
     }
 }
 
@@ -82,26 +85,20 @@ impl Provider for AnthropicProvider {
     async fn chat(&self, req: ChatRequest<'_>) -> Result<Bytes, GatewayError> {
         let body =
             openai_to_anthropic_request(&req.body, req.model, self.default_max_tokens, false)?;
-        let r = self.upstream.request(
-            &self.messages_uri,
-            &self.headers,
-            req.headers,
-            Bytes::from(body),
-        );
-        let answer = self.upstream.call(r).await?;
+        let answer = self
+            .upstream
+            .call(&self.messages_uri, &self.headers, req.headers, body.into())
+            .await?;
         anthropic_to_openai_response(&answer)
     }
 
     async fn chat_stream(&self, req: ChatRequest<'_>) -> Result<ByteStream, GatewayError> {
         let body =
             openai_to_anthropic_request(&req.body, req.model, self.default_max_tokens, true)?;
-        let r = self.upstream.request(
-            &self.messages_uri,
-            &self.headers,
-            req.headers,
-            Bytes::from(body),
-        );
-        let s = self.upstream.open_stream(r).await?;
+        let s = self
+            .upstream
+            .open_stream(&self.messages_uri, &self.headers, req.headers, body.into())
+            .await?;
         Ok(Box::pin(Translated::new(
             s,
             AnthropicToOpenAiStream::new(req.model, req.include_usage),

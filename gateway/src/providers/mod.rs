@@ -2,6 +2,7 @@
 //! OpenAI's shape. [`Upstream`] is the shared pooled HTTP client they use.
 
 pub mod anthropic;
+pub mod h1;
 pub mod loopback;
 pub mod openai;
 
@@ -116,22 +117,29 @@ impl Provider for AnyProvider {
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// The pooled, kept-alive upstream client with the gateway's timeouts.
+/// Where a provider POSTs: plain `http://` endpoints go through the lean client in
+/// [`h1`], others (TLS) through hyper's.
+pub struct Target {
+    uri: Uri,
+    plain: Option<Arc<h1::Endpoint>>,
+}
+
+/// The upstream clients with the gateway's timeouts and forwarded headers.
 pub struct Upstream {
     client: HttpClient,
     timeout: Duration,
+    connect_timeout: Duration,
     forward_prefixes: Vec<String>,
 }
 
 impl Upstream {
-    /// Builds the client: TCP_NODELAY, a large idle pool per host, TLS (ring, webpki roots).
+    /// Builds the clients: TCP_NODELAY, a large idle pool per host, TLS (ring, webpki roots).
     pub fn new(settings: &Settings) -> Result<Self, ConfigError> {
+        let connect_timeout = Duration::from_millis(settings.limits.connect_timeout_ms);
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_millis(
-            settings.limits.connect_timeout_ms,
-        )));
+        http.set_connect_timeout(Some(connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
             .map_err(|e| ConfigError::Invalid {
@@ -150,12 +158,20 @@ impl Upstream {
         Ok(Upstream {
             client,
             timeout: Duration::from_millis(settings.limits.upstream_timeout_ms),
+            connect_timeout,
             forward_prefixes: settings.forward_headers.clone(),
         })
     }
 
-    /// A POST of `body` to `uri` with `headers`, plus the client's forwarded headers.
-    pub fn request(
+    /// The target `base` + `path` (e.g. `http://127.0.0.1:9000/v1` + `/chat/completions`).
+    pub fn target(&self, base: &str, path: &str) -> Result<Target, ConfigError> {
+        let uri = join_uri(base, path)?;
+        let plain = h1::Endpoint::new(&uri, self.connect_timeout)?.map(Arc::new);
+        Ok(Target { uri, plain })
+    }
+
+    /// A hyper POST of `body` to `uri` with `headers`, plus the client's forwarded headers.
+    fn request(
         &self,
         uri: &Uri,
         headers: &[(HeaderName, HeaderValue)],
@@ -170,18 +186,18 @@ impl Upstream {
         for (k, v) in headers {
             h.insert(k.clone(), v.clone());
         }
-        if !self.forward_prefixes.is_empty() {
-            for (k, v) in client_headers {
-                if self
-                    .forward_prefixes
-                    .iter()
-                    .any(|p| k.as_str().starts_with(p.as_str()))
-                {
-                    h.append(k.clone(), v.clone());
-                }
+        for (k, v) in client_headers {
+            if self.forwarded(k) {
+                h.append(k.clone(), v.clone());
             }
         }
         req
+    }
+
+    fn forwarded(&self, name: &HeaderName) -> bool {
+        self.forward_prefixes
+            .iter()
+            .any(|p| name.as_str().starts_with(p.as_str()))
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -207,21 +223,41 @@ impl Upstream {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let e = upstream_error_body(&body);
-        GatewayError::UpstreamStatus {
-            status,
-            detail: e.message,
-            kind: e.kind,
-            code: e.code,
-            retry_after_ms,
-        }
+        status_error(status, retry_after_ms, &body)
     }
 
-    /// Sends a request and collects the whole answer, all within the upstream timeout.
-    /// A non-2xx status becomes [`GatewayError::UpstreamStatus`].
-    pub async fn call(&self, req: Request<Full<Bytes>>) -> Result<Bytes, GatewayError> {
+    /// POSTs `body` and collects the whole answer, all within the upstream timeout. A
+    /// non-2xx status becomes [`GatewayError::UpstreamStatus`].
+    pub async fn call(
+        &self,
+        t: &Target,
+        headers: &[(HeaderName, HeaderValue)],
+        client: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Bytes, GatewayError> {
         let work = async {
-            let resp = self.send(req).await?;
+            if let Some(ep) = &t.plain {
+                let wire = ep.serialize(headers, client, &self.forward_prefixes, &body);
+                let (conn, head) = ep.exchange(&wire).await?;
+                let ok = (200..300).contains(&head.status);
+                let limit = if ok {
+                    MAX_UPSTREAM_BODY
+                } else {
+                    MAX_ERROR_BODY
+                };
+                let answer = conn.body(&head, limit, ep).await;
+                return match (ok, answer) {
+                    (true, answer) => answer,
+                    (false, answer) => Err(status_error(
+                        head.status,
+                        head.retry_after_ms,
+                        &answer.unwrap_or_default(),
+                    )),
+                };
+            }
+            let resp = self
+                .send(self.request(&t.uri, headers, client, body))
+                .await?;
             if !resp.status().is_success() {
                 return Err(self.status_error(resp).await);
             }
@@ -236,39 +272,67 @@ impl Upstream {
             .map_err(|_| GatewayError::UpstreamTimeout(self.timeout_ms()))?
     }
 
-    /// Sends a request and returns its body as a stream once the headers are in; the
-    /// headers, and each later chunk, must come within the upstream timeout.
-    pub async fn open_stream(&self, req: Request<Full<Bytes>>) -> Result<ByteStream, GatewayError> {
+    /// POSTs `body` and returns the answer's body as a stream once the head is in; the
+    /// head, and each later chunk, must come within the upstream timeout.
+    pub async fn open_stream(
+        &self,
+        t: &Target,
+        headers: &[(HeaderName, HeaderValue)],
+        client: &HeaderMap,
+        body: Bytes,
+    ) -> Result<ByteStream, GatewayError> {
         let work = async {
-            let resp = self.send(req).await?;
+            if let Some(ep) = &t.plain {
+                let wire = ep.serialize(headers, client, &self.forward_prefixes, &body);
+                let (conn, head) = ep.exchange(&wire).await?;
+                if !(200..300).contains(&head.status) {
+                    let answer = conn.body(&head, MAX_ERROR_BODY, ep).await;
+                    let body = answer.unwrap_or_default();
+                    return Err(status_error(head.status, head.retry_after_ms, &body));
+                }
+                let s = h1::BodyStream::new(conn, &head, ep.clone(), self.timeout);
+                return Ok(Box::pin(s) as ByteStream);
+            }
+            let resp = self
+                .send(self.request(&t.uri, headers, client, body))
+                .await?;
             if !resp.status().is_success() {
                 return Err(self.status_error(resp).await);
             }
-            Ok(resp)
+            Ok(Box::pin(UpstreamStream {
+                body: resp.into_body(),
+                idle: self.timeout,
+                timer: Box::pin(tokio::time::sleep(self.timeout)),
+                timeout_ms: self.timeout_ms(),
+            }) as ByteStream)
         };
-        let resp = tokio::time::timeout(self.timeout, work)
+        tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| GatewayError::UpstreamTimeout(self.timeout_ms()))??;
-        Ok(Box::pin(UpstreamStream {
-            body: resp.into_body(),
-            idle: self.timeout,
-            timer: Box::pin(tokio::time::sleep(self.timeout)),
-            timeout_ms: self.timeout_ms(),
-        }))
+            .map_err(|_| GatewayError::UpstreamTimeout(self.timeout_ms()))?
+    }
+}
+
+/// An upstream's non-2xx answer as the error the gateway handles.
+fn status_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> GatewayError {
+    let e = upstream_error_body(body);
+    GatewayError::UpstreamStatus {
+        status,
+        detail: e.message,
+        kind: e.kind,
+        code: e.code,
+        retry_after_ms,
     }
 }
 
 /// An upstream's `retry-after-ms` (OpenAI's) or `retry-after` in seconds, in ms.
-/// (The HTTP-date form is not used by LLM APIs and is ignored.)
 pub fn retry_after_ms(h: &HeaderMap) -> Option<u64> {
-    let num = |name: &str| -> Option<f64> {
-        let v: f64 = h.get(name)?.to_str().ok()?.trim().parse().ok()?;
-        (v.is_finite() && v >= 0.0).then_some(v)
+    let num = |name: &str, unit: f64| {
+        h.get(name)?
+            .to_str()
+            .ok()
+            .and_then(|v| h1::seconds_or_ms(v, unit))
     };
-    if let Some(ms) = num("retry-after-ms") {
-        return Some(ms.ceil() as u64);
-    }
-    num("retry-after").map(|s| (s * 1000.0).ceil() as u64)
+    num("retry-after-ms", 1.0).or_else(|| num("retry-after", 1000.0))
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -5,16 +5,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
-use http::Uri;
 
-use super::{join_uri, key_header, ByteStream, ChatRequest, Provider, Upstream};
+use super::{key_header, ByteStream, ChatRequest, Provider, Target, Upstream};
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 
 /// An OpenAI-compatible upstream.
 pub struct OpenAiProvider {
     upstream: Arc<Upstream>,
-    chat_uri: Uri,
+    chat_uri: Target,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -29,9 +28,10 @@ impl OpenAiProvider {
         if let Some(k) = api_key {
             headers.push((AUTHORIZATION, key_header(&format!("Bearer {k}"))?));
         }
+        let chat_uri = upstream.target(base_url, "/chat/completions")?;
         Ok(OpenAiProvider {
             upstream,
-            chat_uri: join_uri(base_url, "/chat/completions")?,
+            chat_uri,
             headers,
         })
     }
@@ -39,16 +39,14 @@ impl OpenAiProvider {
 
 impl Provider for OpenAiProvider {
     async fn chat(&self, req: ChatRequest<'_>) -> Result<Bytes, GatewayError> {
-        let r = self
-            .upstream
-            .request(&self.chat_uri, &self.headers, req.headers, req.body);
-        self.upstream.call(r).await
+        self.upstream
+            .call(&self.chat_uri, &self.headers, req.headers, req.body)
+            .await
     }
 
     async fn chat_stream(&self, req: ChatRequest<'_>) -> Result<ByteStream, GatewayError> {
-        let r = self
-            .upstream
-            .request(&self.chat_uri, &self.headers, req.headers, req.body);
-        self.upstream.open_stream(r).await
+        self.upstream
+            .open_stream(&self.chat_uri, &self.headers, req.headers, req.body)
+            .await
     }
 }

@@ -41,10 +41,14 @@ fn routing(c: &mut Criterion) {
             let s = settings(n, strategy);
             let route = ModelRoute::new(&s.models[0], &s.providers, &s.retry, |_| 0);
             for d in route.deployments.iter() {
-                d.observe(Duration::from_micros(100 + fastrand::u64(..100)), 1e10);
+                d.observe(
+                    Duration::from_micros(100 + fastrand::u64(..100)),
+                    1e10,
+                    now_ns(),
+                );
             }
             g.bench_with_input(BenchmarkId::new(strategy, n), &route, |b, r| {
-                b.iter(|| black_box(r.pick(black_box(0))))
+                b.iter(|| black_box(r.pick(black_box(0), now_ns())))
             });
         }
     }

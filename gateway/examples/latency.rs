@@ -1,6 +1,7 @@
 //! Added latency of the gateway at concurrency 1: the same request alternately to the
 //! upstream directly and through the gateway, each over one kept-alive connection,
-//! timed one by one. Prints percentiles of both and of the paired differences.
+//! timed one by one. Prints percentiles of both and of the paired differences; with
+//! `--also ADDR` a third target (another proxy) is timed in the same rounds.
 //!
 //! `cargo run --release -p gateway --example latency -- --direct 127.0.0.1:9000 --gateway 127.0.0.1:8080`
 use std::io::{Read, Write};
@@ -18,6 +19,10 @@ struct Args {
     /// Gateway address (HOST:PORT) in front of the same upstream.
     #[arg(long)]
     gateway: String,
+    /// A second proxy (HOST:PORT, e.g. nginx) in front of the same upstream, timed in the
+    /// same rounds (direct, gateway, this), so both proxies meet the same machine noise.
+    #[arg(long)]
+    also: Option<String>,
     /// Timed requests to each.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
@@ -110,39 +115,60 @@ fn main() -> anyhow::Result<()> {
         r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello to the benchmark in a few words."}}]}}"#,
         a.model
     );
-    let mut direct = Conn::new(&a.direct, &body, &a.key)?;
-    let mut gateway = Conn::new(&a.gateway, &body, &a.key)?;
+    let mut conns = vec![
+        Conn::new(&a.direct, &body, &a.key)?,
+        Conn::new(&a.gateway, &body, &a.key)?,
+    ];
+    if let Some(also) = &a.also {
+        conns.push(Conn::new(also, &body, &a.key)?);
+    }
     for _ in 0..a.warmup {
-        direct.round_trip()?;
-        gateway.round_trip()?;
+        for c in &mut conns {
+            c.round_trip()?;
+        }
     }
-    let mut d = Vec::with_capacity(a.requests);
-    let mut g = Vec::with_capacity(a.requests);
-    let mut diff = Vec::with_capacity(a.requests);
+    // Per target its round trips; per proxy its differences to the direct one before it.
+    let mut rt = vec![Vec::with_capacity(a.requests); conns.len()];
+    let mut diff = vec![Vec::with_capacity(a.requests); conns.len()];
     for _ in 0..a.requests {
-        let x = direct.round_trip()?.as_secs_f64() * 1e6;
-        let y = gateway.round_trip()?.as_secs_f64() * 1e6;
-        d.push(x);
-        g.push(y);
-        diff.push(y - x);
+        for (i, c) in conns.iter_mut().enumerate() {
+            rt[i].push(c.round_trip()?.as_secs_f64() * 1e6);
+        }
+        for i in 1..conns.len() {
+            let d = rt[i][rt[i].len() - 1] - rt[0][rt[0].len() - 1];
+            diff[i].push(d);
+        }
     }
-    for v in [&mut d, &mut g, &mut diff] {
+    for v in rt.iter_mut().chain(diff.iter_mut()) {
         v.sort_by(f64::total_cmp);
     }
+    let names = ["direct", "gateway", "also"];
     println!("series p50_us p90_us p99_us");
-    for (name, v) in [("direct", &d), ("gateway", &g), ("paired_diff", &diff)] {
+    let row = |name: &str, v: &[f64]| {
         println!(
             "{name} {:.0} {:.0} {:.0}",
             pct(v, 50.0),
             pct(v, 90.0),
             pct(v, 99.0)
+        )
+    };
+    for (i, v) in rt.iter().enumerate() {
+        row(names[i], v);
+    }
+    for i in 1..conns.len() {
+        let paired = if i == 1 {
+            "paired_diff"
+        } else {
+            "paired_diff_also"
+        };
+        row(paired, &diff[i]);
+        let added = if i == 1 { "added" } else { "added_also" };
+        println!(
+            "{added} {:.0} {:.0} {:.0}",
+            pct(&rt[i], 50.0) - pct(&rt[0], 50.0),
+            pct(&rt[i], 90.0) - pct(&rt[0], 90.0),
+            pct(&rt[i], 99.0) - pct(&rt[0], 99.0)
         );
     }
-    println!(
-        "added {:.0} {:.0} {:.0}",
-        pct(&g, 50.0) - pct(&d, 50.0),
-        pct(&g, 90.0) - pct(&d, 90.0),
-        pct(&g, 99.0) - pct(&d, 99.0)
-    );
     Ok(())
 }

@@ -645,11 +645,12 @@ fn record(
     dep: &Deployment,
     r: Result<(), &GatewayError>,
     took: Duration,
+    now_ns: u64,
 ) {
     if r.is_err_and(|e| !e.is_from_upstream()) {
         return; // refused before anything was sent (e.g. a translation error)
     }
-    let now = routing::now_ms();
+    let now = now_ns / 1_000_000;
     state.metrics.upstream(dep.provider, r);
     let failed = r.err().filter(|e| e.is_upstream_failure());
     match failed {
@@ -674,7 +675,7 @@ fn record(
             .max(Duration::from_nanos(dep.ewma_ns() as u64 * 2))
             .max(Duration::from_millis(1)),
     };
-    dep.observe(sample, route.decay_ns());
+    dep.observe(sample, route.decay_ns(), now_ns);
 }
 
 /// The wait before retrying the deployment that just failed; `None` when its
@@ -700,7 +701,7 @@ async fn try_model(state: &State, job: &Job<'_>, first: usize, m: usize, g: &mut
                 None => Tried::Exhausted(no_deployment(route)),
             };
         }
-        let Some(pick) = route.pick(tried) else {
+        let Some(pick) = route.pick(tried, routing::now_ns()) else {
             return Tried::Exhausted(last.unwrap_or_else(|| no_deployment(route)));
         };
         if let Some(e) = &last {
@@ -726,9 +727,17 @@ async fn try_model(state: &State, job: &Job<'_>, first: usize, m: usize, g: &mut
         let flight = InFlight::new(dep);
         let t0 = Instant::now();
         let r = attempt(state, job, route, dep).await;
-        let took = t0.elapsed();
+        let end = Instant::now();
+        let took = end - t0;
         g.waited += took;
-        record(state, route, dep, r.as_ref().map(|_| ()), took);
+        record(
+            state,
+            route,
+            dep,
+            r.as_ref().map(|_| ()),
+            took,
+            routing::ns_at(end),
+        );
         match r {
             Ok(a) => {
                 if matches!(a, Answer::Stream(..)) {
@@ -763,7 +772,7 @@ async fn dispatch(
     g: &mut Guard,
 ) -> Result<Answer, GatewayError> {
     let route = &state.routes[first];
-    route.count_request();
+    route.count_request(routing::ns_at(g.start) / 1_000_000);
     g.route(route.deployments[0].slot);
     let mut last: Option<GatewayError> = None;
     let chain = std::iter::once(first).chain(route.fallbacks.iter().copied());

@@ -17,9 +17,15 @@ use window::Window;
 
 /// Nanoseconds since the first call (a monotonic clock that fits in an atomic).
 pub fn now_ns() -> u64 {
+    ns_at(Instant::now())
+}
+
+/// An instant already read, on the [`now_ns`] clock (no clock read: callers that hold
+/// one pass it on instead of reading the clock again).
+pub fn ns_at(t: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Milliseconds on the same clock.
@@ -64,8 +70,7 @@ impl Deployment {
 
     /// Feeds a time to first byte into the peak EWMA: a slower sample is taken at
     /// once, a faster one blends in with weight by the time since the last sample.
-    pub fn observe(&self, ttfb: Duration, decay_ns: f64) {
-        let now = now_ns();
+    pub fn observe(&self, ttfb: Duration, decay_ns: f64, now: u64) {
         let rtt = ttfb.as_nanos() as f64;
         let prev = f64::from_bits(self.ewma.load(Relaxed));
         let next = if rtt > prev {
@@ -97,6 +102,9 @@ impl Deployment {
 pub struct ModelRoute {
     pub name: String,
     pub deployments: Box<[Deployment]>,
+    /// Running sums of the weights, for a binary-search weighted pick when every
+    /// deployment is a candidate (the common case).
+    cum_weights: Box<[u64]>,
     pub strategy: Strategy,
     pub retries: u32,
     /// Indexes of fallback models, in order.
@@ -155,9 +163,17 @@ impl ModelRoute {
                     stamp: AtomicU64::new(0),
                 }
             })
+            .collect::<Box<[Deployment]>>();
+        let cum_weights = deployments
+            .iter()
+            .scan(0u64, |acc, d| {
+                *acc += u64::from(d.weight);
+                Some(*acc)
+            })
             .collect();
         ModelRoute {
             name: m.name.clone(),
+            cum_weights,
             deployments,
             strategy: m.routing,
             retries: m.retries,
@@ -186,8 +202,8 @@ impl ModelRoute {
     /// Picks a deployment for the next attempt: among those whose breaker admits
     /// traffic and that were not tried yet (`tried` bit set), else among the tried
     /// ones; `None` when every breaker is open.
-    pub fn pick(&self, tried: u64) -> Option<Pick> {
-        let now_ms = now_ms();
+    pub fn pick(&self, tried: u64, now_ns: u64) -> Option<Pick> {
+        let now_ms = now_ns / 1_000_000;
         let avail = self.available(now_ms);
         let mut mask = if avail & !tried != 0 {
             avail & !tried
@@ -195,7 +211,7 @@ impl ModelRoute {
             avail
         };
         while mask != 0 {
-            let i = self.choose(mask);
+            let i = self.choose(mask, now_ns);
             match self.deployments[i]
                 .breaker
                 .acquire(now_ms, &self.deployments[i].label)
@@ -208,18 +224,24 @@ impl ModelRoute {
     }
 
     /// One deployment out of the non-empty bit set `mask`, by the model's strategy.
-    pub fn choose(&self, mask: u64) -> usize {
+    pub fn choose(&self, mask: u64, now_ns: u64) -> usize {
         if mask.count_ones() == 1 {
             return mask.trailing_zeros() as usize;
         }
         match self.strategy {
             Strategy::Weighted => self.weighted(mask),
             Strategy::LeastBusy => self.least_busy(mask),
-            Strategy::Latency => self.p2c(mask),
+            Strategy::Latency => self.p2c(mask, now_ns),
         }
     }
 
     fn weighted(&self, mask: u64) -> usize {
+        let n = self.deployments.len();
+        let total = self.cum_weights.last().copied().unwrap_or(0);
+        if total > 0 && mask.count_ones() as usize == n {
+            let r = fastrand::u64(..total);
+            return self.cum_weights.partition_point(|&c| c <= r);
+        }
         let total: u64 = bits(mask)
             .map(|i| u64::from(self.deployments[i].weight))
             .sum();
@@ -237,22 +259,30 @@ impl ModelRoute {
         mask.trailing_zeros() as usize
     }
 
+    /// The deployment with the fewest requests in flight: exact up to
+    /// [`LEAST_BUSY_SCAN`] candidates, beyond that the less busy of two random ones
+    /// (power of two choices: O(1), and nearly as even under load).
     fn least_busy(&self, mask: u64) -> usize {
-        // Start at a random set bit so ties spread evenly.
-        let n = mask.count_ones();
-        let start = fastrand::u32(..n);
-        (0..n)
-            .map(|k| nth_bit(mask, (start + k) % n))
-            .min_by_key(|&i| self.deployments[i].in_flight())
-            .unwrap_or(0)
+        let flight = |i: usize| self.deployments[i].in_flight();
+        if mask.count_ones() > LEAST_BUSY_SCAN {
+            let (a, b) = two_of(mask);
+            return if flight(b) < flight(a) { b } else { a };
+        }
+        // One pass starting at a random candidate, so ties spread.
+        let s = nth_bit(mask, fastrand::u32(..mask.count_ones()));
+        let mut best = (u32::MAX, 0);
+        for j in bits(mask.rotate_right(s as u32)) {
+            let i = (j + s) % 64;
+            let f = flight(i);
+            if f < best.0 {
+                best = (f, i);
+            }
+        }
+        best.1
     }
 
-    fn p2c(&self, mask: u64) -> usize {
-        let n = mask.count_ones();
-        let a = fastrand::u32(..n);
-        let b = (a + 1 + fastrand::u32(..n - 1)) % n;
-        let (a, b) = (nth_bit(mask, a), nth_bit(mask, b));
-        let now = now_ns();
+    fn p2c(&self, mask: u64, now: u64) -> usize {
+        let (a, b) = two_of(mask);
         let (ca, cb) = (
             self.deployments[a].cost(now, self.decay_ns),
             self.deployments[b].cost(now, self.decay_ns),
@@ -264,9 +294,9 @@ impl ModelRoute {
         }
     }
 
-    /// Counts a client request for the retry budget.
-    pub fn count_request(&self) {
-        self.budget.add(now_ms(), 1, 0);
+    /// Counts a client request (arrived at `now_ms`) for the retry budget.
+    pub fn count_request(&self, now_ms: u64) {
+        self.budget.add(now_ms, 1, 0);
     }
 
     /// Takes a retry from the budget; `false` when retries already add their share.
@@ -295,6 +325,17 @@ impl ModelRoute {
         let limited = self.deployments.iter().all(|d| d.breaker.rate_limited());
         (wait, limited)
     }
+}
+
+/// Candidates a least-busy pick compares exactly; more get a power-of-two-choices pick.
+const LEAST_BUSY_SCAN: u32 = 16;
+
+/// Two different set bits of `mask` (at least two set), at random.
+fn two_of(mask: u64) -> (usize, usize) {
+    let n = mask.count_ones();
+    let a = fastrand::u32(..n);
+    let b = (a + 1 + fastrand::u32(..n - 1)) % n;
+    (nth_bit(mask, a), nth_bit(mask, b))
 }
 
 /// Set bit indexes of `mask`, lowest first.
@@ -354,7 +395,7 @@ models:
         let r = route("routing: weighted");
         let mut n = [0u32; 3];
         for _ in 0..40_000 {
-            n[r.pick(0).unwrap().index] += 1;
+            n[r.pick(0, now_ns()).unwrap().index] += 1;
         }
         assert_eq!(n[2], 0);
         let share = f64::from(n[1]) / 40_000.0;
@@ -365,11 +406,11 @@ models:
     fn tried_deployments_are_avoided_then_reused() {
         let r = route("routing: weighted");
         for _ in 0..100 {
-            assert_eq!(r.pick(0b010).unwrap().index, 0);
+            assert_eq!(r.pick(0b010, now_ns()).unwrap().index, 0);
         }
         // All weighted ones tried: the zero-weight one is still untried.
-        assert_eq!(r.pick(0b011).unwrap().index, 2);
-        assert!(r.pick(0b111).is_some());
+        assert_eq!(r.pick(0b011, now_ns()).unwrap().index, 2);
+        assert!(r.pick(0b111, now_ns()).is_some());
     }
 
     #[test]
@@ -378,20 +419,56 @@ models:
         r.deployments[0].begin();
         r.deployments[2].begin();
         for _ in 0..100 {
-            assert_eq!(r.pick(0).unwrap().index, 1);
+            assert_eq!(r.pick(0, now_ns()).unwrap().index, 1);
         }
+        // Ties spread over all of them.
+        r.deployments[1].begin();
+        r.deployments[1].begin();
+        r.deployments[0].begin();
+        r.deployments[2].begin();
+        let mut n = [0u32; 3];
+        for _ in 0..3000 {
+            n[r.pick(0, now_ns()).unwrap().index] += 1;
+        }
+        assert!(n.iter().all(|&k| k > 600), "{n:?}");
+    }
+
+    #[test]
+    fn least_busy_over_many_is_two_choices() {
+        let providers: String = (0..20)
+            .map(|i| format!("  p{i}: {{type: openai, base_url: \"http://127.0.0.1:9/v1\"}}\n"))
+            .collect();
+        let deps: Vec<String> = (0..20).map(|i| format!("{{provider: p{i}}}")).collect();
+        let text = format!(
+            "providers:\n{providers}models:\n  - {{name: m, routing: least_busy, deployments: [{}]}}\n",
+            deps.join(", ")
+        );
+        let s = parse(&text).unwrap().validate().unwrap();
+        let r = ModelRoute::new(&s.models[0], &s.providers, &s.retry, |p| p);
+        for (i, d) in r.deployments.iter().enumerate() {
+            if i != 7 {
+                d.begin();
+            }
+        }
+        let mut idle = 0;
+        for _ in 0..4000 {
+            idle += u32::from(r.pick(0, now_ns()).unwrap().index == 7);
+        }
+        // Picked whenever it is one of the two drawn: 1 - C(19,2)/C(20,2) = 10 %,
+        // against 5 % for a blind pick.
+        assert!((300..=500).contains(&idle), "{idle}");
     }
 
     #[test]
     fn latency_prefers_the_fast_deployment() {
         let r = route("routing: latency");
         let d = r.decay_ns();
-        r.deployments[0].observe(Duration::from_millis(50), d);
-        r.deployments[1].observe(Duration::from_millis(1), d);
-        r.deployments[2].observe(Duration::from_millis(50), d);
+        r.deployments[0].observe(Duration::from_millis(50), d, now_ns());
+        r.deployments[1].observe(Duration::from_millis(1), d, now_ns());
+        r.deployments[2].observe(Duration::from_millis(50), d, now_ns());
         let mut n = [0u32; 3];
         for _ in 0..3000 {
-            n[r.pick(0).unwrap().index] += 1;
+            n[r.pick(0, now_ns()).unwrap().index] += 1;
         }
         // P2C: the fast one wins every pair it is in (2 of 3 pairs).
         assert!(n[1] > 1800, "{n:?}");
@@ -404,7 +481,7 @@ models:
         let granted = (0..200).filter(|_| r.take_retry()).count();
         assert_eq!(granted, 100);
         for _ in 0..1000 {
-            r.count_request();
+            r.count_request(now_ms());
         }
         // 20 % of 1000 = 200 in all, 100 already used.
         let granted = (0..200).filter(|_| r.take_retry()).count();
@@ -420,7 +497,7 @@ models:
         for d in r.deployments.iter() {
             d.breaker.record(now_ms(), fail, "x");
         }
-        assert_eq!(r.pick(0), None);
+        assert_eq!(r.pick(0, now_ns()), None);
         let (wait, limited) = r.all_open();
         assert!(wait > 2000 && wait <= 3000, "{wait}");
         assert!(!limited);

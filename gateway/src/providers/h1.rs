@@ -477,6 +477,37 @@ pub struct BodyStream {
     timer: Pin<Box<Sleep>>,
     /// Armed once the timer fired while data kept coming: re-armed from here.
     last_data: tokio::time::Instant,
+    /// The last read was short: the socket had nothing more.
+    drained: bool,
+}
+
+/// Reads what the socket has into the buffer (`Ok(0)`: the upstream closed it), or
+/// registers for more. After a short read the socket's queue was empty, so tokio's
+/// readiness is cleared instead of paying a `read` that only says EAGAIN (nginx does
+/// the same): one syscall less per stream chunk.
+fn poll_fill(conn: &mut Conn, drained: &mut bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    loop {
+        if std::mem::take(drained) {
+            let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
+            let _ = conn.io.try_io(Interest::READABLE, would_block);
+        } else {
+            conn.buf.reserve(READ_CHUNK);
+            let spare = conn.buf.capacity() - conn.buf.len();
+            match conn.io.try_read_buf(&mut conn.buf) {
+                Ok(n) => {
+                    *drained = n > 0 && n < spare;
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        match conn.io.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => continue,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
 }
 
 impl BodyStream {
@@ -490,6 +521,7 @@ impl BodyStream {
             idle,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
             last_data: now,
+            drained: false,
         }
     }
 
@@ -543,26 +575,17 @@ impl Stream for BodyStream {
                 }
                 Ok(Decoded::NeedMore) => {}
             }
-            conn.buf.reserve(READ_CHUNK);
-            match conn.io.try_read_buf(&mut conn.buf) {
-                Ok(0) if this.framing == Framing::Close => {
+            match poll_fill(conn, &mut this.drained, cx) {
+                Poll::Ready(Ok(0)) if this.framing == Framing::Close => {
                     this.conn = None;
                     return Poll::Ready(None);
                 }
-                Ok(0) => {
+                Poll::Ready(Ok(0)) => {
                     this.conn = None;
                     let e = proto("the upstream closed the connection mid-stream");
                     return Poll::Ready(Some(Err(e)));
                 }
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    this.conn = None;
-                    return Poll::Ready(Some(Err(io_err(&e))));
-                }
-            }
-            match conn.io.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Ok(_)) => continue,
                 Poll::Ready(Err(e)) => {
                     this.conn = None;
                     return Poll::Ready(Some(Err(io_err(&e))));

@@ -741,31 +741,35 @@ mod tests {
         (format!("http://{addr}/v1/chat/completions"), conns)
     }
 
+    /// One request on `ep` to the end of its answer.
+    async fn round_trip(ep: &Endpoint) -> Bytes {
+        let wire = ep.serialize(&[], &HeaderMap::new(), &[], b"{}");
+        let (conn, head) = ep.exchange(&wire).await.expect("answered");
+        conn.body(&head, 1024, ep).await.expect("body")
+    }
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint::new(&url.parse().expect("uri"), Duration::from_secs(1))
+            .expect("valid")
+            .expect("plain")
+    }
+
     #[tokio::test]
     async fn a_pooled_connection_the_upstream_closed_is_not_reused() {
         use std::sync::atomic::Ordering;
         let (url, conns) = raw_upstream(1).await;
-        let ep = Endpoint::new(&url.parse().expect("uri"), Duration::from_secs(1))
-            .expect("valid")
-            .expect("plain");
+        let ep = endpoint(&url);
         for round in 0..3 {
-            let wire = ep.serialize(&[], &HeaderMap::new(), &[], b"{}");
-            let (conn, head) = ep.exchange(&wire).await.expect("answered");
-            let body = conn.body(&head, 1024, &ep).await.expect("body");
-            assert_eq!(&body[..], b"ok", "round {round}");
+            assert_eq!(&round_trip(&ep).await[..], b"ok", "round {round}");
             // Time for the upstream's FIN to reach the reactor.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(conns.load(Ordering::SeqCst), 3);
 
         let (url, conns) = raw_upstream(usize::MAX).await;
-        let ep = Endpoint::new(&url.parse().expect("uri"), Duration::from_secs(1))
-            .expect("valid")
-            .expect("plain");
+        let ep = endpoint(&url);
         for _ in 0..3 {
-            let wire = ep.serialize(&[], &HeaderMap::new(), &[], b"{}");
-            let (conn, head) = ep.exchange(&wire).await.expect("answered");
-            conn.body(&head, 1024, &ep).await.expect("body");
+            round_trip(&ep).await;
         }
         assert_eq!(conns.load(Ordering::SeqCst), 1, "one kept-alive connection");
     }

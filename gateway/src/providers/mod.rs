@@ -194,6 +194,27 @@ impl Upstream {
         req
     }
 
+    /// Sends a request on the lean client and reads the answer's head; a non-2xx
+    /// answer is read (up to [`MAX_ERROR_BODY`]) into [`GatewayError::UpstreamStatus`].
+    async fn plain(
+        &self,
+        ep: &h1::Endpoint,
+        headers: &[(HeaderName, HeaderValue)],
+        client: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(h1::Conn, h1::Head), GatewayError> {
+        let wire = ep.serialize(headers, client, &self.forward_prefixes, body);
+        let (conn, head) = ep.exchange(&wire).await?;
+        if (200..300).contains(&head.status) {
+            return Ok((conn, head));
+        }
+        let answer = conn
+            .body(&head, MAX_ERROR_BODY, ep)
+            .await
+            .unwrap_or_default();
+        Err(status_error(head.status, head.retry_after_ms, &answer))
+    }
+
     fn forwarded(&self, name: &HeaderName) -> bool {
         self.forward_prefixes
             .iter()
@@ -237,23 +258,8 @@ impl Upstream {
     ) -> Result<Bytes, GatewayError> {
         let work = async {
             if let Some(ep) = &t.plain {
-                let wire = ep.serialize(headers, client, &self.forward_prefixes, &body);
-                let (conn, head) = ep.exchange(&wire).await?;
-                let ok = (200..300).contains(&head.status);
-                let limit = if ok {
-                    MAX_UPSTREAM_BODY
-                } else {
-                    MAX_ERROR_BODY
-                };
-                let answer = conn.body(&head, limit, ep).await;
-                return match (ok, answer) {
-                    (true, answer) => answer,
-                    (false, answer) => Err(status_error(
-                        head.status,
-                        head.retry_after_ms,
-                        &answer.unwrap_or_default(),
-                    )),
-                };
+                let (conn, head) = self.plain(ep, headers, client, &body).await?;
+                return conn.body(&head, MAX_UPSTREAM_BODY, ep).await;
             }
             let resp = self
                 .send(self.request(&t.uri, headers, client, body))
@@ -283,13 +289,7 @@ impl Upstream {
     ) -> Result<ByteStream, GatewayError> {
         let work = async {
             if let Some(ep) = &t.plain {
-                let wire = ep.serialize(headers, client, &self.forward_prefixes, &body);
-                let (conn, head) = ep.exchange(&wire).await?;
-                if !(200..300).contains(&head.status) {
-                    let answer = conn.body(&head, MAX_ERROR_BODY, ep).await;
-                    let body = answer.unwrap_or_default();
-                    return Err(status_error(head.status, head.retry_after_ms, &body));
-                }
+                let (conn, head) = self.plain(ep, headers, client, &body).await?;
                 let s = h1::BodyStream::new(conn, &head, ep.clone(), self.timeout);
                 return Ok(Box::pin(s) as ByteStream);
             }

@@ -17,7 +17,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -480,10 +480,12 @@ fn error_response(e: &GatewayError, api: Api) -> Response<Body> {
     r
 }
 
+/// Reads the body; the time spent waiting for bytes still to come is added to `waited`.
 async fn read_body(
     req: Request<Incoming>,
     limit: usize,
     timeout: Duration,
+    waited: &mut Duration,
 ) -> Result<(http::request::Parts, Bytes), GatewayError> {
     let declared = req
         .headers()
@@ -494,26 +496,51 @@ async fn read_body(
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     let (parts, body) = req.into_parts();
-    let collect = Limited::new(body, limit).collect();
-    // Biased: a body that is already here never arms the timer.
-    let collected = tokio::select! {
-        biased;
-        r = collect => r,
-        () = tokio::time::sleep(timeout) => {
-            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-            return Err(GatewayError::ClientTimeout(ms));
+    let mut collect = std::pin::pin!(collect_body(body, limit));
+    // A body that is already here (the usual case) costs no timer and no clock read.
+    let bytes = match futures_util::poll!(collect.as_mut()) {
+        Poll::Ready(r) => r?,
+        Poll::Pending => {
+            let t0 = Instant::now();
+            let r = tokio::time::timeout(timeout, collect).await;
+            *waited += t0.elapsed();
+            r.map_err(|_| {
+                GatewayError::ClientTimeout(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+            })??
         }
     };
-    let bytes = collected
-        .map_err(|e| {
-            if e.is::<LengthLimitError>() {
-                GatewayError::PayloadTooLarge { limit }
-            } else {
-                GatewayError::ClientBody(e.to_string())
-            }
-        })?
-        .to_bytes();
     Ok((parts, bytes))
+}
+
+/// The request body, at most `limit` bytes. A body that comes in one frame (the usual
+/// case) is returned as it is: no list of frames, no copy.
+async fn collect_body(mut body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| GatewayError::ClientBody(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let have = first.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, BytesMut::len);
+        if have + data.len() > limit {
+            return Err(GatewayError::PayloadTooLarge { limit });
+        }
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut m = BytesMut::with_capacity(f.len() + data.len());
+                m.extend_from_slice(f);
+                m.extend_from_slice(&data);
+                more = Some(m);
+            }
+            (Some(_), Some(m)) => m.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(m)) => m.freeze(),
+        (f, None) => f.unwrap_or_default(),
+    })
 }
 
 /// What the client asked, parsed once; every attempt builds its upstream call from it.
@@ -820,9 +847,7 @@ async fn read_checked(
     req: Request<Incoming>,
     g: &mut Guard,
 ) -> Result<(http::request::Parts, Bytes), GatewayError> {
-    let t0 = Instant::now();
-    let (parts, body) = read_body(req, state.max_body, state.body_timeout).await?;
-    g.waited += t0.elapsed();
+    let (parts, body) = read_body(req, state.max_body, state.body_timeout, &mut g.waited).await?;
     check_body(&body, state.max_depth)?;
     Ok((parts, body))
 }

@@ -1074,6 +1074,18 @@ fn who_answered(resp: &mut Response<Body>, deployment: Option<HeaderValue>, atte
 const X_DEPLOYMENT: HeaderName = HeaderName::from_static("x-gateway-deployment");
 const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
 const X_OVERHEAD: HeaderName = HeaderName::from_static("x-gateway-overhead-us");
+
+/// An `x-gateway-overhead-us` value; those under 1000 µs are made once (no allocation
+/// per answer).
+fn overhead_value(us: u64) -> HeaderValue {
+    static SMALL: std::sync::OnceLock<Box<[HeaderValue]>> = std::sync::OnceLock::new();
+    let table = SMALL.get_or_init(|| (0..1000u64).map(HeaderValue::from).collect());
+    usize::try_from(us)
+        .ok()
+        .and_then(|i| table.get(i))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(us))
+}
 const X_CACHE: HeaderName = HeaderName::from_static("x-gateway-cache");
 
 async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<Body> {
@@ -1096,7 +1108,7 @@ async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<
     let overhead = g.start.elapsed().saturating_sub(g.waited);
     state.metrics.overhead(overhead);
     let us = u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX);
-    resp.headers_mut().insert(X_OVERHEAD, HeaderValue::from(us));
+    resp.headers_mut().insert(X_OVERHEAD, overhead_value(us));
     g.status = resp.status().as_u16();
     resp
 }

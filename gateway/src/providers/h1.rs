@@ -477,32 +477,35 @@ pub struct BodyStream {
     timer: Pin<Box<Sleep>>,
     /// Armed once the timer fired while data kept coming: re-armed from here.
     last_data: tokio::time::Instant,
-    /// The last read was short: the socket had nothing more.
-    drained: bool,
 }
 
 /// Reads what the socket has into the buffer (`Ok(0)`: the upstream closed it), or
-/// registers for more. After a short read the socket's queue was empty, so tokio's
-/// readiness is cleared instead of paying a `read` that only says EAGAIN (nginx does
-/// the same): one syscall less per stream chunk.
-fn poll_fill(conn: &mut Conn, drained: &mut bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+/// registers for more. A short read shows the socket's queue was drained, so tokio's
+/// readiness is cleared with the tick taken before the read (as tokio's own `poll_read`
+/// does; `try_read_buf` does not): the next poll waits for the next event instead of
+/// paying a `read` that only says EAGAIN, and data that arrived after the read keeps
+/// its newer tick, so no wake-up is lost.
+fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    let Conn { io, buf, .. } = conn;
     loop {
-        if std::mem::take(drained) {
-            let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
-            let _ = conn.io.try_io(Interest::READABLE, would_block);
-        } else {
-            conn.buf.reserve(READ_CHUNK);
-            let spare = conn.buf.capacity() - conn.buf.len();
-            match conn.io.try_read_buf(&mut conn.buf) {
-                Ok(n) => {
-                    *drained = n > 0 && n < spare;
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+        buf.reserve(READ_CHUNK);
+        let spare = buf.capacity() - buf.len();
+        let mut got = None;
+        let r = io.try_io(Interest::READABLE, || {
+            let n = io.try_read_buf(buf)?;
+            got = Some(n);
+            if 0 < n && n < spare {
+                return Err(io::ErrorKind::WouldBlock.into());
             }
+            Ok(n)
+        });
+        match (got, r) {
+            (Some(n), _) => return Poll::Ready(Ok(n)),
+            (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            (None, Err(e)) => return Poll::Ready(Err(e)),
+            (None, Ok(n)) => return Poll::Ready(Ok(n)),
         }
-        match conn.io.poll_read_ready(cx) {
+        match io.poll_read_ready(cx) {
             Poll::Ready(Ok(())) => continue,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
@@ -521,7 +524,6 @@ impl BodyStream {
             idle,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
             last_data: now,
-            drained: false,
         }
     }
 
@@ -575,7 +577,7 @@ impl Stream for BodyStream {
                 }
                 Ok(Decoded::NeedMore) => {}
             }
-            match poll_fill(conn, &mut this.drained, cx) {
+            match poll_fill(conn, cx) {
                 Poll::Ready(Ok(0)) if this.framing == Framing::Close => {
                     this.conn = None;
                     return Poll::Ready(None);

@@ -59,6 +59,11 @@ pub fn environment() -> Result<Environment<'static>, ReportError> {
             COMPARE_TEMPLATE,
             include_str!("../../templates/compare.md.j2"),
         ),
+        ("style.css", include_str!("../../templates/style.css")),
+        (
+            crate::live::LIVE_TEMPLATE,
+            include_str!("../../templates/live.html.j2"),
+        ),
     ] {
         env.add_template(name, src)
             .map_err(|e| ReportError::template(name, &e))?;

@@ -9,6 +9,7 @@ mod error;
 pub mod faults;
 pub mod figures;
 pub mod format;
+pub mod links;
 pub mod model;
 pub mod svg;
 
@@ -110,6 +111,7 @@ pub fn view(run: &RunData) -> ReportView {
         s.charts = charts::suite_charts(run, &s.name);
         s.charts
             .extend(faults::charts(run, &s.name, &run.target_names()));
+        s.prometheus = links::suite_links(run, &s.name);
     }
     v
 }

@@ -70,9 +70,10 @@ pub async fn watch(docker: Docker, key: String, value: String, readings: Reading
         followed.retain(|_, task| !task.is_finished());
         if let Ok(list) = docker.list_labelled(&key, &value).await {
             for c in list.into_iter().filter(|c| c.state == "running") {
-                if !followed.contains_key(&c.id) {
-                    let task = tokio::spawn(follow(docker.clone(), c.clone(), readings.clone()));
-                    followed.insert(c.id, task);
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    followed.entry(c.id.clone())
+                {
+                    slot.insert(tokio::spawn(follow(docker.clone(), c, readings.clone())));
                 }
             }
         }

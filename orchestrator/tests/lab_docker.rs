@@ -138,6 +138,7 @@ struct Watched {
     cadvisor_metrics: String,
     requests_rule: String,
     cpu_rule: String,
+    rules: String,
     report_link: bool,
 }
 
@@ -191,6 +192,7 @@ fn watch_dashboards(run_over: &std::sync::atomic::AtomicBool) -> Watched {
             w.cadvisor_metrics = try_get(8081, "/metrics").unwrap_or_default();
             w.requests_rule = prom_query("job:lab_requests:rate10s{job=\"gateway\"}");
             w.cpu_rule = prom_query("name:container_cpu_usage:rate10s");
+            w.rules = try_get(9090, "/api/v1/rules").unwrap_or_default();
         }
     }
     let _ = std::fs::remove_dir_all(&profile);
@@ -268,13 +270,27 @@ fn check_dashboards(w: &Watched, run_dir: &Path, manifest: &Manifest) {
         "{}",
         w.requests_rule
     );
+    // Every recording rule loaded and evaluates without error.
+    let rules: serde_json::Value = serde_json::from_str(&w.rules).unwrap();
+    let all: Vec<&serde_json::Value> = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
+    assert_eq!(all.len(), 7, "{}", w.rules);
+    assert!(all.iter().all(|r| r["health"] == "ok"), "{}", w.rules);
     assert!(
         w.cpu_rule.contains(&format!("{}-gateway", lab_name())),
         "{}",
         w.cpu_rule
     );
 
-    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    // As the browser reads it: the template escapes `/` and `&` in attributes.
+    let html = std::fs::read_to_string(run_dir.join("report.html"))
+        .unwrap()
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
     assert!(
         html.contains("class=\"caption prometheus-links\""),
         "no Prometheus links in the report"

@@ -388,6 +388,9 @@ fn record_dashboards(st: &mut RunState, w: &watch::Watch) {
             let why = svc.note.take().unwrap_or_default();
             svc.image = watch::STAND_IN_IMAGE.to_string();
             svc.available = true;
+            // It runs inside the orchestrator: the generator's cpuset, no memory limit.
+            svc.cpuset = Some(st.manifest.generator_cpuset.clone());
+            svc.memory_limit_bytes = None;
             svc.note = Some(format!(
                 "{}: Docker stats of every lab container under cAdvisor's metric names at {url} (cAdvisor itself: {why})",
                 watch::STAND_IN_IMAGE

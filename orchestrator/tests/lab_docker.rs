@@ -4,6 +4,9 @@
 //! minutes); later runs reuse them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "fixtures/chromium.rs"]
+mod chromium;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -98,14 +101,211 @@ fn lab_containers() -> Vec<String> {
 
 /// GET on 127.0.0.1:port, returning the body.
 fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    try_get(port, path).unwrap()
+}
+
+/// GET on 127.0.0.1:port; `None` when nothing answers.
+fn try_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    buf.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+    s.read_to_string(&mut buf).ok()?;
+    Some(
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// A Prometheus instant query's JSON answer.
+fn prom_query(expr: &str) -> String {
+    let url =
+        reqwest::Url::parse_with_params("http://127.0.0.1:9090/api/v1/query", [("query", expr)])
+            .unwrap();
+    http_get(9090, &format!("{}?{}", url.path(), url.query().unwrap()))
+}
+
+const LIVE_PORT: u16 = 8090;
+
+/// What the dashboards showed while the gateway was being measured, and at the end.
+#[derive(Default, Debug)]
+struct Watched {
+    live_dom: String,
+    live_stderr: String,
+    console_dom: String,
+    console_stderr: String,
+    cadvisor_metrics: String,
+    requests_rule: String,
+    cpu_rule: String,
+    rules: String,
+    report_link: bool,
+}
+
+/// Watches the dashboards during the run: once the gateway has been loaded for 10 s in a
+/// suite with 15 s left (after `direct` was measured), the live page and the Prometheus
+/// console in Chromium, the cAdvisor(-compatible) metrics and the recording rules; then
+/// waits for the page to announce the report.
+fn watch_dashboards(run_over: &std::sync::atomic::AtomicBool) -> Watched {
+    let mut w = Watched::default();
+    let profile = std::env::temp_dir().join(format!("lab-docker-chromium-{}", std::process::id()));
+    while !run_over.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(body) = try_get(LIVE_PORT, "/state") else {
+            continue;
+        };
+        let Ok(st) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        if st["state"]["finished"]["report"].is_string() {
+            w.report_link = true;
+            break;
+        }
+        let cur = &st["state"]["current"];
+        let on_gateway = cur["target"] == "gateway";
+        // Loaded for 10 s, with time left for the browser before the suite ends.
+        let left =
+            cur["estimate_s"].as_f64().unwrap_or(0.0) - cur["elapsed_s"].as_f64().unwrap_or(0.0);
+        let points = st["series"]["gateway"]["load"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let loaded = points >= 10 && left > 15.0;
+        if w.live_dom.is_empty() && on_gateway && loaded {
+            let args = [
+                "--dump-dom",
+                "--virtual-time-budget=3000",
+                "--enable-logging=stderr",
+                "--v=0",
+            ];
+            let (_, dom, err) = chromium::chromium(
+                &profile.join("live"),
+                &args,
+                &format!("http://127.0.0.1:{LIVE_PORT}/"),
+            );
+            (w.live_dom, w.live_stderr) = (dom, err);
+            let (_, dom, err) = chromium::chromium(
+                &profile.join("console"),
+                &args,
+                "http://127.0.0.1:9090/consoles/lab.html",
+            );
+            (w.console_dom, w.console_stderr) = (dom, err);
+            w.cadvisor_metrics = try_get(8081, "/metrics").unwrap_or_default();
+            w.requests_rule = prom_query("job:lab_requests:rate10s{job=\"gateway\"}");
+            w.cpu_rule = prom_query("name:container_cpu_usage:rate10s");
+            w.rules = try_get(9090, "/api/v1/rules").unwrap_or_default();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+    w
+}
+
+/// The dashboards while the gateway ran: live charts with data for `direct` and the
+/// gateway and no JavaScript error; the console served by Prometheus with its libraries
+/// working; container metrics under cAdvisor's names; recording rules with values; and
+/// the report's Prometheus links and which cAdvisor served.
+fn check_dashboards(w: &Watched, run_dir: &Path, manifest: &Manifest) {
+    let dom = &w.live_dom;
+    assert!(
+        !dom.is_empty(),
+        "the live page was never seen during the gateway's suites"
+    );
+    assert!(
+        dom.contains("data-js-errors=\"0\""),
+        "live page JavaScript errors:\n{}",
+        w.live_stderr
+    );
+    assert_eq!(
+        chromium::console_errors(&w.live_stderr),
+        Vec::<String>::new()
+    );
+    assert!(dom.contains("target <strong>gateway</strong>"), "{dom}");
+    for chart in ["rps", "latency", "cpu", "memory"] {
+        let at = dom.find(&format!("data-chart=\"{chart}\"")).unwrap();
+        let fig = &dom[at..at + dom[at..].find("</figure>").unwrap()];
+        assert!(
+            !fig.contains("data-points=\"0\""),
+            "{chart}: no data\n{fig}"
+        );
+        assert!(fig.contains("#2563eb"), "{chart}: no gateway line\n{fig}");
+    }
+    assert!(w.report_link, "the live page never linked the report");
+
+    assert!(
+        w.console_dom.contains("gateway vs LiteLLM"),
+        "{}",
+        w.console_dom
+    );
+    // PromConsole.Graph drew (Rickshaw adds its SVG), and no library failed to load.
+    assert!(
+        w.console_dom.contains("<svg"),
+        "console graphs:\n{}",
+        w.console_stderr
+    );
+    assert_eq!(
+        chromium::console_errors(&w.console_stderr),
+        Vec::<String>::new()
+    );
+
+    let m = &w.cadvisor_metrics;
+    for name in [
+        "container_cpu_usage_seconds_total{",
+        "container_memory_working_set_bytes{",
+        "container_memory_rss{",
+        "container_cpu_cfs_throttled_periods_total{",
+        "container_network_receive_bytes_total{",
+    ] {
+        assert!(
+            m.contains(name),
+            "no {name} in the cAdvisor metrics:\n{}",
+            &m[..m.len().min(3000)]
+        );
+    }
+    let gateway_name = format!("name=\"{}-gateway\"", lab_name());
+    assert!(
+        m.contains(&gateway_name),
+        "no series for the gateway container ({gateway_name})"
+    );
+    assert!(
+        w.requests_rule.contains("\"job\":\"gateway\""),
+        "{}",
+        w.requests_rule
+    );
+    // Every recording rule loaded and evaluates without error.
+    let rules: serde_json::Value = serde_json::from_str(&w.rules).unwrap();
+    let all: Vec<&serde_json::Value> = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
+    assert_eq!(all.len(), 7, "{}", w.rules);
+    assert!(all.iter().all(|r| r["health"] == "ok"), "{}", w.rules);
+    assert!(
+        w.cpu_rule.contains(&format!("{}-gateway", lab_name())),
+        "{}",
+        w.cpu_rule
+    );
+
+    // As the browser reads it: the template escapes `/` and `&` in attributes.
+    let html = std::fs::read_to_string(run_dir.join("report.html"))
+        .unwrap()
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    assert!(
+        html.contains("class=\"caption prometheus-links\""),
+        "no Prometheus links in the report"
+    );
+    assert!(html.contains("http://127.0.0.1:9090/graph?g0.expr="));
+    let cadvisor = manifest
+        .services
+        .iter()
+        .find(|s| s.name == "cadvisor")
+        .unwrap();
+    assert!(cadvisor.available, "{cadvisor:?}");
+    assert!(
+        html.contains(&cadvisor.image),
+        "the report does not say which cAdvisor served"
+    );
 }
 
 fn faults_of(run_dir: &Path, target: &str) -> SuiteResult {
@@ -181,6 +381,11 @@ fn run_all_quick_against_three_targets() {
     let _cleanup = Cleanup;
     let results = std::env::temp_dir().join(format!("lab-docker-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&results);
+    let run_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let run_over = run_over.clone();
+        std::thread::spawn(move || watch_dashboards(&run_over))
+    };
     let (code, log) = orchestrator(
         &[
             "run",
@@ -195,6 +400,7 @@ fn run_all_quick_against_three_targets() {
         ],
         TIME_LIMIT,
     );
+    run_over.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(code, Some(0), "orchestrator run failed:\n{log}");
 
     // The run directory and its manifest.
@@ -254,6 +460,7 @@ fn run_all_quick_against_three_targets() {
     }
 
     check_faults(&run_dir, &log);
+    check_dashboards(&watcher.join().unwrap(), &run_dir, &manifest);
 
     // The sink (VictoriaMetrics offline, InfluxDB line protocol) holds the run's points.
     let export = format!(

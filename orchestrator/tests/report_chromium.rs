@@ -6,45 +6,10 @@
 #[path = "fixtures/gen.rs"]
 mod gen;
 
-use std::fs::File;
-use std::path::Path;
-use std::process::{Command, ExitStatus};
-use std::time::{Duration, Instant};
+#[path = "fixtures/chromium.rs"]
+mod chromium;
 
-/// Runs chromium headless with `args` on `url`, bounded to 90 s. Its output goes to files
-/// (a dumped DOM overflows a pipe nobody reads while waiting).
-fn chromium(profile: &Path, args: &[&str], url: &str) -> (ExitStatus, String, String) {
-    std::fs::create_dir_all(profile).unwrap();
-    let (out_path, err_path) = (profile.join("stdout"), profile.join("stderr"));
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .stdout(File::create(&out_path).unwrap())
-        .stderr(File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start chromium ({e}): install the Debian package `chromium`")
-        });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
-            return (status, read(&out_path), read(&err_path));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use chromium::chromium;
 
 #[test]
 fn report_renders_in_chromium_with_every_chart_and_table() {

@@ -100,6 +100,8 @@ pub struct ContainerState {
     pub cpuset: Option<String>,
     pub memory_bytes: Option<i64>,
     pub image_id: Option<String>,
+    /// Host pid of the container's first process (0 or `None` when not running).
+    pub pid: Option<i64>,
 }
 
 /// One reading of the stats API, reduced to what the lab records.
@@ -111,6 +113,14 @@ pub struct StatsPoint {
     pub memory_bytes: u64,
     pub throttled_periods: u64,
     pub throttled_time_ns: u64,
+    /// Cumulative CPU time of the container (cAdvisor's `container_cpu_usage_seconds_total`).
+    pub cpu_total_ns: u64,
+    /// CFS periods elapsed (cumulative), the denominator of the throttled share.
+    pub cfs_periods: u64,
+    /// Memory usage including page cache.
+    pub usage_bytes: u64,
+    /// Anonymous memory (cgroup v1 `total_rss`, v2 `anon`).
+    pub rss_bytes: u64,
 }
 
 /// A connection to the Docker engine, its API version negotiated.
@@ -471,6 +481,7 @@ impl Docker {
             cpuset: hc.cpuset_cpus,
             memory_bytes: hc.memory,
             image_id: c.image,
+            pid: st.pid,
         }))
     }
 
@@ -569,11 +580,19 @@ fn to_point(s: &bollard::models::ContainerStatsResponse) -> Option<StatsPoint> {
                 .copied()
         })
         .unwrap_or(0);
+    let rss = mem
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|st| st.get("total_rss").or_else(|| st.get("anon")).copied())
+        .unwrap_or(0);
     let thr = cpu.throttling_data.as_ref();
     Some(StatsPoint {
         cpu_percent,
         memory_bytes: usage.saturating_sub(cache),
         throttled_periods: thr.and_then(|t| t.throttled_periods).unwrap_or(0),
         throttled_time_ns: thr.and_then(|t| t.throttled_time).unwrap_or(0),
+        cpu_total_ns: total,
+        cfs_periods: thr.and_then(|t| t.periods).unwrap_or(0),
+        usage_bytes: usage,
+        rss_bytes: rss,
     })
 }

@@ -263,15 +263,25 @@ async fn print_status(docker: &Docker, lab: &Lab) -> anyhow::Result<()> {
             .is_some()
             && !list.is_empty()
         {
-            "unavailable (no image offline; container stats come from the Docker API)".into()
+            "no image offline: `run` serves the Docker stats on this port under cAdvisor's names"
+                .into()
         } else {
             format!("not running ({base}{path})")
         }
     };
     println!("dashboards:");
     println!("  Prometheus  {}", dash("prometheus", "/graph"));
+    println!(
+        "  console     {}",
+        dash("prometheus", crate::lab::watch::CONSOLE_PATH)
+    );
     println!("  cAdvisor    {}", dash("cadvisor", "/containers/"));
     println!("  sink        {}", dash("influxdb", ""));
+    println!(
+        "  live page   http://127.0.0.1:{}/ (while `run` goes)",
+        lab.vars
+            .get_or("LAB_LIVE_PORT", crate::lab::watch::LIVE_PORT)
+    );
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //!   `FROM scratch` image tagged `lab/<name>:<crate version>-<content hash>`, so an image is
 //!   rebuilt only when its binary changed;
 //! - `lab/debian:bookworm`: debootstrap (minbase) from the machine's own apt mirror;
-//! - `lab/litellm:<v>`, `lab/prometheus:2.42`, `lab/victoria-metrics:1.79`: packages
+//! - `lab/litellm:<v>`, `lab/prometheus:2.42-consoles`, `lab/victoria-metrics:1.79`: packages
 //!   installed on that base in a host-networked build container, then committed.
 
 use std::collections::BTreeMap;
@@ -204,8 +204,18 @@ async fn build_offline(docker: &Docker, lab: &Lab, repo: &str, tag: &str) -> any
                 .into(),
             vec![format!("{}:/host-ca.crt:ro", host_ca_bundle()?.display())],
         ),
+        // Debian ships Prometheus' console libraries only as examples: install them where
+        // the official image has its own, so one `--web.console.libraries` fits both. Two
+        // of their paths miss Debian's layout: popper.js is a directory there (its browser
+        // build is umd/popper.min.js), and d3.layout is part of Debian's d3 3.5 itself.
         "lab/prometheus" => (
-            format!("{} && mkdir -p /prometheus", apt("prometheus")),
+            format!(
+                "{} && mkdir -p /prometheus /usr/share/prometheus && \
+                 cp -r /usr/share/doc/prometheus/examples/console_libraries /usr/share/prometheus/ && \
+                 sed -i -e 's#/classic/static/popper.js\"#/classic/static/popper.js/umd/popper.min.js\"#' \
+                 -e '/d3.layout.min.js/d' /usr/share/prometheus/console_libraries/prom.lib",
+                apt("prometheus")
+            ),
             "ENTRYPOINT [\"/usr/bin/prometheus\"]\nCMD []".into(),
             vec![],
         ),
@@ -233,7 +243,7 @@ async fn build_offline(docker: &Docker, lab: &Lab, repo: &str, tag: &str) -> any
         .run_and_commit(&spec, repo, tag, &changes)
         .await
         .with_context(|| format!("building {repo}:{tag}"))?;
-    if repo == "lab/prometheus" && tag != PROMETHEUS_VERSION {
+    if repo == "lab/prometheus" && !tag.starts_with(PROMETHEUS_VERSION) {
         eprintln!("note: lab/prometheus is Debian's prometheus package ({PROMETHEUS_VERSION}), tagged {tag}");
     }
     if repo == "lab/victoria-metrics" && tag != VICTORIA_VERSION {

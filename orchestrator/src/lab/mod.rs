@@ -6,3 +6,4 @@ pub mod lock;
 pub mod plan;
 pub mod run;
 pub mod stack;
+pub mod watch;

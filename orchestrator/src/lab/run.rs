@@ -22,7 +22,11 @@ use crate::lab::compose::Role;
 use crate::lab::images::{self, ImageChoice};
 use crate::lab::plan;
 use crate::lab::stack::{self, Lab, ServiceFailure};
+use crate::lab::watch;
+use crate::live::Live;
 use crate::load::{CancelToken, ChannelObserver, Event, Observer};
+use crate::report::figures::KeyFigures;
+use crate::report::{RenderedPaths, ReportError};
 use crate::rundir::{
     ContainerStats, HostInfo, Manifest, RunDir, RunStatus, ServiceRecord, StatsSample,
     TargetOutcome, TargetRecord, Warning, WarningKind, LATEST, RAW_DIR, STATS_DIR,
@@ -157,10 +161,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         )
     })?;
     let rt = runtime()?;
-    let (code, run_dir) = rt.block_on(run_lab(&plan, &choices))?;
+    let (code, run_dir, rendered) = rt.block_on(run_lab(&plan, &choices))?;
     drop(rt);
     println!("results: {}", run_dir.display());
-    match crate::report::render_run(&run_dir) {
+    match rendered {
         Ok(paths) => {
             println!("report:  {}", paths.report_html.display());
             println!("summary: {}", paths.summary_md.display());
@@ -272,27 +276,27 @@ fn target_service(t: &str) -> &str {
     }
 }
 
-async fn run_lab(
+/// Cancelled on Ctrl-C: the current suite stops and what was measured is kept.
+fn cancel_on_ctrl_c() -> CancelToken {
+    let cancel = CancelToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping the current suite, keeping what was measured");
+            token.cancel();
+        }
+    });
+    cancel
+}
+
+/// The manifest of a run about to start: targets, supporting services, host, config.
+async fn new_manifest(
     plan: &Plan,
     choices: &BTreeMap<String, ImageChoice>,
-) -> anyhow::Result<(i32, PathBuf)> {
+    docker: &Docker,
+    run_id: &str,
+) -> anyhow::Result<Manifest> {
     let lab = &plan.lab;
-    let docker = Docker::connect().await?;
-    let cancel = CancelToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: stopping the current suite, keeping what was measured");
-                cancel.cancel();
-            }
-        });
-    }
-    let (run_id, dir) = create_run_dir(&plan.results)?;
-    eprintln!("run    {run_id} -> {}", dir.root.display());
-    let mock = lab.service("mock-upstream")?;
-    let mock_url =
-        stack::base_url(mock).context("mock-upstream has no port in x-lab-health-url")?;
     let targets = plan
         .targets
         .iter()
@@ -329,24 +333,25 @@ async fn run_lab(
             }
         })
         .collect();
-    let mut st = RunState {
-        manifest: Manifest {
-            run_id: run_id.clone(),
-            started_at: Utc::now(),
-            finished_at: None,
-            status: RunStatus::Running,
-            profile: plan.profile.name().to_string(),
-            suites: plan.suites.iter().map(|s| s.name.clone()).collect(),
-            git_commit: git_commit(&lab.root),
-            host: host_info(&docker, lab.cores).await,
-            generator_cpuset: lab.plan.generator.clone(),
-            targets,
-            services,
-            config: lab.redacted_config(),
-            warnings: Vec::new(),
-        },
-        dir: dir.clone(),
-    };
+    Ok(Manifest {
+        run_id: run_id.to_string(),
+        started_at: Utc::now(),
+        finished_at: None,
+        status: RunStatus::Running,
+        profile: plan.profile.name().to_string(),
+        suites: plan.suites.iter().map(|s| s.name.clone()).collect(),
+        git_commit: git_commit(&lab.root),
+        host: host_info(docker, lab.cores).await,
+        generator_cpuset: lab.plan.generator.clone(),
+        targets,
+        services,
+        config: lab.redacted_config(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Warnings known before the first suite: services without an image, a small machine.
+fn initial_warnings(st: &mut RunState, lab: &Lab, choices: &BTreeMap<String, ImageChoice>) {
     for (name, c) in choices {
         if let Some(why) = &c.unavailable {
             let kind = if name == "cadvisor" {
@@ -368,9 +373,80 @@ async fn run_lab(
             ),
         );
     }
+}
+
+/// Records in the manifest which dashboards ran: the cAdvisor stand-in stands in the
+/// services table where cAdvisor would be, so the report says which one served.
+fn record_dashboards(st: &mut RunState, w: &watch::Watch) {
+    if let Some(url) = &w.stand_in_url {
+        if let Some(svc) = st
+            .manifest
+            .services
+            .iter_mut()
+            .find(|s| s.name == "cadvisor")
+        {
+            let why = svc.note.take().unwrap_or_default();
+            svc.image = watch::STAND_IN_IMAGE.to_string();
+            svc.available = true;
+            // It runs inside the orchestrator: the generator's cpuset, no memory limit.
+            svc.cpuset = Some(st.manifest.generator_cpuset.clone());
+            svc.memory_limit_bytes = None;
+            svc.note = Some(format!(
+                "{}: Docker stats of every lab container under cAdvisor's metric names at {url} (cAdvisor itself: {why})",
+                watch::STAND_IN_IMAGE
+            ));
+        }
+    }
+    for p in &w.problems {
+        st.warn(
+            WarningKind::Other,
+            None,
+            None,
+            format!("dashboard not served: {p}"),
+        );
+    }
+}
+
+/// What `run_lab` hands back: exit code, run directory, the report (or why not).
+type RunOutcome = (i32, PathBuf, Result<RenderedPaths, ReportError>);
+
+async fn run_lab(
+    plan: &Plan,
+    choices: &BTreeMap<String, ImageChoice>,
+) -> anyhow::Result<RunOutcome> {
+    let lab = &plan.lab;
+    let docker = Docker::connect().await?;
+    let cancel = cancel_on_ctrl_c();
+    let (run_id, dir) = create_run_dir(&plan.results)?;
+    eprintln!("run    {run_id} -> {}", dir.root.display());
+    let mock = lab.service("mock-upstream")?;
+    let mock_url =
+        stack::base_url(mock).context("mock-upstream has no port in x-lab-health-url")?;
+    let mut st = RunState {
+        manifest: new_manifest(plan, choices, &docker, &run_id).await?,
+        dir: dir.clone(),
+    };
+    initial_warnings(&mut st, lab, choices);
+    let live = Live::new(
+        &run_id,
+        plan.profile.name(),
+        &plan.targets,
+        watch::plan_items(&plan.targets, &plan.suites, plan.profile),
+    );
+    let dashboards = watch::start(lab, &docker, choices, live.clone()).await;
+    record_dashboards(&mut st, &dashboards);
+    for line in dashboards.banner(lab) {
+        eprintln!("{line}");
+    }
     st.save()?;
 
-    let body = run_targets(plan, choices, &docker, &mut st, &cancel, &mock_url).await;
+    let ctx = Ctx {
+        plan,
+        docker: &docker,
+        cancel: &cancel,
+        live: &live,
+    };
+    let body = run_targets(&ctx, choices, &mut st, &mock_url).await;
     // Whatever happened: no container left behind (unless asked to keep the stack).
     let teardown = if plan.keep && body.is_ok() {
         for t in &plan.targets {
@@ -382,6 +458,38 @@ async fn run_lab(
     } else {
         stack::teardown(&docker, &lab.name).await
     };
+    close_manifest(&mut st, &cancel, &body)?;
+    let rendered = crate::report::render_run(&dir.root);
+    let status = if st.manifest.status == RunStatus::Complete {
+        "complete"
+    } else {
+        "partial"
+    };
+    let report = rendered.as_ref().ok().map(|p| p.report_html.as_path());
+    dashboards.finish(status, report, live_linger(lab)).await;
+    teardown?;
+    body?;
+    let code = if cancel.is_cancelled() { 130 } else { 0 };
+    Ok((code, dir.root, rendered))
+}
+
+/// How long the live page stays up after the run (`LAB_LIVE_LINGER_SECS`), so a page
+/// that polls each second shows the end and the report link.
+fn live_linger(lab: &Lab) -> Duration {
+    Duration::from_secs(
+        lab.vars
+            .get_or("LAB_LIVE_LINGER_SECS", "3")
+            .parse()
+            .unwrap_or(3),
+    )
+}
+
+/// Marks the manifest finished (complete or partial, with why) and saves it.
+fn close_manifest(
+    st: &mut RunState,
+    cancel: &CancelToken,
+    body: &anyhow::Result<()>,
+) -> anyhow::Result<()> {
     st.manifest.finished_at = Some(Utc::now());
     let interrupted = cancel.is_cancelled();
     if interrupted {
@@ -397,7 +505,7 @@ async fn run_lab(
     } else {
         RunStatus::Complete
     };
-    if let Err(e) = &body {
+    if let Err(e) = body {
         st.warn(
             WarningKind::Other,
             None,
@@ -405,10 +513,7 @@ async fn run_lab(
             format!("run aborted: {e:#}"),
         );
     }
-    st.save()?;
-    teardown?;
-    body?;
-    Ok((if interrupted { 130 } else { 0 }, dir.root))
+    st.save()
 }
 
 /// Ports of the services a run uses (`usable` filters out services without an image).
@@ -423,14 +528,38 @@ fn run_ports(plan: &Plan, usable: impl Fn(&str) -> bool) -> Vec<(String, u16)> {
         .collect()
 }
 
+/// What every step of a run shares.
+struct Ctx<'a> {
+    plan: &'a Plan,
+    docker: &'a Docker,
+    cancel: &'a CancelToken,
+    live: &'a Live,
+}
+
+/// The InfluxDB sink, when its service has an image.
+fn influx_sink(lab: &Lab, choices: &BTreeMap<String, ImageChoice>) -> Option<Arc<InfluxSink>> {
+    choices
+        .get("influxdb")
+        .filter(|c| c.unavailable.is_none())
+        .and_then(|_| lab.compose.services.get("influxdb"))
+        .and_then(stack::base_url)
+        .map(|url| {
+            Arc::new(InfluxSink::new(
+                &url,
+                &lab.vars.get_or("INFLUX_ORG", "lab"),
+                &lab.vars.get_or("INFLUX_BUCKET", "lab"),
+                &lab.vars.get_or("INFLUX_TOKEN", "lab-token"),
+            ))
+        })
+}
+
 async fn run_targets(
-    plan: &Plan,
+    ctx: &Ctx<'_>,
     choices: &BTreeMap<String, ImageChoice>,
-    docker: &Docker,
     st: &mut RunState,
-    cancel: &CancelToken,
     mock_url: &str,
 ) -> anyhow::Result<()> {
+    let (plan, docker, cancel) = (ctx.plan, ctx.docker, ctx.cancel);
     let lab = &plan.lab;
     stack::teardown(docker, &lab.name).await?;
     // Every port the run will use must be free before anything starts.
@@ -446,19 +575,7 @@ async fn run_targets(
     with_cancel(cancel, bring_up(docker, lab, choices, &support))
         .await
         .map_err(|()| anyhow::anyhow!("interrupted while starting the stack"))??;
-    let sink = choices
-        .get("influxdb")
-        .filter(|c| c.unavailable.is_none())
-        .and_then(|_| lab.compose.services.get("influxdb"))
-        .and_then(stack::base_url)
-        .map(|url| {
-            Arc::new(InfluxSink::new(
-                &url,
-                &lab.vars.get_or("INFLUX_ORG", "lab"),
-                &lab.vars.get_or("INFLUX_BUCKET", "lab"),
-                &lab.vars.get_or("INFLUX_TOKEN", "lab-token"),
-            ))
-        });
+    let sink = influx_sink(lab, choices);
     if sink.is_none() {
         st.warn(
             WarningKind::Other,
@@ -467,82 +584,117 @@ async fn run_targets(
             "no InfluxDB sink: per-second points are only in the results files".into(),
         );
     }
-    if let Some(p) = lab
-        .compose
-        .services
-        .get("prometheus")
-        .and_then(stack::base_url)
-    {
-        eprintln!("Prometheus UI: {p}/graph (while the run goes)");
-    }
-
     for (i, target) in plan.targets.iter().enumerate() {
         if cancel.is_cancelled() {
             break;
         }
         let service = target_service(target);
-        let container = lab.container_name(service);
         let choice = choices.get(service).context("no image")?;
-        if target != DIRECT {
-            eprintln!(
-                "target {target}: starting on cpuset {}",
-                lab.service(service)?.cpuset
-            );
-            let url = lab.service(service)?.health_url.clone();
-            let started = async {
-                stack::start_service(docker, lab, service, choice)
-                    .await
-                    .map_err(|e| ServiceFailure {
-                        exit_code: None,
-                        reason: format!("{e:#}"),
-                        last_log_lines: Vec::new(),
-                    })?;
-                stack::wait_ready(docker, &container, &url, stack::ready_timeout(service)).await
-            };
-            match with_cancel(cancel, started).await {
-                Err(_) => break,
-                Ok(Err(f)) => {
-                    fail_target(st, i, target, None, &f);
-                    let _ = docker.remove(&container).await;
-                    continue;
-                }
-                Ok(Ok(waited)) => {
-                    eprintln!("target {target}: ready in {:.1} s", waited.as_secs_f64())
-                }
-            }
-        }
-        if let Ok(Some(s)) = docker.state(&container).await {
-            st.manifest.targets[i].image_id = s.image_id.or(choice.image_id.clone());
-        }
-        let spec = TargetSpec {
-            name: target.clone(),
-            url: st.manifest.targets[i].url.clone(),
-            direct_url: Some(mock_url.to_string()),
-            api_key: Some(API_KEY.to_string()),
-            faults: Some(fault_control(lab, target)?),
-            ..TargetSpec::default()
-        };
-        let mut failed = false;
-        for def in &plan.suites {
-            if cancel.is_cancelled() {
-                break;
-            }
-            let outcome = measure(plan, docker, &sink, st, cancel, def, &spec, &container).await?;
-            if let Err(f) = outcome {
-                fail_target(st, i, target, Some(&def.name), &f);
-                failed = true;
-                break;
-            }
-        }
-        if !failed && !cancel.is_cancelled() {
-            st.manifest.targets[i].outcome = TargetOutcome::Ok;
-        }
-        st.save()?;
-        if target != DIRECT {
-            stack::stop_container(docker, &container).await?;
+        if !run_target(ctx, &sink, st, i, choice, mock_url).await? {
+            break;
         }
     }
     Ok(())
+}
+
+/// How starting a target went.
+enum Started {
+    Ready,
+    /// It failed (recorded in the manifest): go on with the next target.
+    Failed,
+    Interrupted,
+}
+
+/// Starts target `i`'s container alone on its cpuset and waits until it is ready.
+async fn start_target(
+    ctx: &Ctx<'_>,
+    st: &mut RunState,
+    i: usize,
+    choice: &ImageChoice,
+) -> anyhow::Result<Started> {
+    let (lab, docker) = (&ctx.plan.lab, ctx.docker);
+    let target = ctx.plan.targets[i].as_str();
+    let service = target_service(target);
+    let container = lab.container_name(service);
+    eprintln!(
+        "target {target}: starting on cpuset {}",
+        lab.service(service)?.cpuset
+    );
+    let url = lab.service(service)?.health_url.clone();
+    let started = async {
+        stack::start_service(docker, lab, service, choice)
+            .await
+            .map_err(|e| ServiceFailure {
+                exit_code: None,
+                reason: format!("{e:#}"),
+                last_log_lines: Vec::new(),
+            })?;
+        stack::wait_ready(docker, &container, &url, stack::ready_timeout(service)).await
+    };
+    Ok(match with_cancel(ctx.cancel, started).await {
+        Err(_) => Started::Interrupted,
+        Ok(Err(f)) => {
+            fail_target(st, i, target, None, &f);
+            let _ = docker.remove(&container).await;
+            Started::Failed
+        }
+        Ok(Ok(waited)) => {
+            eprintln!("target {target}: ready in {:.1} s", waited.as_secs_f64());
+            Started::Ready
+        }
+    })
+}
+
+/// Starts target `i` (unless it is `direct`), runs every suite against it, stops it.
+/// `Ok(false)` when the run was interrupted while the target started.
+async fn run_target(
+    ctx: &Ctx<'_>,
+    sink: &Option<Arc<InfluxSink>>,
+    st: &mut RunState,
+    i: usize,
+    choice: &ImageChoice,
+    mock_url: &str,
+) -> anyhow::Result<bool> {
+    let (lab, docker, cancel) = (&ctx.plan.lab, ctx.docker, ctx.cancel);
+    let target = ctx.plan.targets[i].as_str();
+    let container = lab.container_name(target_service(target));
+    if target != DIRECT {
+        match start_target(ctx, st, i, choice).await? {
+            Started::Ready => {}
+            Started::Failed => return Ok(true),
+            Started::Interrupted => return Ok(false),
+        }
+    }
+    if let Ok(Some(s)) = docker.state(&container).await {
+        st.manifest.targets[i].image_id = s.image_id.or(choice.image_id.clone());
+    }
+    let spec = TargetSpec {
+        name: target.to_string(),
+        url: st.manifest.targets[i].url.clone(),
+        direct_url: Some(mock_url.to_string()),
+        api_key: Some(API_KEY.to_string()),
+        faults: Some(fault_control(lab, target)?),
+        ..TargetSpec::default()
+    };
+    let mut failed = false;
+    for def in &ctx.plan.suites {
+        if cancel.is_cancelled() {
+            break;
+        }
+        if let Err(f) = measure(ctx, sink, st, def, &spec, &container).await? {
+            fail_target(st, i, target, Some(&def.name), &f);
+            failed = true;
+            break;
+        }
+    }
+    if !failed && !cancel.is_cancelled() {
+        st.manifest.targets[i].outcome = TargetOutcome::Ok;
+    }
+    st.save()?;
+    if target != DIRECT {
+        stack::stop_container(docker, &container).await?;
+    }
+    Ok(true)
 }
 
 /// The mocks' admin URLs (deployment A, then B) for the `faults` suite. `direct` is the
@@ -592,118 +744,142 @@ async fn with_cancel<T>(
     }
 }
 
+/// Samples `container` every second until `stop` fires: to memory, the live page and the
+/// sink. Returns the samples and how many sink writes failed.
+fn spawn_sampler(
+    ctx: &Ctx<'_>,
+    sink: &Option<Arc<InfluxSink>>,
+    tags: &SeriesTags,
+    container: &str,
+    t0: Instant,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<(Vec<StatsSample>, usize)> {
+    let (sink, tags, live) = (sink.clone(), tags.clone(), ctx.live.clone());
+    let container = container.to_string();
+    let mut stream = Box::pin(ctx.docker.stats_stream(&container));
+    let started_at = Utc::now();
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut sink_errors = 0usize;
+        loop {
+            let p = tokio::select! {
+                _ = &mut stop => break,
+                p = stream.next() => match p { Some(p) => p, None => break },
+            };
+            let s = StatsSample {
+                t: t0.elapsed().as_secs_f64(),
+                cpu_percent: p.cpu_percent,
+                memory_bytes: p.memory_bytes,
+                throttled_periods: p.throttled_periods,
+                throttled_time_ns: p.throttled_time_ns,
+            };
+            live.container_sample(&s);
+            if let Some(sink) = &sink {
+                let one = ContainerStats {
+                    target: tags.target.clone(),
+                    suite: tags.suite.clone(),
+                    container: container.clone(),
+                    samples: vec![s.clone()],
+                };
+                if let Ok(pts) = sinks::container_points(&tags, started_at, &one) {
+                    if sink.write(pts).await.is_err() {
+                        sink_errors += 1;
+                    }
+                }
+            }
+            samples.push(s);
+        }
+        (samples, sink_errors)
+    })
+}
+
+/// Forwards the generator's events to the live page and its per-second points to the
+/// sink. Returns (points written, write errors).
+fn spawn_writer(
+    ctx: &Ctx<'_>,
+    sink: &Option<Arc<InfluxSink>>,
+    tags: &SeriesTags,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    let (sink, tags, live) = (sink.clone(), tags.clone(), ctx.live.clone());
+    tokio::spawn(async move {
+        let (mut written, mut errors) = (0usize, 0usize);
+        while let Some(ev) = rx.recv().await {
+            live.on_event(&ev);
+            let (
+                Some(sink),
+                Event::Point {
+                    phase, at, point, ..
+                },
+            ) = (&sink, &ev)
+            else {
+                continue;
+            };
+            match sinks::load_point(&tags, phase, *at, point) {
+                Ok(p) => match sink.write(vec![p]).await {
+                    Ok(n) => written += n,
+                    Err(_) => errors += 1,
+                },
+                Err(_) => errors += 1,
+            }
+        }
+        (written, errors)
+    })
+}
+
+/// Cancels the returned token on Ctrl-C or when the target's container stops running.
+fn watch_target(ctx: &Ctx<'_>, container: &str) -> (CancelToken, tokio::task::JoinHandle<()>) {
+    let suite_cancel = CancelToken::new();
+    let (docker, cancel, token) = (ctx.docker.clone(), ctx.cancel.clone(), suite_cancel.clone());
+    let container = container.to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let alive = matches!(docker.state(&container).await, Ok(Some(s)) if s.running);
+            if cancel.is_cancelled() || !alive {
+                token.cancel();
+                break;
+            }
+        }
+    });
+    (suite_cancel, task)
+}
+
 /// One suite against one target: the suite in process, the container sampled every
-/// second, every point to the sink; raw and stats files written. `Ok(Err(_))` when the
-/// target died during the suite.
-#[allow(clippy::too_many_arguments)]
+/// second, every point to the sink and the live page; raw and stats files written.
+/// `Ok(Err(_))` when the target died during the suite.
 async fn measure(
-    plan: &Plan,
-    docker: &Docker,
+    ctx: &Ctx<'_>,
     sink: &Option<Arc<InfluxSink>>,
     st: &mut RunState,
-    cancel: &CancelToken,
     def: &SuiteDef,
     spec: &TargetSpec,
     container: &str,
 ) -> anyhow::Result<Result<(), ServiceFailure>> {
-    let target = spec.name.as_str();
-    let suite = def.name.as_str();
+    let (target, suite, profile) = (spec.name.as_str(), def.name.as_str(), ctx.plan.profile);
     let tags = SeriesTags {
         run_id: st.manifest.run_id.clone(),
         target: target.to_string(),
         suite: suite.to_string(),
     };
+    let estimate = def.estimated_duration(profile);
     eprintln!(
         "suite  {target}/{suite} ({} profile, about {} s)",
-        plan.profile.name(),
-        def.estimated_duration(plan.profile).as_secs()
+        profile.name(),
+        estimate.as_secs()
     );
-    let started_at = Utc::now();
+    ctx.live
+        .suite_started(target, suite, estimate.as_secs_f64());
     let t0 = Instant::now();
-
-    // Container stats, every second, to memory and the sink.
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sampler = {
-        let docker = docker.clone();
-        let sink = sink.clone();
-        let container = container.to_string();
-        let tags = tags.clone();
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut stream = Box::pin(docker.stats_stream(&container));
-            let mut sink_errors = 0usize;
-            loop {
-                tokio::select! {
-                    _ = &mut stop_rx => break,
-                    p = stream.next() => {
-                        let Some(p) = p else { break };
-                        let s = StatsSample {
-                            t: t0.elapsed().as_secs_f64(),
-                            cpu_percent: p.cpu_percent,
-                            memory_bytes: p.memory_bytes,
-                            throttled_periods: p.throttled_periods,
-                            throttled_time_ns: p.throttled_time_ns,
-                        };
-                        if let Some(sink) = &sink {
-                            let one = ContainerStats { target: tags.target.clone(), suite: tags.suite.clone(), container: container.clone(), samples: vec![s.clone()] };
-                            if let Ok(pts) = sinks::container_points(&tags, started_at, &one) {
-                                if sink.write(pts).await.is_err() { sink_errors += 1; }
-                            }
-                        }
-                        samples.push(s);
-                    }
-                }
-            }
-            (samples, sink_errors)
-        })
-    };
-
-    // Load points as they come, to the sink.
-    let (observer, mut rx) = ChannelObserver::new();
-    let writer = {
-        let sink = sink.clone();
-        let tags = tags.clone();
-        tokio::spawn(async move {
-            let mut written = 0usize;
-            let mut errors = 0usize;
-            while let Some(ev) = rx.recv().await {
-                let Event::Point {
-                    phase, at, point, ..
-                } = ev
-                else {
-                    continue;
-                };
-                let Some(sink) = &sink else { continue };
-                match sinks::load_point(&tags, &phase, at, &point) {
-                    Ok(p) => match sink.write(vec![p]).await {
-                        Ok(n) => written += n,
-                        Err(_) => errors += 1,
-                    },
-                    Err(_) => errors += 1,
-                }
-            }
-            (written, errors)
-        })
-    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sampler = spawn_sampler(ctx, sink, &tags, container, t0, stop_rx);
+    let (observer, rx) = ChannelObserver::new();
+    let writer = spawn_writer(ctx, sink, &tags, rx);
     let observer: Arc<dyn Observer> = Arc::new(observer);
     // The suite stops early on Ctrl-C or when the target's container dies.
-    let suite_cancel = CancelToken::new();
-    let watcher = {
-        let (docker, cancel, suite_cancel) = (docker.clone(), cancel.clone(), suite_cancel.clone());
-        let container = container.to_string();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let alive = matches!(docker.state(&container).await, Ok(Some(s)) if s.running);
-                if cancel.is_cancelled() || !alive {
-                    suite_cancel.cancel();
-                    break;
-                }
-            }
-        })
-    };
+    let (suite_cancel, watcher) = watch_target(ctx, container);
     let opts = RunOpts {
-        profile: plan.profile,
+        profile,
         threads: 0,
         cancel: suite_cancel,
         progress: true,
@@ -714,42 +890,63 @@ async fn measure(
     let (samples, stats_sink_errors) = sampler.await.unwrap_or_default();
     let (written, load_sink_errors) = writer.await.unwrap_or_default();
     let result = result.with_context(|| format!("suite {suite} against {target}"))?;
-
-    write_json(&st.dir.raw(target, suite), &result)?;
     let stats = ContainerStats {
         target: target.to_string(),
         suite: suite.to_string(),
         container: container.to_string(),
         samples,
     };
-    write_json(&st.dir.stats(target, suite), &stats)?;
-    if sink.is_some() && (stats_sink_errors + load_sink_errors) > 0 {
+    let sink_errors = if sink.is_some() {
+        stats_sink_errors + load_sink_errors
+    } else {
+        0
+    };
+    record_suite(ctx, st, result, stats, sink_errors)?;
+    eprintln!(
+        "suite  {target}/{suite}: done in {:.0} s; {written} load points to the sink",
+        t0.elapsed().as_secs_f64(),
+    );
+    Ok(stack::check_alive(ctx.docker, container).await)
+}
+
+/// Writes a suite's raw result and container stats, raises its warnings, and shows its
+/// key figures on the live page.
+fn record_suite(
+    ctx: &Ctx<'_>,
+    st: &mut RunState,
+    result: crate::load::SuiteResult,
+    stats: ContainerStats,
+    sink_errors: usize,
+) -> anyhow::Result<()> {
+    let (target, suite) = (stats.target.clone(), stats.suite.clone());
+    write_json(&st.dir.raw(&target, &suite), &result)?;
+    write_json(&st.dir.stats(&target, &suite), &stats)?;
+    if sink_errors > 0 {
         st.warn(
             WarningKind::Other,
-            Some(target),
-            Some(suite),
-            format!(
-                "{} points could not be written to the sink",
-                stats_sink_errors + load_sink_errors
-            ),
+            Some(&target),
+            Some(&suite),
+            format!("{sink_errors} points could not be written to the sink"),
         );
     }
     for w in &result.warnings {
         if w.kind == crate::load::result::ResultWarningKind::LoadGeneratorBound {
             st.warn(
                 WarningKind::LoadGeneratorBound,
-                Some(target),
-                Some(suite),
+                Some(&target),
+                Some(&suite),
                 w.message.clone(),
             );
         }
     }
-    eprintln!(
-        "suite  {target}/{suite}: done in {:.0} s; {} load points and {} container samples to the sink",
-        t0.elapsed().as_secs_f64(),
-        written,
-        stats.samples.len()
-    );
-    st.save()?;
-    Ok(stack::check_alive(docker, container).await)
+    let entry = crate::report::data::Entry {
+        raw_file: st.dir.raw(&target, &suite).display().to_string(),
+        target: target.clone(),
+        suite: suite.clone(),
+        result: Some(result),
+        stats: Some(stats),
+    };
+    ctx.live
+        .suite_done(&target, &suite, &KeyFigures::of(&entry));
+    st.save()
 }

@@ -9,6 +9,7 @@ mod error;
 pub mod faults;
 pub mod figures;
 pub mod format;
+pub mod links;
 pub mod model;
 pub mod svg;
 
@@ -59,6 +60,11 @@ pub fn environment() -> Result<Environment<'static>, ReportError> {
             COMPARE_TEMPLATE,
             include_str!("../../templates/compare.md.j2"),
         ),
+        ("style.css", include_str!("../../templates/style.css")),
+        (
+            crate::live::LIVE_TEMPLATE,
+            include_str!("../../templates/live.html.j2"),
+        ),
     ] {
         env.add_template(name, src)
             .map_err(|e| ReportError::template(name, &e))?;
@@ -105,6 +111,7 @@ pub fn view(run: &RunData) -> ReportView {
         s.charts = charts::suite_charts(run, &s.name);
         s.charts
             .extend(faults::charts(run, &s.name, &run.target_names()));
+        s.prometheus = links::suite_links(run, &s.name);
     }
     v
 }

@@ -261,6 +261,8 @@ pub struct SuiteView {
     pub faults: Option<TableView>,
     pub notes: Vec<Note>,
     pub charts: Vec<ChartView>,
+    /// Prometheus graphs of the suite's window, per target (filled by `report::view`).
+    pub prometheus: Vec<super::links::PromLink>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -938,6 +940,7 @@ pub fn build(run: &RunData) -> ReportView {
             faults: super::faults::table_of(run, s, &targets),
             notes: shown,
             charts: Vec::new(),
+            prometheus: Vec::new(),
         });
     }
     let m = &run.manifest;

@@ -141,7 +141,7 @@ impl Endpoint {
         }
         if !forward.is_empty() {
             for (k, v) in client {
-                if forward.iter().any(|p| k.as_str().starts_with(p.as_str())) {
+                if super::forwarded(forward, k) {
                     line(k, v);
                 }
             }

@@ -187,7 +187,7 @@ impl Upstream {
             h.insert(k.clone(), v.clone());
         }
         for (k, v) in client_headers {
-            if self.forwarded(k) {
+            if forwarded(&self.forward_prefixes, k) {
                 h.append(k.clone(), v.clone());
             }
         }
@@ -213,12 +213,6 @@ impl Upstream {
             .await
             .unwrap_or_default();
         Err(status_error(head.status, head.retry_after_ms, &answer))
-    }
-
-    fn forwarded(&self, name: &HeaderName) -> bool {
-        self.forward_prefixes
-            .iter()
-            .any(|p| name.as_str().starts_with(p.as_str()))
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -310,6 +304,14 @@ impl Upstream {
             .await
             .map_err(|_| GatewayError::UpstreamTimeout(self.timeout_ms()))?
     }
+}
+
+/// Whether a client header goes upstream: its name starts with one of `prefixes`
+/// (`forward_headers` in the config).
+fn forwarded(prefixes: &[String], name: &HeaderName) -> bool {
+    prefixes
+        .iter()
+        .any(|p| name.as_str().starts_with(p.as_str()))
 }
 
 /// An upstream's non-2xx answer as the error the gateway handles.

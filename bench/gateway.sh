@@ -324,13 +324,13 @@ if [ -n "$nginx_addr" ]; then
     # median: the middle of the numbers on stdin
     median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
     # pairs FN PREFIX -> FN PREFIX1, FN PREFIX2, ... (one line each)
-    pairs() { for i in $(seq "$PAIRS"); do "$1" "$2$i"; echo; done; }
+    pairs() { for i in $(seq "$PAIRS"); do printf '%s\n' "$("$1" "$2$i")"; done; }
     pair_ratio() { awk -v a="$(rps "pair_gw_$1")" -v b="$(rps "pair_ngx_$1")" 'BEGIN { printf "%.3f\n", a / b }'; }
-    ngx_ratio=$(pairs pair_ratio '' | grep . | median | awk '{ printf "%.2f", $1 }')
-    ratio_range=$(pairs pair_ratio '' | grep . | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
+    ngx_ratio=$(pairs pair_ratio '' | median | awk '{ printf "%.2f", $1 }')
+    ratio_range=$(pairs pair_ratio '' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
     p99_ratio=$(awk -v a="$(lat added 4)" -v b="$(lat added_also 4)" 'BEGIN { printf "%.2f", a / b }')
-    echo "| nginx (proxy_pass, keepalive pool, 1 worker) req/s, c$CONNS, median of $PAIRS alternating pairs: nginx; gateway / nginx (range) | $(pairs rps pair_ngx_ | grep . | median); ${ngx_ratio}x ($ratio_range) | >= 0.90x | $(ok "$(awk -v r="$ngx_ratio" 'BEGIN { print (r >= 0.9) }')") |"
-    echo "| CPU per request, median of the pairs: gateway / nginx | $(pairs cpu_us pair_gw_ | grep . | median) / $(pairs cpu_us pair_ngx_ | grep . | median) us | | |"
+    echo "| nginx (proxy_pass, keepalive pool, 1 worker) req/s, c$CONNS, median of $PAIRS alternating pairs: nginx; gateway / nginx (range) | $(pairs rps pair_ngx_ | median); ${ngx_ratio}x ($ratio_range) | >= 0.90x | $(ok "$(awk -v r="$ngx_ratio" 'BEGIN { print (r >= 0.9) }')") |"
+    echo "| CPU per request, median of the pairs: gateway / nginx | $(pairs cpu_us pair_gw_ | median) / $(pairs cpu_us pair_ngx_ | median) us | | |"
     echo "| added latency c1 p50 / p99: gateway / nginx | $(lat added 2) / $(lat added_also 2) us; $(lat added 4) / $(lat added_also 4) us (p99 ${p99_ratio}x) | p99 <= 1.0x | $(ok "$(awk -v r="$p99_ratio" 'BEGIN { print (r <= 1.0) }')") |"
 fi
 # stream_fig NAME JQ-PATH -> a figure of that streams run (2 decimals)

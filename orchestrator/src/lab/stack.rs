@@ -228,7 +228,10 @@ impl Lab {
             memory_bytes: Some(memory as i64),
             privileged: svc.privileged,
             labels: svc.labels.clone().into_iter().collect(),
-            healthcheck: hc.map(health_spec).transpose()?,
+            healthcheck: hc
+                .map(health_spec)
+                .transpose()
+                .with_context(|| format!("service `{name}`"))?,
         })
     }
 
@@ -318,18 +321,23 @@ fn health_spec(h: &Healthcheck) -> anyhow::Result<HealthSpec> {
     if h.disable {
         return Ok(HealthSpec::default());
     }
-    let d = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
-        s.as_deref()
-            .map(compose::parse_duration_ns)
-            .transpose()
-            .map_err(anyhow::Error::msg)
+    // Docker takes healthcheck durations in nanoseconds.
+    let d = |s: &Option<String>, key: &str| -> anyhow::Result<Option<i64>> {
+        let Some(text) = s.as_deref() else {
+            return Ok(None);
+        };
+        let ns = config_text::parse_duration(text)
+            .map_err(anyhow::Error::new)
+            .and_then(|d| Ok(i64::try_from(d.as_nanos())?))
+            .with_context(|| format!("healthcheck.{key}"))?;
+        Ok(Some(ns))
     };
     Ok(HealthSpec {
         test: h.test.clone(),
-        interval_ns: d(&h.interval)?,
-        timeout_ns: d(&h.timeout)?,
+        interval_ns: d(&h.interval, "interval")?,
+        timeout_ns: d(&h.timeout, "timeout")?,
         retries: h.retries.map(i64::from),
-        start_period_ns: d(&h.start_period)?,
+        start_period_ns: d(&h.start_period, "start_period")?,
     })
 }
 

@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod compose;
 pub mod images;
+pub mod list;
 pub mod lock;
 pub mod plan;
 pub mod run;

@@ -521,8 +521,8 @@ pub struct Settings {
 /// Largest number of deployments of one model (tried ones are kept in a bit set).
 pub const MAX_DEPLOYMENTS: usize = 64;
 
-/// Expands `${VAR}` and `${VAR:-default}` in a string; an unset variable without a
-/// default is an error naming it.
+/// Expands `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$` in a config value
+/// ([`config_text`] semantics); an unset variable without a default is an error naming it.
 pub fn expand_env(value: &str, path: &str) -> Result<String, ConfigError> {
     expand_with(value, path, |k| std::env::var(k).ok())
 }
@@ -532,36 +532,8 @@ fn expand_with(
     path: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| invalid(path, format!("unterminated `${{` in {value:?}")))?;
-        let expr = &after[..end];
-        let (name, default) = match expr.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (expr, None),
-        };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(invalid(path, format!("bad variable name `{name}`")));
-        }
-        match (lookup(name), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => {
-                return Err(invalid(
-                    path,
-                    format!("environment variable {name} is not set"),
-                ))
-            }
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    config_text::expand(value, config_text::Dialect::Values, lookup)
+        .map_err(|e| invalid(path, e.to_string()))
 }
 
 fn check_base_url(url: &str, path: &str) -> Result<String, ConfigError> {
@@ -1254,5 +1226,13 @@ models:
         assert_eq!(expand_with("${UNSET:-d}", "p", f).unwrap(), "d");
         let e = expand_with("${UNSET}", "p", f).unwrap_err().to_string();
         assert!(e.contains("UNSET is not set") && e.contains("`p`"), "{e}");
+        let e = expand_with("${SET", "keys[0].key", f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unterminated") && e.contains("keys[0].key"),
+            "{e}"
+        );
+        assert_eq!(expand_with("pa$$word$", "p", f).unwrap(), "pa$word$");
     }
 }

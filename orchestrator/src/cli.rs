@@ -25,8 +25,10 @@ pub enum Command {
     Stop(crate::lab::cli::StopArgs),
     /// Show what runs where.
     Status(crate::lab::cli::StatusArgs),
+    /// List the targets, suites and profiles `run` accepts (no Docker needed).
+    List(crate::lab::list::ListArgs),
     /// Run suites against each target in turn inside the lab.
-    Run(crate::lab::cli::RunArgs),
+    Run(crate::lab::run::RunArgs),
     /// Render summary.md and report.html for a run.
     Report(crate::report::cli::ReportArgs),
     /// Compare two runs; non-zero exit on a regression beyond the threshold.
@@ -42,7 +44,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Start(args) => crate::lab::cli::start(args),
         Command::Stop(args) => crate::lab::cli::stop(args),
         Command::Status(args) => crate::lab::cli::status(args),
-        Command::Run(args) => crate::lab::cli::run(args),
+        Command::List(args) => crate::lab::list::list(args),
+        Command::Run(args) => crate::lab::run::run(args),
         Command::Report(args) => crate::report::cli::report(args),
         Command::Compare(args) => crate::report::cli::compare(args),
     }

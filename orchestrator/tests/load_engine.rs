@@ -171,3 +171,29 @@ fn iterations_limit_the_phase() {
     assert_eq!(r.vus, Some(3));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn an_ipv6_loopback_target_is_measured() {
+    let Some(server) = load_support::start_on("[::1]:0", Arc::new(|_| Reply::ok(1))) else {
+        eprintln!("skipped: this machine cannot bind [::1]");
+        return;
+    };
+    let url = format!("http://[::1]:{}/v1", server.addr.port());
+    let r = run(
+        &url,
+        LoadShape::constant_vus(1, Duration::from_millis(300)),
+        1,
+    );
+    assert!(
+        r.requests.ok > 0 && r.requests.total == r.requests.ok,
+        "{:?}",
+        r.requests
+    );
+    assert_eq!(
+        r.url,
+        format!("http://[::1]:{}/v1/chat/completions", server.addr.port())
+    );
+    let (path, host) = server.last.lock().unwrap().clone().unwrap();
+    assert_eq!(path, "/v1/chat/completions");
+    assert_eq!(host, format!("[::1]:{}", server.addr.port()));
+}

@@ -1,12 +1,8 @@
-//! Lab subcommands: `images`, `start`, `stop`, `status`, `run`.
-
-use std::collections::BTreeMap;
-
-use anyhow::Context;
+//! Lab subcommands: `images`, `start`, `stop`, `status` (`run` is in [`crate::lab::run`]).
 
 use crate::docker::Docker;
 use crate::lab::compose::Role;
-use crate::lab::images::{self, ImageChoice};
+use crate::lab::images;
 use crate::lab::stack::{self, Lab, LabOpts};
 
 #[derive(Debug, clap::Args)]
@@ -36,43 +32,11 @@ pub struct StatusArgs {
     pub lab: LabOpts,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub lab: LabOpts,
-    /// A suite name from the suites file, or `all`.
-    pub suite: String,
-    /// Targets measured in turn (default LAB_TARGETS, else direct,gateway,litellm).
-    #[arg(long, value_delimiter = ',')]
-    pub targets: Option<Vec<String>>,
-    /// Suite profile: quick or full (default LAB_PROFILE, else quick).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Results directory (default LAB_RESULTS_DIR under the repository root).
-    #[arg(long)]
-    pub results: Option<std::path::PathBuf>,
-    /// Suites file (default: the suites library's).
-    #[arg(long)]
-    pub suites_file: Option<std::path::PathBuf>,
-    /// Leave the mock and monitoring running after the run (Prometheus' UI stays up).
-    #[arg(long)]
-    pub keep: bool,
-}
-
-/// The lab's runtime for Docker calls (the load generator runs its own threads).
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")
-}
-
 /// `orchestrator images`: pull or build every image the stack needs.
 pub fn images(a: ImagesArgs) -> anyhow::Result<i32> {
     let lab = Lab::load(&a.lab)?;
     let mode = lab.image_mode(&a.lab)?;
-    runtime()?.block_on(async {
+    stack::runtime()?.block_on(async {
         let docker = Docker::connect().await?;
         images::ensure_all(&docker, &lab, mode, lab.pull_timeout()).await?;
         Ok(0)
@@ -96,7 +60,7 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
         .parse()
         .unwrap_or(1800);
     let _lock = crate::lab::lock::acquire(std::time::Duration::from_secs(wait))?;
-    runtime()?.block_on(async {
+    stack::runtime()?.block_on(async {
         let docker = Docker::connect().await?;
         let choices = images::ensure_all(&docker, &lab, mode, lab.pull_timeout()).await?;
         stack::teardown(&docker, &lab.name).await?;
@@ -107,7 +71,7 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
             .map(|(n, _)| n)
             .collect();
         names.extend(a.targets.iter().map(String::as_str));
-        let result = bring_up(&docker, &lab, &choices, &names).await;
+        let result = stack::bring_up(&docker, &lab, &choices, &names).await;
         if let Err(e) = result {
             stack::teardown(&docker, &lab.name).await?;
             return Err(e);
@@ -115,42 +79,6 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
         print_status(&docker, &lab).await?;
         Ok(0)
     })
-}
-
-/// Starts services in order and waits for each to answer its readiness URL.
-pub async fn bring_up(
-    docker: &Docker,
-    lab: &Lab,
-    choices: &BTreeMap<String, ImageChoice>,
-    names: &[&str],
-) -> anyhow::Result<()> {
-    let ports: Vec<(String, u16)> = names
-        .iter()
-        .filter(|n| choices.get(**n).is_some_and(|c| c.unavailable.is_none()))
-        .filter_map(|n| {
-            lab.service(n)
-                .ok()
-                .and_then(stack::port_of)
-                .map(|p| (n.to_string(), p))
-        })
-        .collect();
-    stack::check_ports_free(&ports)?;
-    for name in names {
-        let choice = choices
-            .get(*name)
-            .with_context(|| format!("no image for `{name}`"))?;
-        if let Some(why) = &choice.unavailable {
-            eprintln!("skip   {name}: {why}");
-            continue;
-        }
-        let container = stack::start_service(docker, lab, name, choice).await?;
-        let url = &lab.service(name)?.health_url;
-        let waited = stack::wait_ready(docker, &container, url, stack::ready_timeout(name))
-            .await
-            .map_err(|f| anyhow::anyhow!("{name} did not become ready: {f}"))?;
-        eprintln!("ready  {name:<14} {url} ({:.1} s)", waited.as_secs_f64());
-    }
-    Ok(())
 }
 
 /// `orchestrator stop`: removes every container with the lab label (idempotent).
@@ -170,7 +98,7 @@ pub fn stop(a: StopArgs) -> anyhow::Result<i32> {
             name
         }
     };
-    runtime()?.block_on(async {
+    stack::runtime()?.block_on(async {
         let docker = Docker::connect().await?;
         let removed = stack::teardown(&docker, &name).await?;
         if removed.is_empty() {
@@ -185,7 +113,7 @@ pub fn stop(a: StopArgs) -> anyhow::Result<i32> {
 /// `orchestrator status`: what runs where, and the dashboards' URLs.
 pub fn status(a: StatusArgs) -> anyhow::Result<i32> {
     let lab = Lab::load(&a.lab)?;
-    runtime()?.block_on(async {
+    stack::runtime()?.block_on(async {
         let docker = Docker::connect().await?;
         print_status(&docker, &lab).await?;
         Ok(0)
@@ -283,9 +211,4 @@ async fn print_status(docker: &Docker, lab: &Lab) -> anyhow::Result<()> {
             .get_or("LAB_LIVE_PORT", crate::lab::watch::LIVE_PORT)
     );
     Ok(())
-}
-
-/// `orchestrator run <suite|all>`: see [`crate::lab::run`].
-pub fn run(a: RunArgs) -> anyhow::Result<i32> {
-    crate::lab::run::run(a)
 }

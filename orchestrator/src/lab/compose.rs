@@ -3,8 +3,9 @@
 //!
 //! Only the compose keys the lab uses are accepted (`deny_unknown_fields`): an unsupported
 //! key is an error naming it, instead of a setting silently ignored. Variables are
-//! interpolated before parsing: `${VAR}`, `${VAR:-default}` (default when unset or empty),
-//! `${VAR-default}` (default when unset), `$VAR`, and `$$` for a literal `$`.
+//! interpolated before parsing, as compose does ([`config_text::Dialect::Compose`]):
+//! `${VAR}`, `${VAR:-default}` (default when unset or empty), `${VAR-default}` (default
+//! when unset), `$VAR`, and `$$` for a literal `$`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,8 +20,11 @@ pub enum ComposeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Interpolation { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Interpolation {
+        path: PathBuf,
+        source: config_text::ExpandError,
+    },
     #[error("{path}: unsupported or invalid compose setting at `{field}`: {message}")]
     Parse {
         path: PathBuf,
@@ -244,80 +248,15 @@ pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ComposeErr
 }
 
 /// Interpolates `${VAR}`, `${VAR:-d}`, `${VAR-d}`, `$VAR` and `$$` in `text`.
-pub fn interpolate(text: &str, vars: &Vars) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(a) = after.strip_prefix('$') {
-            out.push('$');
-            rest = a;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in `{}`", line_of(text, pos)))?;
-            let expr = &body[..end];
-            out.push_str(&expand(expr, vars)?);
-            rest = &body[end + 1..];
-        } else {
-            let len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            if len == 0 {
-                return Err(format!(
-                    "invalid `$` in `{}` (write `$$` for a literal `$`)",
-                    line_of(text, pos)
-                ));
-            }
-            out.push_str(&vars.get(&after[..len]).unwrap_or_default());
-            rest = &after[len..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn line_of(text: &str, pos: usize) -> &str {
-    let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
-    let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i);
-    text[start..end].trim()
-}
-
-fn expand(expr: &str, vars: &Vars) -> Result<String, String> {
-    let valid = |n: &str| {
-        !n.is_empty()
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !n.starts_with(|c: char| c.is_ascii_digit())
-    };
-    if let Some((name, default)) = expr.split_once(":-") {
-        if !valid(name) {
-            return Err(format!("invalid variable name in `${{{expr}}}`"));
-        }
-        return Ok(match vars.get(name) {
-            Some(v) if !v.is_empty() => v,
-            _ => default.to_string(),
-        });
-    }
-    if let Some((name, default)) = expr.split_once('-') {
-        if !valid(name) {
-            return Err(format!("invalid variable name in `${{{expr}}}`"));
-        }
-        return Ok(vars.get(name).unwrap_or_else(|| default.to_string()));
-    }
-    if !valid(expr) {
-        return Err(format!(
-            "unsupported substitution `${{{expr}}}` (supported: ${{VAR}}, ${{VAR:-default}}, ${{VAR-default}})"
-        ));
-    }
-    Ok(vars.get(expr).unwrap_or_default())
+pub fn interpolate(text: &str, vars: &Vars) -> Result<String, config_text::ExpandError> {
+    config_text::expand(text, config_text::Dialect::Compose, |name| vars.get(name))
 }
 
 /// Interpolates and parses compose text; errors name the offending field.
 pub fn parse_compose(path: &Path, text: &str, vars: &Vars) -> Result<ComposeFile, ComposeError> {
-    let text = interpolate(text, vars).map_err(|message| ComposeError::Interpolation {
+    let text = interpolate(text, vars).map_err(|source| ComposeError::Interpolation {
         path: path.to_path_buf(),
-        message,
+        source,
     })?;
     let de = serde_yaml::Deserializer::from_str(&text);
     let file: ComposeFile =
@@ -386,39 +325,6 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
-/// Parses a compose duration (`5s`, `1m30s`, `500ms`, `1h`) into nanoseconds.
-pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
-    let mut total: f64 = 0.0;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let nlen = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..nlen]
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`"))?;
-        rest = &rest[nlen..];
-        let ulen = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..ulen] {
-            "ns" => 1.0,
-            "us" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(format!("invalid duration `{s}` (examples: 5s, 1m30s)")),
-        };
-        total += n * unit;
-        rest = &rest[ulen..];
-    }
-    Ok(total as i64)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -460,13 +366,10 @@ mod tests {
     #[test]
     fn interpolation_errors_are_clear() {
         let v = vars(&[], &[]);
-        assert!(interpolate("x: ${A", &v)
-            .unwrap_err()
-            .contains("unterminated"));
-        assert!(interpolate("x: ${A:?err}", &v)
-            .unwrap_err()
-            .contains("unsupported substitution"));
-        assert!(interpolate("x: $ y", &v).unwrap_err().contains("$$"));
+        let err = |text: &str| interpolate(text, &v).unwrap_err().to_string();
+        assert!(err("x: ${A").contains("unterminated"));
+        assert!(err("x: ${A:?err}").contains("unsupported substitution"));
+        assert!(err("x: $ y").contains("$$"));
     }
 
     #[test]
@@ -531,16 +434,12 @@ services:
     }
 
     #[test]
-    fn sizes_and_durations() {
+    fn sizes() {
         assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
         assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
         assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
         assert_eq!(parse_bytes("1000").unwrap(), 1000);
         assert!(parse_bytes("lots").is_err());
-        assert_eq!(parse_duration_ns("5s").unwrap(), 5_000_000_000);
-        assert_eq!(parse_duration_ns("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(parse_duration_ns("500ms").unwrap(), 500_000_000);
-        assert!(parse_duration_ns("5 parsecs").is_err());
     }
 
     #[test]

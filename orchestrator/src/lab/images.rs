@@ -16,45 +16,8 @@ use anyhow::{bail, Context};
 use crate::docker::tar::TarBuilder;
 use crate::docker::{ContainerSpec, Docker};
 use crate::lab::compose::Service;
+use crate::lab::image_source::{ImageChoice, ImageMode};
 use crate::lab::stack::Lab;
-
-/// Where images come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ImageMode {
-    /// Pull; build locally when no registry answers.
-    Auto,
-    /// Always build locally.
-    Offline,
-    /// Pull only.
-    Online,
-}
-
-impl std::str::FromStr for ImageMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" | "" => Ok(Self::Auto),
-            "offline" | "1" | "true" => Ok(Self::Offline),
-            "online" | "0" | "false" => Ok(Self::Online),
-            other => Err(format!(
-                "LAB_IMAGES: expected auto, offline or online, got `{other}`"
-            )),
-        }
-    }
-}
-
-/// The image chosen for one service.
-#[derive(Debug, Clone)]
-pub struct ImageChoice {
-    /// Image reference to run.
-    pub image: String,
-    pub image_id: Option<String>,
-    pub version: String,
-    /// True when the `x-lab-offline` variant is used (its entrypoint/command apply).
-    pub offline_variant: bool,
-    /// Why the service cannot run (no image obtainable), when so.
-    pub unavailable: Option<String>,
-}
 
 /// Base image every local non-Rust image starts from.
 pub const DEBIAN_BASE: &str = "lab/debian:bookworm";
@@ -496,15 +459,5 @@ mod tests {
         assert_ne!(content_hash(b"a"), content_hash(b"b"));
         assert_eq!(content_hash(b"a"), content_hash(b"a"));
         assert_eq!(content_hash(b"").len(), 16);
-    }
-
-    #[test]
-    fn image_mode_from_env_values() {
-        assert_eq!("auto".parse::<ImageMode>().unwrap(), ImageMode::Auto);
-        assert_eq!("offline".parse::<ImageMode>().unwrap(), ImageMode::Offline);
-        assert!("sometimes"
-            .parse::<ImageMode>()
-            .unwrap_err()
-            .contains("LAB_IMAGES"));
     }
 }

@@ -1,7 +1,9 @@
 //! The Docker lab: the stack, the cpuset plan, runs against each target in turn.
 pub mod cli;
 pub mod compose;
+pub mod image_source;
 pub mod images;
+pub mod list;
 pub mod lock;
 pub mod plan;
 pub mod run;

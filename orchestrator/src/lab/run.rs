@@ -17,11 +17,11 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use crate::docker::Docker;
-use crate::lab::cli::{bring_up, runtime, RunArgs};
 use crate::lab::compose::Role;
-use crate::lab::images::{self, ImageChoice};
+use crate::lab::image_source::ImageChoice;
+use crate::lab::images;
 use crate::lab::plan;
-use crate::lab::stack::{self, Lab, ServiceFailure};
+use crate::lab::stack::{self, bring_up, runtime, Lab, LabOpts, ServiceFailure};
 use crate::lab::watch;
 use crate::live::Live;
 use crate::load::{CancelToken, ChannelObserver, Event, Observer};
@@ -34,6 +34,30 @@ use crate::rundir::{
 use crate::sinks::{self, InfluxSink, SeriesTags};
 use crate::suites::faults::FaultControl;
 use crate::suites::{run_suite, Profile, RunOpts, SuiteDef, SuitesFile, TargetSpec};
+
+/// Options of `orchestrator run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub lab: LabOpts,
+    /// A suite name from the suites file, or `all`.
+    pub suite: String,
+    /// Targets measured in turn (default LAB_TARGETS, else direct,gateway,litellm).
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
+    /// Suite profile: quick or full (default LAB_PROFILE, else quick).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Results directory (default LAB_RESULTS_DIR under the repository root).
+    #[arg(long)]
+    pub results: Option<std::path::PathBuf>,
+    /// Suites file (default: the suites library's).
+    #[arg(long)]
+    pub suites_file: Option<std::path::PathBuf>,
+    /// Leave the mock and monitoring running after the run (Prometheus' UI stays up).
+    #[arg(long)]
+    pub keep: bool,
+}
 
 /// The control target: the mock upstream called directly.
 pub const DIRECT: &str = "direct";

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 
 use crate::docker::{ContainerSpec, ContainerState, Docker, HealthSpec};
 use crate::lab::compose::{self, ComposeFile, Healthcheck, Role, Service, Vars};
-use crate::lab::images::{ImageChoice, ImageMode};
+use crate::lab::image_source::{ImageChoice, ImageMode};
 use crate::lab::plan::{self, CpusetPlan};
 
 pub const COMPOSE_FILE: &str = "docker-compose.benchmark.yml";
@@ -228,7 +228,10 @@ impl Lab {
             memory_bytes: Some(memory as i64),
             privileged: svc.privileged,
             labels: svc.labels.clone().into_iter().collect(),
-            healthcheck: hc.map(health_spec).transpose()?,
+            healthcheck: hc
+                .map(health_spec)
+                .transpose()
+                .with_context(|| format!("service `{name}`"))?,
         })
     }
 
@@ -318,18 +321,23 @@ fn health_spec(h: &Healthcheck) -> anyhow::Result<HealthSpec> {
     if h.disable {
         return Ok(HealthSpec::default());
     }
-    let d = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
-        s.as_deref()
-            .map(compose::parse_duration_ns)
-            .transpose()
-            .map_err(anyhow::Error::msg)
+    // Docker takes healthcheck durations in nanoseconds.
+    let d = |s: &Option<String>, key: &str| -> anyhow::Result<Option<i64>> {
+        let Some(text) = s.as_deref() else {
+            return Ok(None);
+        };
+        let ns = config_text::parse_duration(text)
+            .map_err(anyhow::Error::new)
+            .and_then(|d| Ok(i64::try_from(d.as_nanos())?))
+            .with_context(|| format!("healthcheck.{key}"))?;
+        Ok(Some(ns))
     };
     Ok(HealthSpec {
         test: h.test.clone(),
-        interval_ns: d(&h.interval)?,
-        timeout_ns: d(&h.timeout)?,
+        interval_ns: d(&h.interval, "interval")?,
+        timeout_ns: d(&h.timeout, "timeout")?,
         retries: h.retries.map(i64::from),
-        start_period_ns: d(&h.start_period)?,
+        start_period_ns: d(&h.start_period, "start_period")?,
     })
 }
 
@@ -528,6 +536,51 @@ pub fn ready_timeout(name: &str) -> Duration {
         "litellm" => Duration::from_secs(240),
         _ => Duration::from_secs(90),
     }
+}
+
+/// Starts services in order and waits for each to answer its readiness URL.
+pub async fn bring_up(
+    docker: &Docker,
+    lab: &Lab,
+    choices: &BTreeMap<String, ImageChoice>,
+    names: &[&str],
+) -> anyhow::Result<()> {
+    let ports: Vec<(String, u16)> = names
+        .iter()
+        .filter(|n| choices.get(**n).is_some_and(|c| c.unavailable.is_none()))
+        .filter_map(|n| {
+            lab.service(n)
+                .ok()
+                .and_then(port_of)
+                .map(|p| (n.to_string(), p))
+        })
+        .collect();
+    check_ports_free(&ports)?;
+    for name in names {
+        let choice = choices
+            .get(*name)
+            .with_context(|| format!("no image for `{name}`"))?;
+        if let Some(why) = &choice.unavailable {
+            eprintln!("skip   {name}: {why}");
+            continue;
+        }
+        let container = start_service(docker, lab, name, choice).await?;
+        let url = &lab.service(name)?.health_url;
+        let waited = wait_ready(docker, &container, url, ready_timeout(name))
+            .await
+            .map_err(|f| anyhow::anyhow!("{name} did not become ready: {f}"))?;
+        eprintln!("ready  {name:<14} {url} ({:.1} s)", waited.as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The lab's runtime for Docker calls (the load generator runs its own threads).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")
 }
 
 /// Stops and removes a container.

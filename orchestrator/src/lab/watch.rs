@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::docker::Docker;
-use crate::lab::images::ImageChoice;
+use crate::lab::image_source::ImageChoice;
 use crate::lab::stack::{self, Lab};
 use crate::live::{self, Links, Live, PlanItem, Server};
 use crate::suites::{Profile, SuiteDef};

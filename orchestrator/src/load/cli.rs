@@ -11,7 +11,7 @@ use super::engine::{run_phase, EngineOpts, LoadShape, PhasePlan};
 use super::request::{Api, PreparedRequest, RequestSpec};
 use super::result::{SuiteResult, SCHEMA_VERSION};
 use super::CancelToken;
-use crate::suites::def::parse_duration;
+use config_text::parse_duration;
 
 /// Options of `orchestrator load`.
 #[derive(Debug, clap::Args)]

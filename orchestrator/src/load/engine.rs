@@ -165,63 +165,41 @@ struct Shared {
     cpu: Mutex<Duration>,
 }
 
+impl Shared {
+    /// One recorder per worker thread and request of the plan.
+    fn new(plan: &PhasePlan, threads: usize) -> Self {
+        let iterations = match plan.shape {
+            LoadShape::Closed {
+                iterations: Some(n),
+                ..
+            } => n as i64,
+            _ => i64::MAX,
+        };
+        let n_req = plan.requests.len();
+        Self {
+            stop: AtomicBool::new(false),
+            target_vus: AtomicU64::new(plan.shape.vus_at(Duration::ZERO).unwrap_or(0)),
+            active: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+            iterations_left: AtomicI64::new(iterations),
+            finished_threads: AtomicUsize::new(0),
+            threads: (0..threads)
+                .map(|_| Mutex::new((0..n_req).map(|_| Recorder::new()).collect()))
+                .collect(),
+            cpu: Mutex::new(Duration::ZERO),
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs a phase to completion on dedicated threads, blocking the calling thread.
 pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, LoadError> {
-    if plan.requests.is_empty() {
-        return Err(LoadError::Config {
-            what: format!("phase `{}`", plan.name),
-            why: "no request to send".into(),
-        });
-    }
     let cores = sys::allowed_cores();
-    let mut threads = if opts.threads == 0 {
-        cores
-    } else {
-        opts.threads
-    };
-    if let LoadShape::Closed { .. } = plan.shape {
-        threads = threads.min(plan.shape.max_vus().max(1) as usize);
-    }
-    if let LoadShape::Open {
-        rate_per_s,
-        max_in_flight,
-        ..
-    } = plan.shape
-    {
-        if !(rate_per_s > 0.0 && rate_per_s.is_finite()) || max_in_flight == 0 {
-            return Err(LoadError::Config {
-                what: format!("phase `{}`", plan.name),
-                why: "the arrival rate and in-flight cap must be positive".into(),
-            });
-        }
-        threads = threads.min(max_in_flight);
-    }
-    let threads = threads.max(1);
-    let n_req = plan.requests.len();
-    let iterations = match plan.shape {
-        LoadShape::Closed {
-            iterations: Some(n),
-            ..
-        } => n as i64,
-        _ => i64::MAX,
-    };
-    let shared = Arc::new(Shared {
-        stop: AtomicBool::new(false),
-        target_vus: AtomicU64::new(plan.shape.vus_at(Duration::ZERO).unwrap_or(0)),
-        active: AtomicU64::new(0),
-        peak: AtomicU64::new(0),
-        iterations_left: AtomicI64::new(iterations),
-        finished_threads: AtomicUsize::new(0),
-        threads: (0..threads)
-            .map(|_| Mutex::new((0..n_req).map(|_| Recorder::new()).collect()))
-            .collect(),
-        cpu: Mutex::new(Duration::ZERO),
-    });
-
+    let threads = thread_count(plan, opts.threads, cores)?;
+    let shared = Arc::new(Shared::new(plan, threads));
     if let Some(o) = &opts.observer {
         o.on_event(&Event::PhaseStarted {
             suite: opts.suite.clone(),
@@ -230,262 +208,436 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
             at: Utc::now(),
         });
     }
-
     let start = Instant::now();
-    let mut handles = Vec::with_capacity(threads);
-    for t in 0..threads {
-        let shared = shared.clone();
-        let plan = plan.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("loadgen-{t}"))
-            .spawn(move || worker_thread(t, threads, start, &plan, &shared))
-            .map_err(LoadError::Runtime)?;
-        handles.push(h);
-    }
+    let handles = spawn_workers(plan, threads, start, &shared)?;
+    let run = coordinate(plan, opts, &shared, start);
+    let end = Instant::now();
+    join_workers(handles)?;
+    let measured = Measured::new(&run, &shared, start, end, cores);
+    Ok(collect_results(plan, opts, &shared, run, &measured))
+}
 
-    let progress = opts.progress && std::io::stderr().is_terminal();
-    let mut series: Vec<Vec<TimePoint>> = vec![Vec::new(); n_req];
-    let mut interval: Vec<Tally> = (0..n_req).map(|_| Tally::new()).collect();
-    let mut next_tick = start + Duration::from_secs(1);
-    let mut last_tick = start;
-    let mut stopped_at: Option<Instant> = None;
-    let mut interrupted = false;
-    let sched = plan.shape.duration();
-    let target_rate = match plan.shape {
-        LoadShape::Open { rate_per_s, .. } => rate_per_s,
-        LoadShape::Closed { .. } => 0.0,
+/// Checks the plan can run and sizes the worker threads: `asked` (0: the allowed cores),
+/// but no more than there are VUs or in-flight slots to share out.
+fn thread_count(plan: &PhasePlan, asked: usize, cores: usize) -> Result<usize, LoadError> {
+    let config = |why: &str| LoadError::Config {
+        what: format!("phase `{}`", plan.name),
+        why: why.into(),
     };
-    let mut prev_dt = 0.0f64;
-    let mut totals = (0u64, 0u64);
+    if plan.requests.is_empty() {
+        return Err(config("no request to send"));
+    }
+    let threads = if asked == 0 { cores } else { asked };
+    let threads = match plan.shape {
+        LoadShape::Closed { .. } => threads.min(plan.shape.max_vus().max(1) as usize),
+        LoadShape::Open {
+            rate_per_s,
+            max_in_flight,
+            ..
+        } => {
+            if !(rate_per_s > 0.0 && rate_per_s.is_finite()) || max_in_flight == 0 {
+                return Err(config(
+                    "the arrival rate and in-flight cap must be positive",
+                ));
+            }
+            threads.min(max_in_flight)
+        }
+    };
+    Ok(threads.max(1))
+}
+
+type Worker = std::thread::JoinHandle<Result<(), LoadError>>;
+
+fn spawn_workers(
+    plan: &PhasePlan,
+    threads: usize,
+    start: Instant,
+    shared: &Arc<Shared>,
+) -> Result<Vec<Worker>, LoadError> {
+    (0..threads)
+        .map(|t| {
+            let shared = shared.clone();
+            let plan = plan.clone();
+            std::thread::Builder::new()
+                .name(format!("loadgen-{t}"))
+                .spawn(move || worker_thread(t, threads, start, &plan, &shared))
+                .map_err(LoadError::Runtime)
+        })
+        .collect()
+}
+
+/// Waits for every worker; the last failure, if any, is the phase's.
+fn join_workers(handles: Vec<Worker>) -> Result<(), LoadError> {
+    let mut failure = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(LoadError::Thread("a worker thread panicked".into())),
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// What the coordinating thread saw: the time series and when and why the load stopped.
+struct Coordinated {
+    series: Vec<Vec<TimePoint>>,
+    stopped_at: Option<Instant>,
+    interrupted: bool,
+}
+
+/// The coordinating thread's loop: every 5 ms steer the load, every second (and once all
+/// workers are done) take a time-series point, until every worker has finished.
+fn coordinate(plan: &PhasePlan, opts: &EngineOpts, shared: &Shared, start: Instant) -> Coordinated {
+    let threads = shared.threads.len();
+    let mut ticker = Ticker::new(plan, opts, start);
+    let mut stopping = Stopping {
+        sched: plan.shape.duration(),
+        stopped_at: None,
+        interrupted: false,
+    };
     loop {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
         let el = now - start;
-        if stopped_at.is_none() {
-            if opts.cancel.is_cancelled() {
-                interrupted = true;
-            }
-            match plan.shape.vus_at(el) {
-                Some(v) => shared.target_vus.store(v, Ordering::Relaxed),
-                None => {
-                    if let LoadShape::Closed { .. } = plan.shape {
-                        shared.target_vus.store(0, Ordering::Relaxed);
-                    }
-                }
-            }
-            if interrupted || el >= sched {
-                shared.stop.store(true, Ordering::Relaxed);
-                stopped_at = Some(now);
-            }
+        if stopping.stopped_at.is_none() {
+            steer(plan, opts, shared, now, el, &mut stopping);
         }
         let all_done = shared.finished_threads.load(Ordering::Acquire) == threads;
-        if now >= next_tick || all_done {
-            let dt = (now - last_tick).as_secs_f64();
-            last_tick = now;
-            next_tick += Duration::from_secs(1);
-            for t in interval.iter_mut() {
-                t.reset();
-            }
-            for th in &shared.threads {
-                let mut recs = lock(th);
-                for (i, r) in recs.iter_mut().enumerate() {
-                    interval[i].merge(&r.interval);
-                    r.interval.reset();
-                }
-            }
-            let active = shared.active.load(Ordering::Relaxed);
-            // A short last interval is folded into the previous point rather than
-            // reported as a rate over a sliver of time.
-            let fold = all_done && dt < 0.5 && !series[0].is_empty();
-            for (i, t) in interval.iter().enumerate() {
-                if fold {
-                    if let Some(last) = series[i].last_mut() {
-                        last.requests += t.requests();
-                        last.ok += t.ok;
-                        last.errors += t.errors.total();
-                        last.dropped += t.dropped;
-                        last.output_tokens += t.tokens;
-                        last.requests_per_s = last.requests as f64 / (prev_dt + dt);
-                        last.t_s = el.as_secs_f64();
-                    }
-                    continue;
-                }
-                let lat = summary(&t.latency);
-                let requests = t.requests();
-                let p = TimePoint {
-                    t_s: el.as_secs_f64(),
-                    active_vus: active,
-                    target_rate_per_s: target_rate,
-                    requests,
-                    ok: t.ok,
-                    errors: t.errors.total(),
-                    dropped: t.dropped,
-                    requests_per_s: if dt > 0.0 { requests as f64 / dt } else { 0.0 },
-                    p50_ms: lat.p50,
-                    p99_ms: lat.p99,
-                    ttft_p50_ms: summary(&t.ttft).p50,
-                    output_tokens: t.tokens,
-                };
-                if i == 0 {
-                    totals.0 += requests;
-                    totals.1 += t.errors.total() + t.dropped;
-                }
-                if !plan.warmup {
-                    if let Some(o) = &opts.observer {
-                        o.on_event(&Event::Point {
-                            suite: opts.suite.clone(),
-                            phase: plan.requests[i].0.clone(),
-                            at: Utc::now(),
-                            point: p.clone(),
-                        });
-                    }
-                }
-                if i == 0 && progress {
-                    let what = match plan.shape {
-                        LoadShape::Closed { ref stages, .. } => match plan.shape.stage_at(el) {
-                            Some((i, n)) if stages.len() > 1 => {
-                                format!("stage {}/{n}  vus {active}", i + 1)
-                            }
-                            _ => format!("vus {active}"),
-                        },
-                        LoadShape::Open { .. } => format!("rate {target_rate:.0}/s"),
-                    };
-                    let mut err = std::io::stderr().lock();
-                    let _ = write!(
-                        err,
-                        "\r\x1b[K{}{} {:>5.0}s  {what}  rps {:>8.0}  p99 {:>8.2} ms  requests {}  errors {}",
-                        plan.name,
-                        if plan.warmup { " (warm-up)" } else { "" },
-                        el.as_secs_f64(),
-                        p.requests_per_s,
-                        p.p99_ms,
-                        totals.0,
-                        totals.1
-                    );
-                    let _ = err.flush();
-                }
-                series[i].push(p);
-            }
-            prev_dt = dt;
+        if now >= ticker.next_tick || all_done {
+            ticker.tick(now, el, all_done, shared);
         }
         if all_done {
             break;
         }
     }
-    if progress {
+    if ticker.progress {
         eprintln!();
     }
-    let end = Instant::now();
-    let mut thread_failure = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => thread_failure = Some(e),
-            Err(_) => thread_failure = Some(LoadError::Thread("a worker thread panicked".into())),
+    Coordinated {
+        series: ticker.series,
+        stopped_at: stopping.stopped_at,
+        interrupted: stopping.interrupted,
+    }
+}
+
+struct Stopping {
+    /// The shape's scheduled length.
+    sched: Duration,
+    stopped_at: Option<Instant>,
+    interrupted: bool,
+}
+
+/// Sets the VU target for `el` into the phase; raises the stop flag once the schedule is
+/// over or the run was cancelled.
+fn steer(
+    plan: &PhasePlan,
+    opts: &EngineOpts,
+    shared: &Shared,
+    now: Instant,
+    el: Duration,
+    stopping: &mut Stopping,
+) {
+    if opts.cancel.is_cancelled() {
+        stopping.interrupted = true;
+    }
+    match plan.shape.vus_at(el) {
+        Some(v) => shared.target_vus.store(v, Ordering::Relaxed),
+        None => {
+            if let LoadShape::Closed { .. } = plan.shape {
+                shared.target_vus.store(0, Ordering::Relaxed);
+            }
         }
     }
-    if let Some(e) = thread_failure {
-        return Err(e);
+    if stopping.interrupted || el >= stopping.sched {
+        shared.stop.store(true, Ordering::Relaxed);
+        stopping.stopped_at = Some(now);
+    }
+}
+
+/// Builds the per-second time series on the coordinating thread, one per request of the
+/// plan, and passes each point to the observer and the progress line.
+struct Ticker<'a> {
+    plan: &'a PhasePlan,
+    opts: &'a EngineOpts,
+    /// Draw the progress line (asked for, and stderr is a terminal).
+    progress: bool,
+    target_rate: f64,
+    series: Vec<Vec<TimePoint>>,
+    /// The current interval's tallies, merged from every worker.
+    interval: Vec<Tally>,
+    next_tick: Instant,
+    last_tick: Instant,
+    prev_dt: f64,
+    /// Requests and failures (errors + dropped) of the first request so far.
+    totals: (u64, u64),
+}
+
+impl<'a> Ticker<'a> {
+    fn new(plan: &'a PhasePlan, opts: &'a EngineOpts, start: Instant) -> Self {
+        let n_req = plan.requests.len();
+        Self {
+            plan,
+            opts,
+            progress: opts.progress && std::io::stderr().is_terminal(),
+            target_rate: match plan.shape {
+                LoadShape::Open { rate_per_s, .. } => rate_per_s,
+                LoadShape::Closed { .. } => 0.0,
+            },
+            series: vec![Vec::new(); n_req],
+            interval: (0..n_req).map(|_| Tally::new()).collect(),
+            next_tick: start + Duration::from_secs(1),
+            last_tick: start,
+            prev_dt: 0.0,
+            totals: (0, 0),
+        }
     }
 
-    // Measured window: the scheduled duration (requests finishing after the stop still
-    // count), or until the last worker finished for iteration-limited phases.
-    let window = match stopped_at {
-        Some(s) if !interrupted => s - start,
-        _ => end - start,
+    /// Adds a point per request for the interval that ends `now`.
+    fn tick(&mut self, now: Instant, el: Duration, all_done: bool, shared: &Shared) {
+        let dt = (now - self.last_tick).as_secs_f64();
+        self.last_tick = now;
+        self.next_tick += Duration::from_secs(1);
+        self.take_interval(shared);
+        let active = shared.active.load(Ordering::Relaxed);
+        // A short last interval is folded into the previous point rather than
+        // reported as a rate over a sliver of time.
+        let fold = all_done && dt < 0.5 && !self.series[0].is_empty();
+        for i in 0..self.interval.len() {
+            let t = &self.interval[i];
+            if fold {
+                if let Some(last) = self.series[i].last_mut() {
+                    fold_into(last, t, self.prev_dt + dt, el);
+                }
+                continue;
+            }
+            let p = time_point(t, el, active, self.target_rate, dt);
+            if i == 0 {
+                self.totals.0 += p.requests;
+                self.totals.1 += p.errors + p.dropped;
+            }
+            self.report(i, &p);
+            if i == 0 && self.progress {
+                self.draw(el, active, &p);
+            }
+            self.series[i].push(p);
+        }
+        self.prev_dt = dt;
     }
-    .as_secs_f64()
-    .max(1e-9);
-    let cpu = *lock(&shared.cpu);
-    let cpu_s = cpu.as_secs_f64();
-    let wall_s = (end - start).as_secs_f64();
 
-    let mut results = Vec::with_capacity(n_req);
+    /// Moves every worker's interval tallies into `self.interval`.
+    fn take_interval(&mut self, shared: &Shared) {
+        for t in self.interval.iter_mut() {
+            t.reset();
+        }
+        for th in &shared.threads {
+            let mut recs = lock(th);
+            for (i, r) in recs.iter_mut().enumerate() {
+                self.interval[i].merge(&r.interval);
+                r.interval.reset();
+            }
+        }
+    }
+
+    /// Measured phases only: warm-up points would mix into the live charts.
+    fn report(&self, i: usize, p: &TimePoint) {
+        if self.plan.warmup {
+            return;
+        }
+        if let Some(o) = &self.opts.observer {
+            o.on_event(&Event::Point {
+                suite: self.opts.suite.clone(),
+                phase: self.plan.requests[i].0.clone(),
+                at: Utc::now(),
+                point: p.clone(),
+            });
+        }
+    }
+
+    /// Redraws the one-line progress display on stderr.
+    fn draw(&self, el: Duration, active: u64, p: &TimePoint) {
+        let plan = self.plan;
+        let what = match plan.shape {
+            LoadShape::Closed { ref stages, .. } => match plan.shape.stage_at(el) {
+                Some((i, n)) if stages.len() > 1 => format!("stage {}/{n}  vus {active}", i + 1),
+                _ => format!("vus {active}"),
+            },
+            LoadShape::Open { .. } => format!("rate {:.0}/s", self.target_rate),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[K{}{} {:>5.0}s  {what}  rps {:>8.0}  p99 {:>8.2} ms  requests {}  errors {}",
+            plan.name,
+            if plan.warmup { " (warm-up)" } else { "" },
+            el.as_secs_f64(),
+            p.requests_per_s,
+            p.p99_ms,
+            self.totals.0,
+            self.totals.1
+        );
+        let _ = err.flush();
+    }
+}
+
+/// Adds a short last interval's counts to the previous point; `span` is both intervals.
+fn fold_into(last: &mut TimePoint, t: &Tally, span: f64, el: Duration) {
+    last.requests += t.requests();
+    last.ok += t.ok;
+    last.errors += t.errors.total();
+    last.dropped += t.dropped;
+    last.output_tokens += t.tokens;
+    last.requests_per_s = last.requests as f64 / span;
+    last.t_s = el.as_secs_f64();
+}
+
+/// The point of one interval of `dt` seconds ending `el` into the phase.
+fn time_point(t: &Tally, el: Duration, active: u64, target_rate: f64, dt: f64) -> TimePoint {
+    let lat = summary(&t.latency);
+    let requests = t.requests();
+    TimePoint {
+        t_s: el.as_secs_f64(),
+        active_vus: active,
+        target_rate_per_s: target_rate,
+        requests,
+        ok: t.ok,
+        errors: t.errors.total(),
+        dropped: t.dropped,
+        requests_per_s: if dt > 0.0 { requests as f64 / dt } else { 0.0 },
+        p50_ms: lat.p50,
+        p99_ms: lat.p99,
+        ttft_p50_ms: summary(&t.ttft).p50,
+        output_tokens: t.tokens,
+    }
+}
+
+/// The phase's window and what the generator itself cost.
+struct Measured {
+    /// Measured window in seconds: the scheduled duration (requests finishing after the
+    /// stop still count), or until the last worker finished for iteration-limited or
+    /// interrupted phases.
+    window: f64,
+    cpu_s: f64,
+    wall_s: f64,
+    threads: usize,
+    cores: usize,
+    peak: u64,
+}
+
+impl Measured {
+    fn new(run: &Coordinated, shared: &Shared, start: Instant, end: Instant, cores: usize) -> Self {
+        let window = match run.stopped_at {
+            Some(s) if !run.interrupted => s - start,
+            _ => end - start,
+        };
+        Self {
+            window: window.as_secs_f64().max(1e-9),
+            cpu_s: lock(&shared.cpu).as_secs_f64(),
+            wall_s: (end - start).as_secs_f64(),
+            threads: shared.threads.len(),
+            cores,
+            peak: shared.peak.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One result per request of the plan, with its warnings; measured phases are passed to
+/// the observer.
+fn collect_results(
+    plan: &PhasePlan,
+    opts: &EngineOpts,
+    shared: &Shared,
+    mut run: Coordinated,
+    m: &Measured,
+) -> PhaseOutput {
+    let mut results = Vec::with_capacity(plan.requests.len());
     let mut warnings = Vec::new();
-    for (i, (label, req)) in plan.requests.iter().enumerate() {
+    for i in 0..plan.requests.len() {
         let mut total = Tally::new();
         for th in &shared.threads {
             total.merge(&lock(th)[i].total);
         }
-        let sent = total.requests();
-        let errors = total.errors.total();
-        let achieved = sent as f64 / window;
-        let short = match plan.shape {
-            LoadShape::Open { rate_per_s, .. } => {
-                achieved < 0.95 * rate_per_s / n_req as f64 || total.dropped > 0
-            }
-            LoadShape::Closed { .. } => true,
-        };
-        let bound = short && saturated(cpu_s, wall_s, threads, cores);
-        let stream = req.stream;
-        let r = PhaseResult {
-            name: label.clone(),
-            model: match plan.shape {
-                LoadShape::Closed { .. } => LoadModel::Closed,
-                LoadShape::Open { .. } => LoadModel::Open,
-            },
-            url: req.endpoint.url.clone(),
-            duration_s: window,
-            vus: match plan.shape {
-                LoadShape::Closed { .. } => Some(shared.peak.load(Ordering::Relaxed)),
-                LoadShape::Open { .. } => None,
-            },
-            target_rate_per_s: match plan.shape {
-                LoadShape::Open { rate_per_s, .. } => Some(rate_per_s),
-                LoadShape::Closed { .. } => None,
-            },
-            stream,
-            requests: RequestCounts {
-                total: sent,
-                ok: total.ok,
-                errors: total.errors.clone(),
-                dropped: total.dropped,
-                error_percent: if sent > 0 {
-                    errors as f64 * 100.0 / sent as f64
-                } else {
-                    0.0
-                },
-            },
-            throughput: Throughput {
-                requests_per_s: achieved,
-                ok_per_s: total.ok as f64 / window,
-                output_tokens_per_s: total.tokens as f64 / window,
-            },
-            latency_ms: summary(&total.latency),
-            ttfb_ms: summary(&total.ttfb),
-            ttft_ms: stream.then(|| summary(&total.ttft)),
-            itl_ms: stream.then(|| summary(&total.itl)),
-            tpot_ms: stream.then(|| summary(&total.tpot)),
-            output_tokens: total.tokens,
-            generator: GeneratorCost {
-                cpu_seconds: cpu_s,
-                cpu_percent: cpu_s * 100.0 / (end - start).as_secs_f64().max(1e-9),
-                threads: threads as u64,
-                cores: cores as u64,
-                bound,
-            },
-            percentile_curve: curve(&total.latency),
-            timeseries: std::mem::take(&mut series[i]),
-        };
+        let r = phase_result(plan, i, &total, m, std::mem::take(&mut run.series[i]));
         warnings.extend(phase_warnings(&r));
         if let Some(w) = lag_warning(&r.name, &total.lag) {
             warnings.push(w);
         }
-        if let Some(o) = &opts.observer {
-            if !plan.warmup {
-                o.on_event(&Event::PhaseFinished {
-                    suite: opts.suite.clone(),
-                    result: Box::new(r.clone()),
-                });
-            }
+        if let Some(o) = opts.observer.as_ref().filter(|_| !plan.warmup) {
+            o.on_event(&Event::PhaseFinished {
+                suite: opts.suite.clone(),
+                result: Box::new(r.clone()),
+            });
         }
         results.push(r);
     }
-    Ok(PhaseOutput {
+    PhaseOutput {
         results,
         warnings,
-        interrupted,
-    })
+        interrupted: run.interrupted,
+    }
+}
+
+/// The result of request `i` of the plan from its whole-phase tally.
+fn phase_result(
+    plan: &PhasePlan,
+    i: usize,
+    total: &Tally,
+    m: &Measured,
+    timeseries: Vec<TimePoint>,
+) -> PhaseResult {
+    let (label, req) = &plan.requests[i];
+    let sent = total.requests();
+    let errors = total.errors.total();
+    let achieved = sent as f64 / m.window;
+    let (model, vus, target_rate_per_s, short) = match plan.shape {
+        LoadShape::Closed { .. } => (LoadModel::Closed, Some(m.peak), None, true),
+        LoadShape::Open { rate_per_s, .. } => {
+            let n_req = plan.requests.len() as f64;
+            let short = achieved < 0.95 * rate_per_s / n_req || total.dropped > 0;
+            (LoadModel::Open, None, Some(rate_per_s), short)
+        }
+    };
+    let stream = req.stream;
+    PhaseResult {
+        name: label.clone(),
+        model,
+        url: req.endpoint.url.clone(),
+        duration_s: m.window,
+        vus,
+        target_rate_per_s,
+        stream,
+        requests: RequestCounts {
+            total: sent,
+            ok: total.ok,
+            errors: total.errors.clone(),
+            dropped: total.dropped,
+            error_percent: if sent > 0 {
+                errors as f64 * 100.0 / sent as f64
+            } else {
+                0.0
+            },
+        },
+        throughput: Throughput {
+            requests_per_s: achieved,
+            ok_per_s: total.ok as f64 / m.window,
+            output_tokens_per_s: total.tokens as f64 / m.window,
+        },
+        latency_ms: summary(&total.latency),
+        ttfb_ms: summary(&total.ttfb),
+        ttft_ms: stream.then(|| summary(&total.ttft)),
+        itl_ms: stream.then(|| summary(&total.itl)),
+        tpot_ms: stream.then(|| summary(&total.tpot)),
+        output_tokens: total.tokens,
+        generator: GeneratorCost {
+            cpu_seconds: m.cpu_s,
+            cpu_percent: m.cpu_s * 100.0 / m.wall_s.max(1e-9),
+            threads: m.threads as u64,
+            cores: m.cores as u64,
+            bound: short && saturated(m.cpu_s, m.wall_s, m.threads, m.cores),
+        },
+        percentile_curve: curve(&total.latency),
+        timeseries,
+    }
 }
 
 /// Open model: a warning when the generator sent requests more than 1 ms after they were
@@ -602,8 +754,15 @@ fn worker_thread(
                     duration,
                     max_in_flight,
                 } => {
-                    let slots = max_in_flight.div_ceil(threads);
-                    open_loop(t, threads, start, rate_per_s, duration, slots, plan, shared).await
+                    let schedule = Schedule {
+                        thread: t,
+                        threads,
+                        start,
+                        interval: 1.0 / rate_per_s,
+                        end: start + duration,
+                        max_slots: max_in_flight.div_ceil(threads),
+                    };
+                    open_loop(&schedule, plan, shared).await
                 }
             }
         })
@@ -613,61 +772,81 @@ fn worker_thread(
     result
 }
 
-/// Sends one request (with timeout) and records its outcome; `from` is when the request
-/// counts as started (closed: now; open: its due time).
-#[allow(clippy::too_many_arguments)]
-async fn send_and_record(
-    from: Instant,
-    idx: usize,
-    conn: &mut Option<Conn>,
-    req: &PreparedRequest,
-    scratch: &mut Scratch,
-    timeout: Duration,
-    shared: &Shared,
+/// What one VU or open-model slot sends with: a kept-alive connection per request of the
+/// plan and the answer's scratch space, recording into its thread's recorders.
+struct Sender<'a> {
+    plan: &'a PhasePlan,
+    shared: &'a Shared,
     thread: usize,
-    open: bool,
-) -> bool {
-    let lag_us = open.then(|| Instant::now().saturating_duration_since(from).as_micros() as u64);
-    let res = match tokio::time::timeout(timeout, exchange(conn, req, scratch)).await {
-        Ok(r) => r,
-        Err(_) => {
-            *conn = None;
-            Err(ErrorClass::Timeout)
-        }
-    };
-    let us = |a: Instant| a.saturating_duration_since(from).as_micros() as u64;
-    let mut recs = lock(&shared.threads[thread]);
-    let rec = &mut recs[idx];
-    if let Some(us) = lag_us {
-        rec.lag(us);
-    }
-    match res {
-        Ok(Timing {
-            first_byte,
-            end,
-            first_token,
-            tokens,
-        }) => rec.ok(&OkSample {
-            latency_us: us(end),
-            ttfb_us: us(first_byte),
-            ttft_us: first_token.map(us),
-            gaps_us: &scratch.gaps,
-            tokens,
-        }),
-        Err(class) => {
-            rec.error(class);
-            return true;
+    conns: Vec<Option<Conn>>,
+    scratch: Scratch,
+}
+
+impl<'a> Sender<'a> {
+    fn new(plan: &'a PhasePlan, shared: &'a Shared, thread: usize) -> Self {
+        Self {
+            plan,
+            shared,
+            thread,
+            conns: (0..plan.requests.len()).map(|_| None).collect(),
+            scratch: Scratch::new(),
         }
     }
-    false
+
+    /// Sends request `idx` (with the plan's timeout) and records its outcome; `from` is
+    /// when the request counts as started (closed: now; open: its due time, and how late
+    /// it went out is recorded). True when it failed.
+    async fn send(&mut self, from: Instant, idx: usize, open: bool) -> bool {
+        let lag_us =
+            open.then(|| Instant::now().saturating_duration_since(from).as_micros() as u64);
+        let conn = &mut self.conns[idx];
+        let req = &self.plan.requests[idx].1;
+        let res =
+            match tokio::time::timeout(self.plan.timeout, exchange(conn, req, &mut self.scratch))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => {
+                    *conn = None;
+                    Err(ErrorClass::Timeout)
+                }
+            };
+        let us = |a: Instant| a.saturating_duration_since(from).as_micros() as u64;
+        let mut recs = lock(&self.shared.threads[self.thread]);
+        let rec = &mut recs[idx];
+        if let Some(us) = lag_us {
+            rec.lag(us);
+        }
+        match res {
+            Ok(Timing {
+                first_byte,
+                end,
+                first_token,
+                tokens,
+            }) => rec.ok(&OkSample {
+                latency_us: us(end),
+                ttfb_us: us(first_byte),
+                ttft_us: first_token.map(us),
+                gaps_us: &self.scratch.gaps,
+                tokens,
+            }),
+            Err(class) => {
+                rec.error(class);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn drop_connections(&mut self) {
+        self.conns.iter_mut().for_each(|c| *c = None);
+    }
 }
 
 async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
     let threads = shared.threads.len();
-    let thread = vu as usize % threads;
+    let mut sender = Sender::new(plan, shared, vu as usize % threads);
     let n = plan.requests.len();
-    let mut conns: Vec<Option<Conn>> = (0..n).map(|_| None).collect();
-    let mut scratch = Scratch::new();
     let mut active = false;
     let mut k = 0usize;
     loop {
@@ -678,7 +857,7 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
             if active {
                 active = false;
                 shared.active.fetch_sub(1, Ordering::Relaxed);
-                conns.iter_mut().for_each(|c| *c = None);
+                sender.drop_connections();
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
@@ -693,20 +872,7 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
         }
         let i = k % n;
         k = k.wrapping_add(1);
-        let from = Instant::now();
-        let failed = send_and_record(
-            from,
-            i,
-            &mut conns[i],
-            &plan.requests[i].1,
-            &mut scratch,
-            plan.timeout,
-            shared,
-            thread,
-            false,
-        )
-        .await;
-        if failed {
+        if sender.send(Instant::now(), i, false).await {
             // Failures can complete without ever waiting (refused connects): let the
             // thread's other VUs run.
             tokio::task::yield_now().await;
@@ -717,109 +883,148 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
     }
 }
 
+/// The open model's arrivals on one worker thread: `thread`, `thread + threads`, … of
+/// one schedule `interval` seconds apart, until `end`.
+struct Schedule {
+    thread: usize,
+    threads: usize,
+    start: Instant,
+    interval: f64,
+    end: Instant,
+    /// This thread's share of the in-flight cap.
+    max_slots: usize,
+}
+
+async fn open_loop(s: &Schedule, plan: &PhasePlan, shared: &Arc<Shared>) -> Result<(), LoadError> {
+    let timer = sys::PreciseTimer::new().map_err(LoadError::Runtime)?;
+    let n = plan.requests.len();
+    let mut pool = Pool::new(plan, shared, s.thread, s.max_slots);
+    let mut k: u64 = 0;
+    let mut since_yield = 0u32;
+    loop {
+        let seq = k * s.threads as u64 + s.thread as u64;
+        let due = s.start + Duration::from_secs_f64(seq as f64 * s.interval);
+        if due >= s.end || shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        pace(&timer, due, &mut since_yield).await?;
+        let which = (seq % n as u64) as usize;
+        if !pool.dispatch(due, which) {
+            lock(&shared.threads[s.thread])[which].dropped();
+        }
+        k += 1;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// Sleeps until `due`; when already (nearly) late, sends at once but yields every 32
+/// sends so the slots' tasks get to run.
+async fn pace(
+    timer: &sys::PreciseTimer,
+    due: Instant,
+    since_yield: &mut u32,
+) -> Result<(), LoadError> {
+    let now = Instant::now();
+    if due > now + Duration::from_micros(20) {
+        timer.sleep_until(due).await.map_err(LoadError::Runtime)?;
+        *since_yield = 0;
+    } else {
+        *since_yield += 1;
+        if *since_yield >= 32 {
+            *since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(())
+}
+
 /// A pool slot of the open model: one task, one connection, one request at a time.
 struct Slot {
     job: Cell<Option<(Instant, usize)>>,
     wake: Notify,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn open_loop(
-    t: usize,
-    threads: usize,
-    start: Instant,
-    rate: f64,
-    duration: Duration,
-    max_slots: usize,
-    plan: &PhasePlan,
-    shared: &Arc<Shared>,
-) -> Result<(), LoadError> {
-    let timer = sys::PreciseTimer::new().map_err(LoadError::Runtime)?;
-    let n = plan.requests.len();
-    let idle: Rc<RefCell<Vec<usize>>> = Rc::new(RefCell::new(Vec::new()));
-    let closing = Rc::new(Cell::new(false));
-    let mut slots: Vec<Rc<Slot>> = Vec::new();
-    let mut tasks = Vec::new();
-    let interval = 1.0 / rate;
-    let end = start + duration;
-    let mut k: u64 = 0;
-    let mut since_yield = 0u32;
-    loop {
-        let seq = k * threads as u64 + t as u64;
-        let due = start + Duration::from_secs_f64(seq as f64 * interval);
-        if due >= end || shared.stop.load(Ordering::Relaxed) {
-            break;
+/// The open model's slots on one worker thread, started on demand up to `max`.
+struct Pool<'a> {
+    plan: &'a PhasePlan,
+    shared: &'a Arc<Shared>,
+    thread: usize,
+    max: usize,
+    slots: Vec<Rc<Slot>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    idle: Rc<RefCell<Vec<usize>>>,
+    closing: Rc<Cell<bool>>,
+}
+
+impl<'a> Pool<'a> {
+    fn new(plan: &'a PhasePlan, shared: &'a Arc<Shared>, thread: usize, max: usize) -> Self {
+        Self {
+            plan,
+            shared,
+            thread,
+            max,
+            slots: Vec::new(),
+            tasks: Vec::new(),
+            idle: Rc::new(RefCell::new(Vec::new())),
+            closing: Rc::new(Cell::new(false)),
         }
-        let now = Instant::now();
-        if due > now + Duration::from_micros(20) {
-            timer.sleep_until(due).await.map_err(LoadError::Runtime)?;
-            since_yield = 0;
-        } else {
-            since_yield += 1;
-            if since_yield >= 32 {
-                since_yield = 0;
-                tokio::task::yield_now().await;
-            }
-        }
-        let which = (seq % n as u64) as usize;
-        let free = idle.borrow_mut().pop();
+    }
+
+    /// Hands request `which`, due at `due`, to an idle slot or a new one; false when
+    /// every slot is busy (the request is dropped).
+    fn dispatch(&mut self, due: Instant, which: usize) -> bool {
+        let free = self.idle.borrow_mut().pop();
         match free {
             Some(s) => {
-                slots[s].job.set(Some((due, which)));
-                slots[s].wake.notify_one();
+                self.slots[s].job.set(Some((due, which)));
+                self.slots[s].wake.notify_one();
             }
-            None if slots.len() < max_slots => {
-                let slot = Rc::new(Slot {
-                    job: Cell::new(Some((due, which))),
-                    wake: Notify::new(),
-                });
-                let id = slots.len();
-                slots.push(slot.clone());
-                let idle = idle.clone();
-                let closing = closing.clone();
-                let shared = shared.clone();
-                let plan = plan.clone();
-                tasks.push(tokio::task::spawn_local(async move {
-                    let mut conns: Vec<Option<Conn>> =
-                        (0..plan.requests.len()).map(|_| None).collect();
-                    let mut scratch = Scratch::new();
-                    loop {
-                        if let Some((due, i)) = slot.job.take() {
-                            shared.active.fetch_add(1, Ordering::Relaxed);
-                            send_and_record(
-                                due,
-                                i,
-                                &mut conns[i],
-                                &plan.requests[i].1,
-                                &mut scratch,
-                                plan.timeout,
-                                &shared,
-                                t,
-                                true,
-                            )
-                            .await;
-                            shared.active.fetch_sub(1, Ordering::Relaxed);
-                            idle.borrow_mut().push(id);
-                        }
-                        if closing.get() {
-                            break;
-                        }
-                        slot.wake.notified().await;
-                    }
-                }));
-            }
-            None => lock(&shared.threads[t])[which].dropped(),
+            None if self.slots.len() < self.max => self.spawn_slot(due, which),
+            None => return false,
         }
-        k += 1;
+        true
     }
-    closing.set(true);
-    for s in &slots {
-        s.wake.notify_one();
+
+    fn spawn_slot(&mut self, due: Instant, which: usize) {
+        let slot = Rc::new(Slot {
+            job: Cell::new(Some((due, which))),
+            wake: Notify::new(),
+        });
+        let id = self.slots.len();
+        self.slots.push(slot.clone());
+        let idle = self.idle.clone();
+        let closing = self.closing.clone();
+        let shared = self.shared.clone();
+        let plan = self.plan.clone();
+        let thread = self.thread;
+        self.tasks.push(tokio::task::spawn_local(async move {
+            let mut sender = Sender::new(&plan, &shared, thread);
+            loop {
+                if let Some((due, i)) = slot.job.take() {
+                    shared.active.fetch_add(1, Ordering::Relaxed);
+                    sender.send(due, i, true).await;
+                    shared.active.fetch_sub(1, Ordering::Relaxed);
+                    idle.borrow_mut().push(id);
+                }
+                if closing.get() {
+                    break;
+                }
+                slot.wake.notified().await;
+            }
+        }));
     }
-    for task in tasks {
-        let _ = task.await;
+
+    /// Lets every slot finish its request, then waits for their tasks.
+    async fn close(self) {
+        self.closing.set(true);
+        for s in &self.slots {
+            s.wake.notify_one();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -91,47 +91,54 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Parses with `http::Uri`, so IPv6 literals (`http://[::1]:8080/`) work.
     pub fn parse(url: &str, api: Api) -> Result<Self, LoadError> {
         let bad = |why: &str| LoadError::BadUrl {
             url: url.to_string(),
             why: why.to_string(),
         };
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// URLs are supported"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if authority.is_empty() {
+        let uri: http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// URLs are supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("no credentials in the URL (use the API key option)"));
+        }
+        // `host()` keeps the brackets of an IPv6 literal, as the Host header wants them.
+        let host = authority.host().to_string();
+        if host.is_empty() {
             return Err(bad("no host"));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| bad("bad port"))?;
-                (h.to_string(), port)
-            }
-            _ => (authority.to_string(), 80),
-        };
-        let path = match path.trim_end_matches('/') {
-            "" => api.default_path().to_string(),
-            p if p.ends_with("/v1") => format!("{}{}", &p[..p.len() - 3], api.default_path()),
-            _ => path.to_string(),
-        };
+        let port = authority.port_u16().unwrap_or(80);
+        let path = full_path(&uri, api);
         let lookup = host.trim_start_matches('[').trim_end_matches(']');
         let addr = (lookup, port)
             .to_socket_addrs()
             .map_err(|e| bad(&format!("cannot resolve host: {e}")))?
             .next()
             .ok_or_else(|| bad("host resolves to no address"))?;
-        let url = format!("http://{authority}{path}");
         Ok(Self {
-            url,
+            url: format!("http://{authority}{path}"),
             host,
             port,
             path,
             addr,
         })
+    }
+}
+
+/// The request target: an empty path (or `/`) gets the API's default path, a path ending
+/// in `/v1` gets the rest of it; the query is kept.
+fn full_path(uri: &http::Uri, api: Api) -> String {
+    let path = match uri.path().trim_end_matches('/') {
+        "" => api.default_path().to_string(),
+        p if p.ends_with("/v1") => format!("{}{}", &p[..p.len() - 3], api.default_path()),
+        _ => uri.path().to_string(),
+    };
+    match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     }
 }
 
@@ -211,6 +218,25 @@ mod tests {
         assert_eq!(e.path, "/x/y");
         assert!(Endpoint::parse("https://a:1", Api::Openai).is_err());
         assert!(Endpoint::parse("http://a:xx", Api::Openai).is_err());
+        assert!(Endpoint::parse("http://u:p@127.0.0.1:1", Api::Openai).is_err());
+        assert!(Endpoint::parse("127.0.0.1:1", Api::Openai).is_err());
+        let e = Endpoint::parse("http://127.0.0.1:9/v1?x=1", Api::Openai).unwrap();
+        assert_eq!(e.path, "/v1/chat/completions?x=1");
+    }
+
+    #[test]
+    fn ipv6_literals_parse() {
+        let e = Endpoint::parse("http://[::1]:8080/v1/chat/completions", Api::Openai).unwrap();
+        assert_eq!(e.host, "[::1]");
+        assert_eq!(e.port, 8080);
+        assert_eq!(e.path, "/v1/chat/completions");
+        assert_eq!(e.addr, "[::1]:8080".parse().unwrap());
+        assert_eq!(e.url, "http://[::1]:8080/v1/chat/completions");
+        let e = Endpoint::parse("http://[::1]/", Api::Anthropic).unwrap();
+        assert_eq!((e.port, e.path.as_str()), (80, "/v1/messages"));
+        let p = PreparedRequest::new(&RequestSpec::default(), "http://[::1]:8080/v1").unwrap();
+        let s = std::str::from_utf8(&p.bytes).unwrap();
+        assert!(s.starts_with("POST /v1/chat/completions HTTP/1.1\r\nhost: [::1]:8080\r\n"));
     }
 
     #[test]

@@ -41,35 +41,6 @@ pub enum SuiteError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Dur(pub Duration);
 
-/// Parses `500ms`, `30s`, `1.5m`, `2h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (like 500ms, 30s, 2m, 1h)"))?;
-    let mult = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "us" | "µs" => 0.000_001,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        u => {
-            return Err(format!(
-                "unknown duration unit `{u}` in `{s}` (use ms, s, m or h)"
-            ))
-        }
-    };
-    let secs = n * mult;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_yaml::Value::deserialize(d)?;
@@ -82,7 +53,7 @@ impl<'de> Deserialize<'de> for Dur {
                 )))
             }
         };
-        parse_duration(&s)
+        config_text::parse_duration(&s)
             .map(Dur)
             .map_err(serde::de::Error::custom)
     }

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,6 +52,8 @@ pub type Behaviour = Arc<dyn Fn(u64) -> Reply + Send + Sync>;
 pub struct Server {
     pub addr: SocketAddr,
     pub count: Arc<AtomicU64>,
+    /// The path and `host` header of the latest request.
+    pub last: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl Server {
@@ -160,9 +162,18 @@ async fn handle(reply: Reply) -> Response<Body> {
 
 /// Starts the server on 127.0.0.1:0 in its own thread and runtime.
 pub fn start(behaviour: Behaviour) -> Server {
+    start_on("127.0.0.1:0", behaviour).expect("binding 127.0.0.1:0")
+}
+
+/// Starts the server on `bind`; `None` when the address cannot be bound (no IPv6).
+pub fn start_on(bind: &str, behaviour: Behaviour) -> Option<Server> {
+    let listener = std::net::TcpListener::bind(bind).ok()?;
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
     let count = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = std::sync::mpsc::channel();
+    let last = Arc::new(Mutex::new(None));
     let c = count.clone();
+    let seen = last.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -170,18 +181,24 @@ pub fn start(behaviour: Behaviour) -> Server {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 stream.set_nodelay(true).unwrap();
                 let behaviour = behaviour.clone();
                 let c = c.clone();
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                             let behaviour = behaviour.clone();
                             let c = c.clone();
+                            let host = req
+                                .headers()
+                                .get("host")
+                                .map(|h| h.to_str().unwrap().to_string());
+                            *seen.lock().unwrap() =
+                                Some((req.uri().path().to_string(), host.unwrap_or_default()));
                             async move {
                                 let _ = req.into_body().collect().await;
                                 let n = c.fetch_add(1, Ordering::SeqCst);
@@ -195,6 +212,5 @@ pub fn start(behaviour: Behaviour) -> Server {
             }
         });
     });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    Server { addr, count }
+    Some(Server { addr, count, last })
 }

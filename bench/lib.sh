@@ -11,7 +11,7 @@ need_tools() {
 wait_addr() {
     local addr=""
     for _ in $(seq 200); do
-        addr=$(sed -n 's/^listening on //p' "$1" | head -n1)
+        addr=$(sed -n 's/^listening on //p' "$1" 2>/dev/null | head -n1)  # the log may not exist yet
         [ -n "$addr" ] && { echo "$addr"; return 0; }
         kill -0 "$2" 2>/dev/null || { echo "Error: process exited:" >&2; cat "$1" >&2; return 1; }
         sleep 0.05

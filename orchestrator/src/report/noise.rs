@@ -272,6 +272,67 @@ fn not_steady(p: &PhaseResult) -> Option<String> {
     })
 }
 
+/// A figure as the reports print it: `43,512 ± 1,204`, and `unstable` when its CV is over
+/// [`UNSTABLE_CV_PERCENT`]; the figure alone without an interval.
+pub fn show(v: f64, n: Option<&FigureNoise>, fmt: fn(f64) -> String) -> String {
+    let text = fmt(v);
+    match n {
+        Some(n) => format!(
+            "{text} ± {}{}",
+            fmt(n.half_width()),
+            if n.unstable { " unstable" } else { "" }
+        ),
+        None => text,
+    }
+}
+
+/// The lines under a suite's table that say how its intervals were made, and which
+/// targets have none and why. `per_target`: each target with a result.
+pub fn footnotes(per_target: &[(&str, &Noise)]) -> Vec<String> {
+    let methods: Vec<Method> = per_target
+        .iter()
+        .flat_map(|(_, n)| n.figures.values().map(|f| f.method))
+        .collect();
+    let mut out = Vec::new();
+    if methods.contains(&Method::BlockBootstrap) {
+        out.push(format!(
+            "± is half the width of a 95 % interval from a moving-block bootstrap over the headline \
+             phase's one-second windows (blocks of √n windows, {} resamples, fixed seed), scaled to \
+             the figure; `unstable`: coefficient of variation over {UNSTABLE_CV_PERCENT} %.",
+            super::format::thousands(stats::REPLICATES as i64)
+        ));
+    }
+    if methods.contains(&Method::Repeats) {
+        out.push(format!(
+            "Over repeats: the median of the repeats, ± half its 95 % bootstrap interval; \
+             `unstable`: CV of the repeats over {UNSTABLE_CV_PERCENT} %."
+        ));
+    }
+    if !methods.is_empty() {
+        out.push(
+            "p90, p95, p99.9, max, errors, TTFT p99, inter-token latency, added latency, peak \
+             memory, the load generator's CPU and frontier rates have no interval: the \
+             per-second windows do not carry them."
+                .to_string(),
+        );
+    }
+    // Targets sharing a reason share a line.
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (t, n) in per_target {
+        let Some(why) = n.none_because.as_deref() else {
+            continue;
+        };
+        match reasons.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, ts)) => ts.push(t),
+            None => reasons.push((why, vec![t])),
+        }
+    }
+    for (why, ts) in reasons {
+        out.push(format!("{}: no interval: {why}.", ts.join(", ")));
+    }
+    out
+}
+
 /// Whether a change lies outside the noise, and by which rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoiseCheck {

@@ -242,6 +242,7 @@ impl Noise {
         }
     }
 
+    /// The interval of the figure with this table row key, if it has one.
     pub fn get(&self, key: &str) -> Option<&FigureNoise> {
         self.figures.get(key)
     }

@@ -18,6 +18,7 @@ pub struct Interval {
     pub hi: f64,
 }
 
+/// The arithmetic mean; NaN for no values.
 pub fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
@@ -31,6 +32,7 @@ pub fn median_in_place(xs: &mut [f64]) -> f64 {
     quantile_sorted(xs, 0.5)
 }
 
+/// The median of a copy of `xs`; NaN for no values.
 pub fn median(xs: &[f64]) -> f64 {
     median_in_place(&mut xs.to_vec())
 }

@@ -31,7 +31,7 @@ pub enum Command {
     Run(crate::lab::run::RunArgs),
     /// Render summary.md and report.html for a run.
     Report(crate::report::cli::ReportArgs),
-    /// Compare two runs; non-zero exit on a regression beyond the threshold.
+    /// Compare two runs; exit 2 on a regression beyond the threshold and outside the noise.
     Compare(crate::report::cli::CompareArgs),
 }
 

@@ -30,12 +30,15 @@ fn a_regression_beyond_the_threshold_exits_2_and_is_listed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    // The fixture's windows are steady: zero-width intervals, so the change is outside them.
     assert!(
-        stdout.contains("- ⛔ gateway/baseline: p99 rose 611 µs → 794 µs (+30.0 %), beyond 10.0 %"),
+        stdout.contains("- ⛔ gateway/baseline: p99 rose 611 µs ± 0 µs → 794 µs ± 0 µs (+30.0 %), beyond 10.0 % (95 % intervals apart)"),
         "{stdout}"
     );
+    // The ramp has no interval: the threshold alone decides, and says so.
     assert!(
-        stdout.contains("gateway/throughput: ok requests/s fell"),
+        stdout.contains("gateway/throughput: ok requests/s fell")
+            && stdout.contains("beyond 10.0 % (no interval)"),
         "{stdout}"
     );
     assert!(!stdout.contains("litellm/baseline:"), "{stdout}");
@@ -48,7 +51,7 @@ fn a_regression_beyond_the_threshold_exits_2_and_is_listed() {
         .unwrap();
     assert_eq!(
         row,
-        "| p99 | 520 µs → 520 µs (±0 %) | 611 µs → 794 µs (+30.0 %) ⛔ | 410 ms → 410 ms (±0 %) |"
+        "| p99 | 520 µs ± 0 µs → 520 µs ± 0 µs (±0 %) | 611 µs ± 0 µs → 794 µs ± 0 µs (+30.0 %) ⛔ | 410 ms ± 0 µs → 410 ms ± 0 µs (±0 %) |"
     );
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), stdout);
 
@@ -77,7 +80,10 @@ fn a_change_within_the_threshold_exits_0() {
     );
     assert!(!stdout.contains("differs"), "{stdout}");
     assert!(!stdout.contains("— → —"), "{stdout}");
-    assert!(stdout.contains("611 µs → 642 µs (+5.00 %)"), "{stdout}");
+    assert!(
+        stdout.contains("611 µs ± 0 µs → 642 µs ± 0 µs (+5.00 %)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -122,4 +128,68 @@ fn runs_made_differently_are_flagged() {
         stdout.contains("- ⚠ profile differs: quick → full"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_change_within_the_noise_is_not_a_regression() {
+    let results = gen::temp_dir("compare-noisy");
+    // Seconds varying by up to ±40 %: the intervals are wider than a 12 % change.
+    gen::write_noisy_run(&results, "run-a", 1.0, 0.4, 1);
+    gen::write_noisy_run(&results, "run-b", 1.12, 0.4, 11);
+    let out = compare(&results, &["--threshold", "10"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("No regression beyond the threshold."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- gateway/baseline: p99 rose 611 µs ± ")
+            && stdout
+                .contains("(+12.0 %), beyond 10.0 % but within noise (95 % intervals overlap)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gateway/baseline: ok requests/s fell"),
+        "{stdout}"
+    );
+    let row = stdout.lines().find(|l| l.starts_with("| p99 |")).unwrap();
+    assert!(row.contains("(+12.0 %) (within noise)"), "{row}");
+    assert!(row.contains("unstable"), "{row}");
+}
+
+#[test]
+fn a_clean_change_beyond_the_noise_is_a_regression() {
+    let results = gen::temp_dir("compare-clean");
+    // Seconds varying by up to ±2 %: narrow intervals, far apart after a 30 % change.
+    gen::write_noisy_run(&results, "run-a", 1.0, 0.02, 1);
+    gen::write_noisy_run(&results, "run-b", 1.3, 0.02, 11);
+    let out = compare(&results, &["--threshold", "10"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("- ⛔ gateway/baseline: p99 rose 611 µs ± ")
+            && stdout.contains("(+30.0 %), beyond 10.0 % (95 % intervals apart)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("within noise ("), "{stdout}");
+}
+
+#[test]
+fn a_run_compared_with_itself_has_no_regression() {
+    let results = gen::temp_dir("compare-self");
+    gen::write_noisy_run(&results, "run-a", 1.0, 0.4, 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["compare", "run-a", "run-a", "--threshold", "0", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("No regression beyond the threshold."),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("within noise ("), "{stdout}");
+    assert!(stdout.contains("(±0 %)"), "{stdout}");
 }

@@ -59,13 +59,17 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     let p99 = md_row(&md, "baseline", "p99");
     let gcol = column(&md, "baseline", "gateway");
     let lcol = column(&md, "baseline", "litellm");
-    assert_eq!(p99[gcol], format::latency_ms(g.latency_ms.p99));
-    assert_eq!(p99[gcol], "611 µs");
-    assert_eq!(p99[lcol], "410 ms");
+    // The fixture's seconds are steady: zero-width intervals.
+    assert_eq!(
+        p99[gcol],
+        format!("{} ± 0 µs", format::latency_ms(g.latency_ms.p99))
+    );
+    assert_eq!(p99[gcol], "611 µs ± 0 µs");
+    assert_eq!(p99[lcol], "410 ms ± 0 µs");
 
     // Ratios: gateway vs litellm throughput, latency added over direct in µs.
     let rps = md_row(&md, "baseline", "requests/s");
-    assert_eq!(rps[gcol], "18,000");
+    assert_eq!(rps[gcol], "18,000 ± 0");
     let vs = column(&md, "baseline", "gateway vs litellm");
     assert_eq!(
         rps[vs],
@@ -81,10 +85,10 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     assert_eq!(errors[gcol], "360 (0.200 %)");
     let mem = md_row(&md, "baseline", "peak memory");
     assert!(mem[gcol].starts_with("22.0 MiB"), "{mem:?}");
-    assert!(md_row(&md, "streaming", "TTFT p50")[gcol].ends_with("ms"));
+    assert!(md_row(&md, "streaming", "TTFT p50")[gcol].contains(" ms ± "));
     assert!(!md
         [md.find("## Suite `baseline`").unwrap()..md.find("## Suite `throughput`").unwrap()]
-        .contains("TTFT"));
+        .contains("| TTFT"));
     // The ramp's busiest second; no such row where the load was steady.
     assert_eq!(
         md_row(&md, "throughput", "peak requests/s (1 s)")[gcol],
@@ -94,6 +98,11 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     // Frontier rows per p99 bound; a bound nobody met shows as missing, not 0.
     let f10 = md_row(&md, "frontier", "max rate @ p99 ≤ 10.0 ms");
     assert_eq!(f10[gcol], "18,000");
+    // A ramp gets no interval, and the table says why.
+    assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000");
+    assert!(md.contains(
+        "- direct, gateway, litellm: no interval: the load changes through phase `ramp` (a ramp)"
+    ));
     assert_eq!(f10[lcol], format::MISSING);
 
     // Headline at the top.
@@ -123,7 +132,7 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     assert!(!md[..md.find("## Suite `overhead`").unwrap()].contains("added p50"));
 
     // The same cells in the HTML.
-    assert!(html.contains("<td class=\"ok\">611 µs</td>"));
+    assert!(html.contains("<td class=\"ok\">611 µs ± 0 µs</td>"));
     assert!(html.contains("<td class=\"ratio\">47.4x</td>"));
     assert!(html.contains("Test CPU @ 2.0GHz, 2 cores, 24.0 GiB RAM"));
 }
@@ -166,7 +175,7 @@ fn warnings_sit_next_to_the_numbers_they_affect() {
     // cell and on that step's row of the phases table, not on the figures of another step.
     let gcol = column(&md, "frontier", "gateway");
     assert_eq!(md_row(&md, "frontier", "status")[gcol], "ok ⚠4");
-    assert_eq!(md_row(&md, "frontier", "requests/s")[gcol], "18,000");
+    assert_eq!(md_row(&md, "frontier", "requests/s")[gcol], "18,000 ± 0");
     assert!(md_row(&md, "frontier", "rate-4500")[gcol].ends_with("4,500 req/s · p99 1.22 ms ⚠4"));
     // Direct has no stats file: missing, never 0.
     assert_eq!(md_row(&md, "baseline", "CPU (mean)")[dcol], format::MISSING);
@@ -368,13 +377,15 @@ fn a_manifest_warning_marks_its_cells_and_the_headline() {
     let gcol = column(&md, "throughput", "gateway");
     assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000 ⚠2");
     assert_eq!(md_row(&md, "throughput", "p99")[gcol], "1.22 ms ⚠2");
-    assert_eq!(md_row(&md, "baseline", "requests/s")[gcol], "18,000");
+    assert_eq!(md_row(&md, "baseline", "requests/s")[gcol], "18,000 ± 0");
     let head = &md[..md.find("## How this run was made").unwrap()];
     assert!(
         head.contains("in `throughput` (27,000 vs 570 req/s), p99 1.22 ms vs 820 ms ⚠2\n"),
         "{head}"
     );
-    assert!(head.contains("in `baseline` (18,000 vs 380 req/s), p99 611 µs vs 410 ms\n"));
+    assert!(head.contains(
+        "in `baseline` (18,000 ± 0 vs 380 ± 0 req/s), p99 611 µs ± 0 µs vs 410 ms ± 0 µs\n"
+    ));
 }
 
 /// A warning about a whole suite (no target) marks the headline line once, not once per
@@ -401,4 +412,47 @@ fn a_suite_wide_warning_marks_the_headline_once() {
         .unwrap_or_else(|| panic!("no throughput headline in {head}"));
     assert!(line.ends_with(" ⚠2"), "{line}");
     assert_eq!(line.matches("⚠2").count(), 1, "{line}");
+}
+
+/// Noisy seconds give intervals in both reports, `unstable` past a 5 % CV, the method under
+/// the table, and the intervals in `all_results.json` for `compare`.
+#[test]
+fn figures_carry_their_interval() {
+    let results = gen::temp_dir("noise");
+    let dir = gen::write_noisy_run(&results, "run-1", 1.0, 0.4, 1);
+    let paths = render_run(&dir).unwrap();
+    let md = std::fs::read_to_string(&paths.summary_md).unwrap();
+    let html = std::fs::read_to_string(&paths.report_html).unwrap();
+    let gcol = column(&md, "baseline", "gateway");
+    let cell = md_row(&md, "baseline", "requests/s")[gcol].to_string();
+    let (value, rest) = cell.split_once(" ± ").unwrap();
+    assert_eq!(value, "18,000");
+    let half: f64 = rest
+        .trim_end_matches(" unstable")
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!((200.0..4000.0).contains(&half), "{cell}");
+    assert!(md_row(&md, "baseline", "p99")[gcol].ends_with(" unstable"));
+    assert!(md.contains("- ± is half the width of a 95 % interval from a moving-block bootstrap"));
+    assert!(
+        html.contains(&format!("<td class=\"ok\">{cell}</td>")),
+        "{cell}"
+    );
+    assert!(html.contains("<ul class=\"noise\">"));
+    let all: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&paths.all_results).unwrap()).unwrap();
+    let gw = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target_id"] == "gateway/baseline")
+        .unwrap();
+    let n = &gw["metrics"]["noise"]["figures"]["p99"];
+    assert_eq!(n["method"], "block_bootstrap");
+    assert_eq!(
+        (n["samples"].as_u64(), n["block"].as_u64()),
+        (Some(10), Some(3))
+    );
+    assert!(n["lo"].as_f64().unwrap() < 0.611 && 0.611 < n["hi"].as_f64().unwrap());
 }

@@ -22,8 +22,12 @@ pub struct CompareArgs {
     pub run_a: String,
     /// The later run, compared against the earlier one.
     pub run_b: String,
-    /// Largest tolerated change, in percent: throughput falling or p99 rising by more is a
-    /// regression (exit code 2).
+    /// Largest tolerated change, in percent. Ok requests/s falling or p99 rising by more is
+    /// a regression (exit code 2) only when the change also lies outside the noise: the two
+    /// runs' 95 % intervals of that figure do not overlap (with 3 or more repeats in both
+    /// runs: a one-sided permutation test on the repeats, p ≤ 0.05). A figure without an
+    /// interval (a ramp, too few one-second windows) is judged by the threshold alone.
+    /// Otherwise the change is listed as "within noise" (exit code 0).
     #[arg(long, default_value_t = 10.0)]
     pub threshold: f64,
     /// The results directory.

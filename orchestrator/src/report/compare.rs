@@ -1,16 +1,21 @@
 //! Run-to-run comparison: every key figure as `a → b (±%)`, and the regressions beyond a
-//! threshold (throughput fell or p99 rose) that make `orchestrator compare` exit 2.
+//! threshold (throughput fell or p99 rose) and outside the noise that make
+//! `orchestrator compare` exit 2.
 
 use serde::Serialize;
 
 use super::data::RunData;
 use super::figures::KeyFigures;
 use super::format::{self, MISSING};
-use super::model::{cell, row, table, TableView};
+use super::model::{cell, row, table, CellView, RowView, TableView};
+use super::noise;
+use super::stats::Tail;
 use super::{environment, render, ReportError, COMPARE_TEMPLATE};
 
 /// Marker put next to a figure that regressed beyond the threshold.
 pub const REGRESSION_MARK: &str = "⛔";
+/// Put next to a change beyond the threshold that lies within the noise.
+pub const WITHIN_NOISE: &str = "(within noise)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Guard {
@@ -23,6 +28,8 @@ enum Guard {
 
 struct Metric {
     label: &'static str,
+    /// The key of the figure's interval in [`KeyFigures::noise`].
+    key: &'static str,
     fmt: fn(f64) -> String,
     get: fn(&KeyFigures) -> Option<f64>,
     guard: Guard,
@@ -36,6 +43,7 @@ fn mem(v: f64) -> String {
 const METRICS: &[Metric] = &[
     Metric {
         label: "requests/s",
+        key: "requests_per_s",
         fmt: format::rate,
         get: |k| k.requests_per_s,
         guard: Guard::None,
@@ -43,6 +51,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "ok requests/s",
+        key: "ok_per_s",
         fmt: format::rate,
         get: |k| k.ok_per_s,
         guard: Guard::Higher,
@@ -50,6 +59,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "p50",
+        key: "p50",
         fmt: format::latency_ms,
         get: |k| k.p50_ms,
         guard: Guard::None,
@@ -57,6 +67,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "p90",
+        key: "p90",
         fmt: format::latency_ms,
         get: |k| k.p90_ms,
         guard: Guard::None,
@@ -64,6 +75,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "p99",
+        key: "p99",
         fmt: format::latency_ms,
         get: |k| k.p99_ms,
         guard: Guard::Lower,
@@ -71,6 +83,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "p99.9",
+        key: "p99_9",
         fmt: format::latency_ms,
         get: |k| k.p99_9_ms,
         guard: Guard::None,
@@ -78,6 +91,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "max",
+        key: "max",
         fmt: format::latency_ms,
         get: |k| k.max_ms,
         guard: Guard::None,
@@ -85,6 +99,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "errors",
+        key: "errors",
         fmt: format::percent,
         get: |k| k.error_percent,
         guard: Guard::None,
@@ -92,6 +107,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "TTFT p50",
+        key: "ttft_p50",
         fmt: format::latency_ms,
         get: |k| k.ttft_p50_ms,
         guard: Guard::None,
@@ -99,6 +115,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "TTFT p99",
+        key: "ttft_p99",
         fmt: format::latency_ms,
         get: |k| k.ttft_p99_ms,
         guard: Guard::None,
@@ -106,6 +123,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "inter-token p50",
+        key: "itl_p50",
         fmt: format::latency_ms,
         get: |k| k.itl_p50_ms,
         guard: Guard::None,
@@ -113,6 +131,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "output tokens/s",
+        key: "output_tokens_per_s",
         fmt: format::rate,
         get: |k| k.output_tokens_per_s,
         guard: Guard::None,
@@ -120,6 +139,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "added p50 over direct",
+        key: "added_p50",
         fmt: format::added_us,
         get: |k| k.added_p50_us,
         guard: Guard::None,
@@ -127,6 +147,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "added p99 over direct",
+        key: "added_p99",
         fmt: format::added_us,
         get: |k| k.added_p99_us,
         guard: Guard::None,
@@ -134,6 +155,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "CPU (mean)",
+        key: "cpu",
         fmt: format::percent,
         get: |k| k.cpu_percent,
         guard: Guard::None,
@@ -141,6 +163,7 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         label: "peak memory",
+        key: "memory",
         fmt: mem,
         get: |k| k.peak_memory_bytes.map(|b| b as f64),
         guard: Guard::None,
@@ -171,6 +194,8 @@ struct CompareView {
     threshold: String,
     suites: Vec<CompareSuite>,
     regressions: Vec<String>,
+    /// Changes beyond the threshold that lie within the noise: not regressions.
+    within_noise: Vec<String>,
 }
 
 /// The comparison of two runs.
@@ -241,6 +266,101 @@ fn caveats(a: &RunData, b: &RunData) -> Vec<String> {
     out
 }
 
+/// What the figures of one suite said: regressions, and changes beyond the threshold that
+/// lie within the noise.
+#[derive(Default)]
+struct Findings {
+    regressions: Vec<String>,
+    within_noise: Vec<String>,
+}
+
+/// The status row of a suite: where each target was measured; a target measured in `a`
+/// and lost in `b` is a regression.
+fn status_row(
+    a: &RunData,
+    b: &RunData,
+    suite: &str,
+    targets: &[String],
+    pairs: &[(Option<KeyFigures>, Option<KeyFigures>)],
+    found: &mut Findings,
+) -> RowView {
+    let cells = targets
+        .iter()
+        .zip(pairs)
+        .map(|(t, (fa, fb))| {
+            let mut text = match (fa, fb) {
+                (Some(_), Some(_)) => "measured in both".to_string(),
+                (Some(_), None) => format!("no result in {}", b.manifest.run_id),
+                (None, Some(_)) => format!("no result in {}", a.manifest.run_id),
+                (None, None) => MISSING.to_string(),
+            };
+            let lost = fa
+                .as_ref()
+                .and_then(|f| f.ok_per_s)
+                .is_some_and(|v| v > 0.0)
+                && fb.is_none();
+            if lost {
+                found.regressions.push(format!(
+                    "{t}/{suite}: measured in {} but no result in {}",
+                    a.manifest.run_id, b.manifest.run_id
+                ));
+                text = format!("{text} {REGRESSION_MARK}");
+            }
+            cell(text, &[], if lost { "failed" } else { "ok" })
+        })
+        .collect();
+    row("status", "status", &[], cells)
+}
+
+/// One figure of one target as `a → b (±%)`, each with its interval. A change beyond the
+/// threshold in the guarded direction is a regression when it also lies outside the noise
+/// ([`noise::outside_noise`]), and "within noise" otherwise.
+fn metric_cell(
+    m: &Metric,
+    at: &str,
+    (fa, fb): (Option<&KeyFigures>, Option<&KeyFigures>),
+    threshold: f64,
+    found: &mut Findings,
+) -> CellView {
+    let (va, vb) = (fa.and_then(m.get), fb.and_then(m.get));
+    let (na, nb) = (
+        fa.and_then(|f| f.noise.get(m.key)),
+        fb.and_then(|f| f.noise.get(m.key)),
+    );
+    if va.is_none() && vb.is_none() {
+        return cell(MISSING.to_string(), &[], "ok");
+    }
+    let show = |v: Option<f64>, n| format::opt(v, |v| noise::show(v, n, m.fmt));
+    let pct = va.zip(vb).and_then(|(x, y)| change_percent(x, y));
+    let mut text = format!("{} → {}", show(va, na), show(vb, nb));
+    if let Some(p) = pct {
+        text.push_str(&format!(" ({})", format::change(p)));
+    }
+    let (beyond, verb, worse) = match (m.guard, pct) {
+        (Guard::Higher, Some(p)) => (-p > threshold, "fell", Tail::Less),
+        (Guard::Lower, Some(p)) => (p > threshold, "rose", Tail::Greater),
+        _ => return cell(text, &[], "ok"),
+    };
+    if !beyond {
+        return cell(text, &[], "ok");
+    }
+    let check = noise::outside_noise(na, nb, worse);
+    let line = format!(
+        "{at}: {} {verb} {text}, beyond {}",
+        m.label,
+        format::percent(threshold)
+    );
+    if check.outside {
+        found.regressions.push(format!("{line} ({})", check.rule));
+        cell(format!("{text} {REGRESSION_MARK}"), &[], "failed")
+    } else {
+        found
+            .within_noise
+            .push(format!("{line} but within noise ({})", check.rule));
+        cell(format!("{text} {WITHIN_NOISE}"), &[], "ok")
+    }
+}
+
 /// Compares run `b` against run `a`; `threshold` is in percent.
 pub fn compare_runs(a: &RunData, b: &RunData, threshold: f64) -> Result<Comparison, ReportError> {
     let targets = union(&a.target_names(), &b.target_names());
@@ -250,7 +370,7 @@ pub fn compare_runs(a: &RunData, b: &RunData, threshold: f64) -> Result<Comparis
         e.result.as_ref()?;
         Some(KeyFigures::of(e))
     };
-    let mut regressions = Vec::new();
+    let mut found = Findings::default();
     let mut views = Vec::new();
     for s in &suites {
         let pairs: Vec<(Option<KeyFigures>, Option<KeyFigures>)> = targets
@@ -260,73 +380,20 @@ pub fn compare_runs(a: &RunData, b: &RunData, threshold: f64) -> Result<Comparis
         if pairs.iter().all(|(x, y)| x.is_none() && y.is_none()) {
             continue;
         }
-        let mut rows = Vec::new();
-        let status = targets
-            .iter()
-            .zip(&pairs)
-            .map(|(t, (fa, fb))| {
-                let mut text = match (fa, fb) {
-                    (Some(_), Some(_)) => "measured in both".to_string(),
-                    (Some(_), None) => format!("no result in {}", b.manifest.run_id),
-                    (None, Some(_)) => format!("no result in {}", a.manifest.run_id),
-                    (None, None) => MISSING.to_string(),
-                };
-                let lost = fa
-                    .as_ref()
-                    .and_then(|f| f.ok_per_s)
-                    .is_some_and(|v| v > 0.0)
-                    && fb.is_none();
-                if lost {
-                    regressions.push(format!(
-                        "{t}/{s}: measured in {} but no result in {}",
-                        a.manifest.run_id, b.manifest.run_id
-                    ));
-                    text = format!("{text} {REGRESSION_MARK}");
-                }
-                cell(text, &[], if lost { "failed" } else { "ok" })
-            })
-            .collect();
-        rows.push(row("status", "status", &[], status));
+        let mut rows = vec![status_row(a, b, s, &targets, &pairs, &mut found)];
         for m in METRICS {
-            let values: Vec<(Option<f64>, Option<f64>)> = pairs
-                .iter()
-                .map(|(x, y)| (x.as_ref().and_then(m.get), y.as_ref().and_then(m.get)))
-                .collect();
-            if m.optional && values.iter().all(|(x, y)| x.is_none() && y.is_none()) {
+            let absent = pairs.iter().all(|(x, y)| {
+                x.as_ref().and_then(m.get).is_none() && y.as_ref().and_then(m.get).is_none()
+            });
+            if m.optional && absent {
                 continue;
             }
             let cells = targets
                 .iter()
-                .zip(&values)
-                .map(|(t, &(va, vb))| {
-                    let pct = va.zip(vb).and_then(|(x, y)| change_percent(x, y));
-                    let regressed = match (m.guard, pct) {
-                        (Guard::Higher, Some(p)) => -p > threshold,
-                        (Guard::Lower, Some(p)) => p > threshold,
-                        _ => false,
-                    };
-                    let mut text = if va.is_none() && vb.is_none() {
-                        MISSING.to_string()
-                    } else {
-                        format!("{} → {}", format::opt(va, m.fmt), format::opt(vb, m.fmt))
-                    };
-                    if let Some(p) = pct {
-                        text.push_str(&format!(" ({})", format::change(p)));
-                    }
-                    if regressed {
-                        let verb = if m.guard == Guard::Higher {
-                            "fell"
-                        } else {
-                            "rose"
-                        };
-                        regressions.push(format!(
-                            "{t}/{s}: {} {verb} {text}, beyond {}",
-                            m.label,
-                            format::percent(threshold)
-                        ));
-                        text = format!("{text} {REGRESSION_MARK}");
-                    }
-                    cell(text, &[], if regressed { "failed" } else { "ok" })
+                .zip(&pairs)
+                .map(|(t, (x, y))| {
+                    let at = format!("{t}/{s}");
+                    metric_cell(m, &at, (x.as_ref(), y.as_ref()), threshold, &mut found)
                 })
                 .collect();
             rows.push(row(m.label, m.label, &[], cells));
@@ -344,12 +411,13 @@ pub fn compare_runs(a: &RunData, b: &RunData, threshold: f64) -> Result<Comparis
         caveats: caveats(a, b),
         threshold: format::percent(threshold),
         suites: views,
-        regressions: regressions.clone(),
+        regressions: found.regressions.clone(),
+        within_noise: found.within_noise,
     };
     let markdown = render(&environment()?, COMPARE_TEMPLATE, &view)?;
     Ok(Comparison {
         markdown,
-        regressions,
+        regressions: found.regressions,
     })
 }
 

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::data::{headline_phase, Entry};
+use super::noise::Noise;
 use crate::load::result::Summary;
 
 /// Headline figures of one (target, suite), taken from its headline phase and stats.
@@ -41,6 +42,8 @@ pub struct KeyFigures {
     pub added_p99_us: Option<f64>,
     /// `frontier` suite: highest rate sustained under each p99 bound.
     pub frontier: Option<Vec<FrontierFigure>>,
+    /// 95 % intervals and CVs of the figures that have one, by table row key.
+    pub noise: Noise,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -115,6 +118,16 @@ impl KeyFigures {
         }
         k.generator_cpu_percent = Some(p.generator.cpu_percent);
         k.generator_bound = Some(p.generator.bound);
+        let headline = [
+            ("requests_per_s", k.requests_per_s),
+            ("ok_per_s", k.ok_per_s),
+            ("p50", k.p50_ms),
+            ("p99", k.p99_ms),
+            ("ttft_p50", k.ttft_p50_ms),
+            ("output_tokens_per_s", k.output_tokens_per_s),
+            ("cpu", k.cpu_percent),
+        ];
+        k.noise = Noise::of_phase(p, e.stats.as_ref(), &headline);
         k
     }
 }

@@ -11,6 +11,8 @@ pub mod figures;
 pub mod format;
 pub mod links;
 pub mod model;
+pub mod noise;
+pub mod stats;
 pub mod svg;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::data::{headline_phase, RunData};
 use super::figures::KeyFigures;
 use super::format::{self, MISSING};
+use super::noise;
 use crate::load::result::LoadModel;
 use crate::rundir::TargetOutcome;
 
@@ -260,6 +261,8 @@ pub struct SuiteView {
     /// The `faults` suite: per phase and target, what the client saw and the upstreams did.
     pub faults: Option<TableView>,
     pub notes: Vec<Note>,
+    /// How the figures' intervals were made, and why some have none.
+    pub noise_notes: Vec<String>,
     pub charts: Vec<ChartView>,
     /// Prometheus graphs of the suite's window, per target (filled by `report::view`).
     pub prometheus: Vec<super::links::PromLink>,
@@ -553,6 +556,31 @@ fn format_value(kind: Kind, v: f64, k: &KeyFigures) -> String {
     }
 }
 
+/// How a row's figure and the half-width of its interval are printed (as [`format_value`]
+/// does); `None` for rows that never have an interval.
+fn half_width_format(kind: Kind) -> Option<fn(f64) -> String> {
+    match kind {
+        Kind::Rate => Some(format::rate),
+        Kind::Latency => Some(format::latency_ms),
+        Kind::Cpu => Some(format::percent),
+        Kind::Errors | Kind::Memory | Kind::Added => None,
+    }
+}
+
+/// The footnotes on the intervals of one suite's figures.
+fn noise_notes(run: &RunData, suite: &str, targets: &[String]) -> Vec<String> {
+    let figs: Vec<(&str, KeyFigures)> = targets
+        .iter()
+        .filter_map(|t| {
+            let e = run.entry(t, suite)?;
+            e.result.as_ref()?;
+            Some((t.as_str(), KeyFigures::of(e)))
+        })
+        .collect();
+    let per_target: Vec<(&str, &noise::Noise)> = figs.iter().map(|(t, k)| (*t, &k.noise)).collect();
+    noise::footnotes(&per_target)
+}
+
 /// The ratio cell of `a` against `b` for one row.
 fn ratio_text(kind: Kind, a: Option<f64>, b: Option<f64>, b_name: &str) -> String {
     if matches!(kind, Kind::Errors | Kind::Added) {
@@ -668,7 +696,10 @@ fn suite_table(
             .zip(&figs)
             .zip(&status)
             .map(|((t, f), (_, class))| {
-                let text = format::opt((spec.get)(f), |v| format_value(spec.kind, v, f));
+                let text = format::opt((spec.get)(f), |v| match half_width_format(spec.kind) {
+                    Some(fmt) => noise::show(v, f.noise.get(spec.key), fmt),
+                    None => format_value(spec.kind, v, f),
+                });
                 let class = if text == MISSING && *class == "ok" {
                     "missing"
                 } else {
@@ -871,8 +902,8 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
             let p99 = match (g.p99_ms, l.p99_ms) {
                 (Some(a), Some(b)) => format!(
                     ", p99 {} vs {}",
-                    format::latency_ms(a),
-                    format::latency_ms(b)
+                    noise::show(a, g.noise.get("p99"), format::latency_ms),
+                    noise::show(b, l.noise.get("p99"), format::latency_ms)
                 ),
                 _ => String::new(),
             };
@@ -884,8 +915,8 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
             lines.push(format!(
                 "gateway: {} the throughput of litellm in `{s}` ({} vs {} req/s){p99}{m}",
                 format::ratio(gr / lr),
-                format::rate(gr),
-                format::rate(lr)
+                noise::show(gr, g.noise.get("requests_per_s"), format::rate),
+                noise::show(lr, l.noise.get("requests_per_s"), format::rate)
             ));
         }
     }
@@ -939,6 +970,7 @@ pub fn build(run: &RunData) -> ReportView {
             phases: phases_table(run, s, &targets, &notes),
             faults: super::faults::table_of(run, s, &targets),
             notes: shown,
+            noise_notes: noise_notes(run, s, &targets),
             charts: Vec::new(),
             prometheus: Vec::new(),
         });

@@ -12,6 +12,7 @@ pub mod format;
 pub mod links;
 pub mod model;
 pub mod svg;
+pub mod thresholds;
 
 use std::path::{Path, PathBuf};
 

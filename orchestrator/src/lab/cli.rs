@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Leave the mock and monitoring running after the run (Prometheus' UI stays up).
     #[arg(long)]
     pub keep: bool,
+    /// Exit with code 3 when a target missed a threshold of `suites.yaml` (the report
+    /// shows the verdicts either way).
+    #[arg(long)]
+    pub fail_on_thresholds: bool,
 }
 
 /// The lab's runtime for Docker calls (the load generator runs its own threads).

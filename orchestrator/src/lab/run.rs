@@ -130,6 +130,8 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
 /// Entry point of `orchestrator run`.
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let plan = prepare(&a)?;
+    let estimate = crate::lab::estimate::estimate(&plan.suites, &plan.targets, plan.profile);
+    eprintln!("{}", estimate.line(plan.profile));
     let mode = plan.lab.image_mode(&a.lab)?;
     let wait = plan
         .lab

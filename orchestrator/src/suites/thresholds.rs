@@ -262,7 +262,7 @@ fn bound_of(unit: Unit, text: &str) -> Result<f64, String> {
         Unit::Percent => Err(format!("`{text}` needs `%` (e.g. 0.1%)")),
         // Docker's reading: MB = MiB. parse_bytes takes k/m/g with an optional b.
         Unit::Bytes if suffix.is_empty() => Err(format!("`{text}` needs a unit (KB, MB, GB)")),
-        Unit::Bytes => parse_bytes(&text.replace("iB", "B").replace("ib", "b"))
+        Unit::Bytes => parse_bytes(&text.replace(' ', "").replace("iB", "B").replace("ib", "b"))
             .map(|b| b as f64)
             .map_err(|_| format!("`{text}`: unknown size unit (use KB, MB or GB)")),
     }
@@ -394,6 +394,11 @@ mod tests {
         let t = parse("p99 < 5ms", &s).unwrap();
         assert_eq!((t.figure, t.op, t.bound), ("p99", Op::Lt, 5.0));
         assert_eq!(parse("p50<=800us", &s).unwrap().bound, 0.8);
+        assert_eq!(parse("p50 < 5 ms", &s).unwrap().bound, 5.0);
+        assert_eq!(
+            parse("memory < 20 MiB", &s).unwrap().bound,
+            (20u64 << 20) as f64
+        );
         assert_eq!(parse("max >= 1.5s", &s).unwrap().op, Op::Ge);
         let e = parse("errors < 0.1%", &s).unwrap();
         assert_eq!((e.figure, e.bound), ("errors", 0.1));

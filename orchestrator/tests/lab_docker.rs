@@ -1,6 +1,6 @@
-//! The lab end to end on the real Docker engine: `orchestrator run all --profile quick`
-//! against direct, gateway and litellm, then the results files, the sink's points, and
-//! `orchestrator stop` leaving no lab container. The first run builds the images (several
+//! The lab end to end on the real Docker engine: `orchestrator run all --profile quick
+//! --fail-on-thresholds` against direct, gateway and litellm, then the results files, the
+//! thresholds' verdicts, the sink's points, and `orchestrator stop` leaving no lab container. The first run builds the images (several
 //! minutes); later runs reuse them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

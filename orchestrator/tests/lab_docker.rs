@@ -1,6 +1,6 @@
-//! The lab end to end on the real Docker engine: `orchestrator run all --profile quick`
-//! against direct, gateway and litellm, then the results files, the sink's points, and
-//! `orchestrator stop` leaving no lab container. The first run builds the images (several
+//! The lab end to end on the real Docker engine: `orchestrator run all --profile quick
+//! --fail-on-thresholds` against direct, gateway and litellm, then the results files, the
+//! thresholds' verdicts, the sink's points, and `orchestrator stop` leaving no lab container. The first run builds the images (several
 //! minutes); later runs reuse them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -373,6 +373,43 @@ fn check_faults(run_dir: &Path, log: &str) {
     );
 }
 
+/// The thresholds of the real run: judged per target, stored in the raw results, printed,
+/// and shown with their verdicts in both reports; added latency is not judged on direct.
+fn check_thresholds(run_dir: &Path, log: &str) {
+    let raw = |t: &str, s: &str| -> SuiteResult {
+        let path = run_dir.join(format!("raw/{t}-{s}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let litellm = raw("litellm", "overhead").thresholds.unwrap();
+    let mem = litellm.iter().find(|c| c.name == "peak_memory").unwrap();
+    assert_eq!(mem.pass, Some(false), "{mem:?}");
+    let gateway = raw("gateway", "overhead").thresholds.unwrap();
+    assert!(gateway
+        .iter()
+        .any(|c| c.name == "added_p99" && c.pass.is_some()));
+    let direct = raw("direct", "overhead").thresholds.unwrap();
+    let names: Vec<&str> = direct.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["peak_memory"],
+        "added latency is not judged on direct"
+    );
+    assert!(raw("gateway", "frontier").thresholds.is_none());
+    assert!(log.contains("litellm/overhead: thresholds FAIL: "), "{log}");
+    assert!(log.contains("thresholds missed in: "), "{log}");
+    let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    let overhead = &md[md.find("## Suite `overhead`").unwrap()..];
+    let verdict = overhead
+        .lines()
+        .find(|l| l.starts_with("| verdict |"))
+        .unwrap_or_else(|| panic!("no verdict row in overhead:\n{overhead}"));
+    assert!(verdict.contains("✗ fail"), "{verdict}");
+    assert!(md.contains("- thresholds: "), "no thresholds headline");
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("<table class=\"thresholds\">"));
+    assert!(html.contains("<td class=\"failed\">✗ fail ("));
+}
+
 #[test]
 fn run_all_quick_against_three_targets() {
     // One lab per machine (fixed ports): wait for another run, e.g. a concurrent
@@ -397,11 +434,22 @@ fn run_all_quick_against_three_targets() {
             "--results",
             results.to_str().unwrap(),
             "--keep",
+            "--fail-on-thresholds",
         ],
         TIME_LIMIT,
     );
     run_over.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(code, Some(0), "orchestrator run failed:\n{log}");
+    // LiteLLM (a Python proxy) is far above the shipped 20 MB and 5 ms added: the run
+    // completes and exits with the thresholds' code, not an error's.
+    assert_eq!(
+        code,
+        Some(orchestrator::suites::thresholds::EXIT_THRESHOLDS),
+        "orchestrator run failed:\n{log}"
+    );
+    assert!(
+        log.contains("estimate: about"),
+        "no estimate printed:\n{log}"
+    );
 
     // The run directory and its manifest.
     let latest = results.join("latest");
@@ -460,6 +508,7 @@ fn run_all_quick_against_three_targets() {
     }
 
     check_faults(&run_dir, &log);
+    check_thresholds(&run_dir, &log);
     check_dashboards(&watcher.join().unwrap(), &run_dir, &manifest);
 
     // The sink (VictoriaMetrics offline, InfluxDB line protocol) holds the run's points.

@@ -138,6 +138,36 @@ fn tables_show_the_fixture_numbers_side_by_side() {
 }
 
 #[test]
+fn thresholds_show_pass_and_fail_per_target() {
+    let (_tmp, _dir, md, html) = render_fixture(false);
+    // Columns of the thresholds table: the targets in run order, no ratios.
+    let head = md_row(&md, "baseline", "threshold");
+    assert_eq!(head, ["threshold", "direct", "gateway", "litellm"]);
+    let mem = md_row(&md, "baseline", "peak_memory < 20.0 MiB");
+    assert_eq!(mem[1..], ["not measured", "✓ 12.0 MiB", "✗ 310 MiB"]);
+    let verdict = md_row(&md, "baseline", "verdict");
+    assert_eq!(verdict[1..], ["not judged", "✓ pass", "✗ fail (1 of 1)"]);
+    // Added latency is not judged on direct, the mock itself.
+    let added = md_row(&md, "overhead", "added_p99 < +5.00 ms");
+    assert_eq!(added[1..], ["n/a", "✓ +91 µs", "✗ +409 ms"]);
+    // Suites without thresholds have no such table.
+    let streaming =
+        &md[md.find("## Suite `streaming`").unwrap()..md.find("## Suite `overhead`").unwrap()];
+    assert!(!streaming.contains("Thresholds"), "{streaming}");
+    // One headline line with every target's verdict and what failed.
+    let top = &md[..md.find("## How this run was made").unwrap()];
+    assert!(
+        top.contains("- thresholds: gateway ✓ 2 of 2 passed; litellm ✗ 2 of 2 failed (`baseline` peak_memory 310 MiB, `overhead` added_p99 +409 ms)"),
+        "{top}"
+    );
+    // The HTML: the same table, failures styled as failures.
+    assert!(html.contains("<table class=\"thresholds\">"));
+    assert!(html.contains("<td class=\"ok\">✓ pass</td>"));
+    assert!(html.contains("<td class=\"failed\">✗ 310 MiB</td>"));
+    assert!(html.contains("<td class=\"failed\">✗ fail (1 of 1)</td>"));
+}
+
+#[test]
 fn warnings_sit_next_to_the_numbers_they_affect() {
     let (_tmp, _dir, md, html) = render_fixture(true);
     // ⚠1 cadvisor (run-wide): on the CPU and memory row labels of every suite table.

@@ -148,3 +148,36 @@ fn bad_values_are_named() {
     let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
     assert!(err.contains("defaults.request.api"), "{err}");
 }
+
+#[test]
+fn thresholds_parse_strictly_naming_suite_and_expression() {
+    let f = SuitesFile::builtin().unwrap();
+    let names = |s: &str| -> Vec<&'static str> {
+        f.suite(s)
+            .unwrap()
+            .thresholds
+            .iter()
+            .map(|t| t.figure)
+            .collect()
+    };
+    assert_eq!(names("baseline"), ["errors"]);
+    assert_eq!(names("overhead"), ["added_p99", "peak_memory"]);
+
+    let text = BUILTIN_SUITES.replace("\"added_p99 < 5ms\"", "\"added_p98 < 5ms\"");
+    assert_ne!(text, BUILTIN_SUITES);
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("suite `overhead`") && err.contains("`added_p98 < 5ms`"),
+        "{err}"
+    );
+    let text = BUILTIN_SUITES.replace("\"peak_memory < 20MB\"", "\"peak_memory < 20 parsecs\"");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("suite `overhead`") && err.contains("parsecs"),
+        "{err}"
+    );
+    // A key other than a list of expressions is named like any unknown key.
+    let text = BUILTIN_SUITES.replace("thresholds: [\"added_p99", "threshold: [\"added_p99");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(err.contains("threshold"), "{err}");
+}

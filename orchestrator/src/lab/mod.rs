@@ -1,6 +1,7 @@
 //! The Docker lab: the stack, the cpuset plan, runs against each target in turn.
 pub mod cli;
 pub mod compose;
+pub mod estimate;
 pub mod image_source;
 pub mod images;
 pub mod list;

@@ -33,7 +33,7 @@ use crate::rundir::{
 };
 use crate::sinks::{self, InfluxSink, SeriesTags};
 use crate::suites::faults::FaultControl;
-use crate::suites::{run_suite, Profile, RunOpts, SuiteDef, SuitesFile, TargetSpec};
+use crate::suites::{run_suite, thresholds, Profile, RunOpts, SuiteDef, SuitesFile, TargetSpec};
 
 /// Options of `orchestrator run`.
 #[derive(Debug, clap::Args)]
@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Leave the mock and monitoring running after the run (Prometheus' UI stays up).
     #[arg(long)]
     pub keep: bool,
+    /// Exit with code 3 when a target missed a threshold of `suites.yaml` (the report
+    /// shows the verdicts either way).
+    #[arg(long)]
+    pub fail_on_thresholds: bool,
 }
 
 /// The control target: the mock upstream called directly.
@@ -71,6 +75,7 @@ struct Plan {
     targets: Vec<String>,
     results: PathBuf,
     keep: bool,
+    fail_on_thresholds: bool,
 }
 
 fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
@@ -146,12 +151,15 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
         targets,
         results,
         keep: a.keep,
+        fail_on_thresholds: a.fail_on_thresholds,
     })
 }
 
 /// Entry point of `orchestrator run`.
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let plan = prepare(&a)?;
+    let estimate = crate::lab::estimate::estimate(&plan.suites, &plan.targets, plan.profile);
+    eprintln!("{}", estimate.line(plan.profile));
     let mode = plan.lab.image_mode(&a.lab)?;
     let wait = plan
         .lab
@@ -275,6 +283,8 @@ fn create_run_dir(results: &Path) -> anyhow::Result<(String, RunDir)> {
 struct RunState {
     manifest: Manifest,
     dir: RunDir,
+    /// `target/suite` pairs that missed a threshold.
+    thresholds_missed: Vec<String>,
 }
 
 impl RunState {
@@ -449,6 +459,7 @@ async fn run_lab(
     let mut st = RunState {
         manifest: new_manifest(plan, choices, &docker, &run_id).await?,
         dir: dir.clone(),
+        thresholds_missed: Vec::new(),
     };
     initial_warnings(&mut st, lab, choices);
     let live = Live::new(
@@ -493,7 +504,14 @@ async fn run_lab(
     dashboards.finish(status, report, live_linger(lab)).await;
     teardown?;
     body?;
-    let code = if cancel.is_cancelled() { 130 } else { 0 };
+    let code = if cancel.is_cancelled() {
+        130
+    } else if plan.fail_on_thresholds && !st.thresholds_missed.is_empty() {
+        eprintln!("thresholds missed in: {}", st.thresholds_missed.join(", "));
+        thresholds::EXIT_THRESHOLDS
+    } else {
+        0
+    };
     Ok((code, dir.root, rendered))
 }
 
@@ -925,7 +943,7 @@ async fn measure(
     } else {
         0
     };
-    record_suite(ctx, st, result, stats, sink_errors)?;
+    record_suite(ctx, st, def, result, stats, sink_errors)?;
     eprintln!(
         "suite  {target}/{suite}: done in {:.0} s; {written} load points to the sink",
         t0.elapsed().as_secs_f64(),
@@ -933,18 +951,33 @@ async fn measure(
     Ok(stack::check_alive(ctx.docker, container).await)
 }
 
-/// Writes a suite's raw result and container stats, raises its warnings, and shows its
-/// key figures on the live page.
+/// Judges the suite's thresholds, writes its raw result and container stats, raises its
+/// warnings, and shows its key figures on the live page.
 fn record_suite(
     ctx: &Ctx<'_>,
     st: &mut RunState,
+    def: &SuiteDef,
     result: crate::load::SuiteResult,
     stats: ContainerStats,
     sink_errors: usize,
 ) -> anyhow::Result<()> {
     let (target, suite) = (stats.target.clone(), stats.suite.clone());
-    write_json(&st.dir.raw(&target, &suite), &result)?;
-    write_json(&st.dir.stats(&target, &suite), &stats)?;
+    let mut entry = crate::report::data::Entry {
+        raw_file: st.dir.raw(&target, &suite).display().to_string(),
+        target: target.clone(),
+        suite: suite.clone(),
+        result: Some(result),
+        stats: Some(stats),
+    };
+    if let Some(checks) = thresholds::judge_entry(def, &mut entry) {
+        eprintln!("{}", thresholds::summary_line(&target, &suite, &checks));
+        if checks.iter().any(|c| c.pass == Some(false)) {
+            st.thresholds_missed.push(format!("{target}/{suite}"));
+        }
+    }
+    if let Some(stats) = &entry.stats {
+        write_json(&st.dir.stats(&target, &suite), stats)?;
+    }
     if sink_errors > 0 {
         st.warn(
             WarningKind::Other,
@@ -953,23 +986,19 @@ fn record_suite(
             format!("{sink_errors} points could not be written to the sink"),
         );
     }
-    for w in &result.warnings {
-        if w.kind == crate::load::result::ResultWarningKind::LoadGeneratorBound {
-            st.warn(
-                WarningKind::LoadGeneratorBound,
-                Some(&target),
-                Some(&suite),
-                w.message.clone(),
-            );
+    if let Some(result) = &entry.result {
+        write_json(&st.dir.raw(&target, &suite), result)?;
+        for w in &result.warnings {
+            if w.kind == crate::load::result::ResultWarningKind::LoadGeneratorBound {
+                st.warn(
+                    WarningKind::LoadGeneratorBound,
+                    Some(&target),
+                    Some(&suite),
+                    w.message.clone(),
+                );
+            }
         }
     }
-    let entry = crate::report::data::Entry {
-        raw_file: st.dir.raw(&target, &suite).display().to_string(),
-        target: target.clone(),
-        suite: suite.clone(),
-        result: Some(result),
-        stats: Some(stats),
-    };
     ctx.live
         .suite_done(&target, &suite, &KeyFigures::of(&entry));
     st.save()

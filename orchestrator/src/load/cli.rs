@@ -159,6 +159,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         frontier: None,
         overhead: None,
         faults: None,
+        thresholds: None,
         warnings: out.warnings,
     };
     print!("{}", super::table::render(&result));

@@ -38,6 +38,10 @@ pub struct SuiteResult {
     /// upstream deployment. Absent in results written before the suite existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<FaultsResult>,
+    /// The suite's `thresholds:` judged against this target's figures (`name` is the
+    /// figure); absent when nothing was judged (`orchestrator load`, older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<ThresholdCheck>>,
     pub warnings: Vec<ResultWarning>,
 }
 
@@ -325,7 +329,7 @@ pub struct ProbeCounts {
 }
 
 /// A threshold of `suites.yaml` against what was measured; `pass` is absent when it does
-/// not apply (a target without a second deployment).
+/// not apply (a target without a second deployment) or its figure was not measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdCheck {
@@ -444,6 +448,12 @@ mod tests {
                 phase: None,
             }]),
             faults: None,
+            thresholds: Some(vec![ThresholdCheck {
+                name: "p99".into(),
+                expected: "< 5.00 ms".into(),
+                measured: "3.00 ms".into(),
+                pass: Some(true),
+            }]),
             overhead: Some(Overhead {
                 direct_url: "http://127.0.0.1:2".into(),
                 target_p50_us: 1.0,

@@ -14,6 +14,7 @@ pub mod model;
 pub mod noise;
 pub mod stats;
 pub mod svg;
+pub mod thresholds;
 
 use std::path::{Path, PathBuf};
 

@@ -260,6 +260,8 @@ pub struct SuiteView {
     pub phases: Option<TableView>,
     /// The `faults` suite: per phase and target, what the client saw and the upstreams did.
     pub faults: Option<TableView>,
+    /// The suite's thresholds against each target, with each target's verdict.
+    pub thresholds: Option<TableView>,
     pub notes: Vec<Note>,
     /// How the figures' intervals were made, and why some have none.
     pub noise_notes: Vec<String>,
@@ -969,6 +971,7 @@ pub fn build(run: &RunData) -> ReportView {
             table,
             phases: phases_table(run, s, &targets, &notes),
             faults: super::faults::table_of(run, s, &targets),
+            thresholds: super::thresholds::table_of(run, s, &targets),
             notes: shown,
             noise_notes: noise_notes(run, s, &targets),
             charts: Vec::new(),
@@ -1082,7 +1085,8 @@ pub fn build(run: &RunData) -> ReportView {
         service_rows,
         "service",
     );
-    let headline = headline(run, &suites, &targets);
+    let mut headline = headline(run, &suites, &targets);
+    headline.extend(super::thresholds::headline(run, &targets));
     ReportView {
         run_id: m.run_id.clone(),
         headline,

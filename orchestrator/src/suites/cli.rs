@@ -106,6 +106,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         }
         let result = run_suite_blocking(def, &target, &opts, None)?;
         print!("{}", table::render(&result));
+        // No container here: thresholds on its CPU or memory are not judged.
+        let mut entry = crate::report::data::Entry {
+            target: target.name.clone(),
+            suite: def.name.clone(),
+            result: Some(result),
+            raw_file: String::new(),
+            stats: None,
+        };
+        if let Some(checks) = super::thresholds::judge_entry(def, &mut entry) {
+            eprintln!(
+                "{}",
+                super::thresholds::summary_line(&target.name, &def.name, &checks)
+            );
+        }
+        let Some(result) = entry.result else { continue };
         if result.phases.iter().any(|p| p.requests.ok == 0) {
             code = 1;
         }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::load::engine::Stage;
 use crate::load::request::{Api, RequestSpec};
+use crate::suites::thresholds::Threshold;
 
 /// The suites file shipped with the orchestrator (used when no other file is given).
 pub const BUILTIN_SUITES: &str = include_str!("../../suites.yaml");
@@ -405,6 +406,9 @@ struct SuiteRaw {
     overhead: Option<OverheadDef>,
     frontier: Option<FrontierDef>,
     faults: Option<FaultsDef>,
+    /// Pass/fail expressions on the suite's figures (`p99 < 5ms`), see [`Threshold`].
+    #[serde(default)]
+    thresholds: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -440,6 +444,8 @@ pub struct SuiteDef {
     pub warmup: bool,
     pub kind: SuiteKind,
     pub profiles: Profiles,
+    /// Judged per target after the suite ran.
+    pub thresholds: Vec<Threshold>,
 }
 
 /// Suite profile: `full`, or `quick` (under a tenth of the time, for CI and first tries).
@@ -674,7 +680,7 @@ impl SuitesFile {
                 }
                 k => k,
             };
-            suites.push(SuiteDef {
+            let mut def = SuiteDef {
                 name: s.name,
                 description: s.description,
                 request,
@@ -683,7 +689,17 @@ impl SuitesFile {
                 warmup: s.warmup,
                 kind,
                 profiles: raw.profiles.clone(),
-            });
+                thresholds: Vec::new(),
+            };
+            def.thresholds = s
+                .thresholds
+                .iter()
+                .map(|e| {
+                    super::thresholds::parse(e, &def)
+                        .map_err(|why| invalid(&def.name, format!("threshold `{e}`: {why}")))
+                })
+                .collect::<Result<_, _>>()?;
+            suites.push(def);
         }
         Ok(Self {
             path: path.to_string(),

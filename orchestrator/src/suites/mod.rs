@@ -4,6 +4,7 @@ pub mod cli;
 pub mod def;
 pub mod faults;
 pub mod run;
+pub mod thresholds;
 
 pub use def::{Profile, SuiteDef, SuiteError, SuiteKind, SuitesFile};
 pub use run::{run_suite, run_suite_blocking, RunOpts, TargetSpec};

@@ -270,6 +270,8 @@ pub fn run_suite_blocking(
         frontier,
         overhead,
         faults: faults_result,
+        // Judged by the caller, which may know more figures (the container's memory).
+        thresholds: None,
         warnings,
     })
 }

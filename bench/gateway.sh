@@ -308,13 +308,15 @@ median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 pairs() { for i in $(seq "$PAIRS"); do printf '%s\n' "$("$1" "$2$i")"; done; }
 # ratio A B I -> rps of run A_I over rps of run B_I
 ratio() { awk -v a="$(rps "$1$3")" -v b="$(rps "$2$3")" 'BEGIN { printf "%.3f\n", a / b }'; }
-# rounds A B -> "median (lo-hi)" of A's rps over B's across the rounds, and the median alone
-rounds() {
+# spread -> "MEDIAN LO-HI" of the ratios on stdin (2 decimals)
+spread() {
     local r
-    r=$(for i in $(seq "$PAIRS"); do ratio "$1" "$2" "$i"; done | sort -g)
-    printf '%s' "$r" | median | awk '{ printf "%.2f", $1 }'
+    r=$(sort -g)
+    printf '%s\n' "$r" | median | awk '{ printf "%.2f", $1 }'
     printf '%s\n' "$r" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf " %.2f-%.2f", lo, hi }'
 }
+# rounds A B -> spread of A's rps over B's across the rounds
+rounds() { for i in $(seq "$PAIRS"); do ratio "$1" "$2" "$i"; done | spread; }
 read -r res_ratio res_range <<<"$(rounds gw_res_tp_ gw_tp_)"
 read -r tax_ratio tax_range <<<"$(rounds gw_tax_tp_ gw_tp_)"
 plain_rps=$(pairs rps gw_tp_ | median | awk '{ printf "%.0f", $1 }')
@@ -348,9 +350,7 @@ if [ -n "$nginx_addr" ]; then
     read -r ngx_ratio ratio_range <<<"$(rounds pair_gw_ pair_ngx_)"
     # lat_ratio I -> gateway's added p99 over nginx's in latency round I
     lat_ratio() { awk -v a="$(lat added 4 "latency_r$1")" -v b="$(lat added_also 4 "latency_r$1")" 'BEGIN { printf "%.3f\n", a / b }'; }
-    p99_ratios=$(for i in $(seq "$PAIRS"); do lat_ratio "$i"; done | sort -g)
-    p99_ratio=$(printf '%s\n' "$p99_ratios" | median | awk '{ printf "%.2f", $1 }')
-    p99_range=$(printf '%s\n' "$p99_ratios" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
+    read -r p99_ratio p99_range <<<"$(for i in $(seq "$PAIRS"); do lat_ratio "$i"; done | spread)"
     echo "| nginx (proxy_pass, keepalive pool, 1 worker) req/s, c$CONNS, median of $PAIRS alternating pairs: nginx; gateway / nginx (range) | $(pairs rps pair_ngx_ | median); ${ngx_ratio}x ($ratio_range) | >= 0.90x | $(ok "$(awk -v r="$ngx_ratio" 'BEGIN { print (r >= 0.9) }')") |"
     echo "| CPU per request, median of the pairs: gateway / nginx | $(pairs cpu_us pair_gw_ | median) / $(pairs cpu_us pair_ngx_ | median) us | | |"
     echo "| added latency c1 p50 / p99: gateway / nginx (round 1); p99 ratio, median of $PAIRS rounds (range) | $(lat added 2) / $(lat added_also 2) us; $(lat added 4) / $(lat added_also 4) us; ${p99_ratio}x ($p99_range) | p99 <= 1.0x | $(ok "$(awk -v r="$p99_ratio" 'BEGIN { print (r <= 1.0) }')") |"

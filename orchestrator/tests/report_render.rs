@@ -112,7 +112,9 @@ fn tables_show_the_fixture_numbers_side_by_side() {
         "{head}"
     );
     assert!(
-        head.contains("gateway: adds 42 µs p50, 91 µs p99 over direct (`overhead`, interleaved)"),
+        head.contains(
+            "gateway: adds 42 µs ± 4 µs p50, 91 µs ± 7 µs p99 over direct (`overhead`, paired)"
+        ),
         "{head}"
     );
     assert!(
@@ -123,12 +125,18 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     let gcol_o = column(&md, "overhead", "gateway");
     assert_eq!(
         md_row(&md, "overhead", "added p50 over direct")[gcol_o],
-        "+42 µs"
+        "+42 µs ± 4 µs"
     );
     assert_eq!(
         md_row(&md, "overhead", "added p99 over direct")[column(&md, "overhead", "litellm")],
-        "+409 ms"
+        "+409 ms ± 20.5 ms"
     );
+    // The upstream against itself: inside the instrument's resolution.
+    assert_eq!(
+        md_row(&md, "overhead", "added p50 over direct")[column(&md, "overhead", "direct")],
+        "+0 µs ± 2 µs below resolution"
+    );
+    assert!(md.contains("Added latency: quantiles of paired differences"));
     assert!(!md[..md.find("## Suite `overhead`").unwrap()].contains("added p50"));
 
     // The same cells in the HTML.

@@ -67,12 +67,23 @@ fn overhead_reports_added_latency() {
         None,
     )
     .unwrap();
-    assert_eq!(r.phases.len(), 2);
+    // Target, direct and the control (direct again), interleaved.
+    let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["target", "direct", "control"]);
     let o = r.overhead.unwrap();
     assert!(o.samples > 50, "{o:?}");
     // 4 ms vs 1 ms injected: about 3000 µs added.
     assert!(o.added_p50_us > 1500.0 && o.added_p50_us < 5000.0, "{o:?}");
-    // Interleaved: both sides got as many requests (within one).
+    // Paired: the same, with an interval around it, well above the resolution that
+    // direct against itself shows.
+    let pd = o.paired.unwrap();
+    assert!(pd.pairs + 1 >= o.samples, "{pd:?}");
+    let p50 = &pd.p50;
+    assert!(p50.added_us > 1500.0 && p50.added_us < 5000.0, "{pd:?}");
+    assert!(p50.ci_us[0] <= p50.added_us && p50.added_us <= p50.ci_us[1], "{pd:?}");
+    assert!(p50.control_us.abs() < 1000.0, "{pd:?}");
+    assert!(!p50.below_resolution, "{pd:?}");
+    // Interleaved: every side got as many requests (within one).
     let (a, b) = (r.phases[0].requests.total, r.phases[1].requests.total);
     assert!(a.abs_diff(b) <= 1, "{a} {b}");
     // Warm-up requests are not counted.

@@ -150,7 +150,17 @@ pub struct PhaseOutput {
     pub results: Vec<PhaseResult>,
     pub warnings: Vec<ResultWarning>,
     pub interrupted: bool,
+    /// Closed plans with several requests (interleaved): each VU's rounds in order, one
+    /// [`RoundLog`] per VU, so request `i` of round `r` can be paired with the others.
+    pub rounds: Vec<RoundLog>,
 }
+
+/// Latency of one VU's requests in send order, per request of the plan: entry `r` of
+/// each list comes from the same round. [`FAILED`] marks a request that failed.
+pub type RoundLog = Vec<Vec<u64>>;
+
+/// A failed request in a [`RoundLog`].
+pub const FAILED: u64 = u64::MAX;
 
 struct Shared {
     stop: AtomicBool,
@@ -163,6 +173,7 @@ struct Shared {
     finished_threads: AtomicUsize,
     threads: Vec<Mutex<Vec<Recorder>>>,
     cpu: Mutex<Duration>,
+    rounds: Mutex<Vec<RoundLog>>,
 }
 
 impl Shared {
@@ -187,6 +198,7 @@ impl Shared {
                 .map(|_| Mutex::new((0..n_req).map(|_| Recorder::new()).collect()))
                 .collect(),
             cpu: Mutex::new(Duration::ZERO),
+            rounds: Mutex::new(Vec::new()),
         }
     }
 }
@@ -570,10 +582,13 @@ fn collect_results(
         }
         results.push(r);
     }
+    let mut rounds = std::mem::take(&mut *lock(&shared.rounds));
+    rounds.retain(|r| r.iter().any(|l| !l.is_empty()));
     PhaseOutput {
         results,
         warnings,
         interrupted: run.interrupted,
+        rounds,
     }
 }
 
@@ -780,6 +795,8 @@ struct Sender<'a> {
     thread: usize,
     conns: Vec<Option<Conn>>,
     scratch: Scratch,
+    /// Kept by closed VUs of interleaved plans (see [`RoundLog`]).
+    log: Option<RoundLog>,
 }
 
 impl<'a> Sender<'a> {
@@ -790,6 +807,7 @@ impl<'a> Sender<'a> {
             thread,
             conns: (0..plan.requests.len()).map(|_| None).collect(),
             scratch: Scratch::new(),
+            log: None,
         }
     }
 
@@ -812,6 +830,9 @@ impl<'a> Sender<'a> {
                 }
             };
         let us = |a: Instant| a.saturating_duration_since(from).as_micros() as u64;
+        if let Some(log) = &mut self.log {
+            log[idx].push(res.as_ref().map_or(FAILED, |t| us(t.end)));
+        }
         let mut recs = lock(&self.shared.threads[self.thread]);
         let rec = &mut recs[idx];
         if let Some(us) = lag_us {
@@ -847,6 +868,9 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
     let threads = shared.threads.len();
     let mut sender = Sender::new(plan, shared, vu as usize % threads);
     let n = plan.requests.len();
+    if n > 1 {
+        sender.log = Some(vec![Vec::new(); n]);
+    }
     let mut active = false;
     let mut k = 0usize;
     loop {
@@ -880,6 +904,9 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
     }
     if active {
         shared.active.fetch_sub(1, Ordering::Relaxed);
+    }
+    if let Some(log) = sender.log.take() {
+        lock(&shared.rounds).push(log);
     }
 }
 

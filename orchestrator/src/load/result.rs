@@ -254,6 +254,43 @@ pub struct Overhead {
     pub added_p50_us: f64,
     pub added_p99_us: f64,
     pub samples: u64,
+    /// The added latency as paired differences (target − direct in the same round),
+    /// with intervals; absent in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<Paired>,
+}
+
+/// Paired differences of the overhead suite: quantiles of (target − direct) over rounds,
+/// with moving-block bootstrap intervals, against the instrument's own (control − direct).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paired {
+    /// Rounds where the target and direct requests both answered.
+    pub pairs: u64,
+    /// Bootstrap block length (rounds) and resamples.
+    pub block: u64,
+    pub replicates: u64,
+    pub p50: PairedFigure,
+    pub p99: PairedFigure,
+}
+
+/// One quantile of the paired differences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairedFigure {
+    /// The quantile of target − direct, µs.
+    pub added_us: f64,
+    /// Its 95 % bootstrap interval, µs.
+    pub ci_us: [f64; 2],
+    /// The same quantile of control − direct (the upstream against itself), µs.
+    pub control_us: f64,
+    pub control_ci_us: [f64; 2],
+    /// The largest magnitude in the control's interval: differences up to it are the
+    /// instrument's own.
+    pub resolution_us: f64,
+    /// The added figure's interval reaches down to the resolution: not distinguishable
+    /// from no added latency.
+    pub below_resolution: bool,
 }
 
 /// The `faults` suite: faults injected into the upstream deployments (mock A, mock B)
@@ -463,6 +500,27 @@ mod tests {
                 added_p50_us: 0.0,
                 added_p99_us: 0.0,
                 samples: 1,
+                paired: Some(Paired {
+                    pairs: 1,
+                    block: 1,
+                    replicates: 1000,
+                    p50: PairedFigure {
+                        added_us: 1.0,
+                        ci_us: [0.5, 1.5],
+                        control_us: 0.0,
+                        control_ci_us: [-0.2, 0.3],
+                        resolution_us: 0.3,
+                        below_resolution: false,
+                    },
+                    p99: PairedFigure {
+                        added_us: 1.0,
+                        ci_us: [0.5, 1.5],
+                        control_us: 0.0,
+                        control_ci_us: [-0.2, 0.3],
+                        resolution_us: 0.3,
+                        below_resolution: false,
+                    },
+                }),
             }),
             warnings: vec![ResultWarning {
                 kind: ResultWarningKind::LoadGeneratorBound,

@@ -88,6 +88,21 @@ pub fn render(r: &SuiteResult) -> String {
             "overhead vs {}: added p50 {:.1} µs, p99 {:.1} µs (target p50 {:.1} µs, direct p50 {:.1} µs, {} samples)",
             o.direct_url, o.added_p50_us, o.added_p99_us, o.target_p50_us, o.direct_p50_us, o.samples
         );
+        if let Some(pd) = &o.paired {
+            for (q, f) in [("p50", &pd.p50), ("p99", &pd.p99)] {
+                let _ = writeln!(
+                    out,
+                    "  paired {q}: {:.1} µs [{:.1}, {:.1}], control {:.1} µs, resolution {:.1} µs{} ({} pairs)",
+                    f.added_us,
+                    f.ci_us[0],
+                    f.ci_us[1],
+                    f.control_us,
+                    f.resolution_us,
+                    if f.below_resolution { ", below resolution" } else { "" },
+                    pd.pairs
+                );
+            }
+        }
     }
     if let Some(f) = &r.frontier {
         let _ = writeln!(out, "frontier (highest rate with p99 under the bound):");

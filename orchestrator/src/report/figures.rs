@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::data::{headline_phase, Entry};
-use super::noise::Noise;
+use super::noise::{FigureNoise, Noise};
 use crate::load::result::Summary;
 
 /// Headline figures of one (target, suite), taken from its headline phase and stats.
@@ -66,8 +66,16 @@ impl KeyFigures {
             }
         }
         let Some(r) = &e.result else { return k };
+        let mut paired = Vec::new();
         if let Some(o) = &r.overhead {
-            if o.samples > 0 {
+            if let Some(pd) = &o.paired {
+                // The paired quantiles replace the differences of percentiles.
+                k.added_p50_us = Some(pd.p50.added_us);
+                k.added_p99_us = Some(pd.p99.added_us);
+                for (key, f) in [("added_p50", &pd.p50), ("added_p99", &pd.p99)] {
+                    paired.push((key, FigureNoise::of_paired(f, pd.pairs, pd.block)));
+                }
+            } else if o.samples > 0 {
                 k.added_p50_us = Some(o.added_p50_us);
                 k.added_p99_us = Some(o.added_p99_us);
             }
@@ -128,6 +136,9 @@ impl KeyFigures {
             ("cpu", k.cpu_percent),
         ];
         k.noise = Noise::of_phase(p, e.stats.as_ref(), &headline);
+        for (key, n) in paired {
+            k.noise.figures.insert(key.to_string(), n);
+        }
         k
     }
 }

@@ -565,7 +565,8 @@ fn half_width_format(kind: Kind) -> Option<fn(f64) -> String> {
         Kind::Rate => Some(format::rate),
         Kind::Latency => Some(format::latency_ms),
         Kind::Cpu => Some(format::percent),
-        Kind::Errors | Kind::Memory | Kind::Added => None,
+        Kind::Added => Some(format::added_us),
+        Kind::Errors | Kind::Memory => None,
     }
 }
 
@@ -926,16 +927,22 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
     if has("direct") {
         for t in targets.iter().filter(|t| *t != "direct") {
             let over = run.manifest.suites.iter().find_map(|s| {
-                figs(t, s)
-                    .added_p50_us
-                    .map(|a| (s.clone(), a, figs(t, s).added_p99_us))
+                let f = figs(t, s);
+                let show = |v: f64, key: &str| {
+                    noise::show(v, f.noise.get(key), format::added_us)
+                        .trim_start_matches('+')
+                        .to_string()
+                };
+                let paired = f.noise.get("added_p50").is_some();
+                let a50 = show(f.added_p50_us?, "added_p50");
+                let a99 = f.added_p99_us.map(|v| show(v, "added_p99"));
+                Some((s.clone(), a50, a99, paired))
             });
             let line = match over {
-                Some((s, a50, a99)) => Some(format!(
-                    "{t}: adds {} p50{} over direct (`{s}`, interleaved){}",
-                    format::added_us(a50).trim_start_matches('+'),
-                    a99.map(|a| format!(", {} p99", format::added_us(a).trim_start_matches('+')))
-                        .unwrap_or_default(),
+                Some((s, a50, a99, paired)) => Some(format!(
+                    "{t}: adds {a50} p50{} over direct (`{s}`, {}){}",
+                    a99.map(|a| format!(", {a} p99")).unwrap_or_default(),
+                    if paired { "paired" } else { "interleaved" },
                     marks(&s, &[t], &["status", "added_p50", "added_p99"])
                 )),
                 None => run.manifest.suites.iter().find_map(|s| {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::stats::{self, Tail};
-use crate::load::result::{LoadModel, PhaseResult};
+use crate::load::result::{LoadModel, PairedFigure, PhaseResult};
 use crate::rundir::ContainerStats;
 
 /// Fewest one-second windows a bootstrap is run on: under it the resamples repeat a
@@ -35,6 +35,8 @@ pub enum Method {
     BlockBootstrap,
     /// Several repeats: bootstrap of the median over the repeats.
     Repeats,
+    /// The overhead suite: moving-block bootstrap over the rounds' paired differences.
+    Paired,
 }
 
 /// The 95 % interval of one figure and how noisy it is.
@@ -53,6 +55,9 @@ pub struct FigureNoise {
     /// The repeats' values ([`Method::Repeats`] only), for the permutation test.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repeats: Vec<f64>,
+    /// Paired figures: the interval reaches down to the instrument's own resolution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub below_resolution: Option<bool>,
 }
 
 impl FigureNoise {
@@ -72,7 +77,20 @@ impl FigureNoise {
             samples,
             block: None,
             repeats: Vec::new(),
+            below_resolution: None,
         }
+    }
+
+    /// A paired figure of the overhead suite (its interval was made with the result).
+    /// Its spread is judged by the resolution, not by a CV, which means nothing for a
+    /// difference near zero: `cv_percent` is NaN (null in JSON).
+    pub fn of_paired(f: &PairedFigure, pairs: u64, block: u64) -> FigureNoise {
+        let mut n = Self::new(f.ci_us[0], f.ci_us[1], f64::NAN, Method::Paired, 0);
+        n.unstable = false;
+        n.samples = usize::try_from(pairs).unwrap_or(usize::MAX);
+        n.block = usize::try_from(block).ok();
+        n.below_resolution = Some(f.below_resolution);
+        n
     }
 
     /// A figure measured in several repeats: their median and its interval; `None` under
@@ -279,9 +297,15 @@ pub fn show(v: f64, n: Option<&FigureNoise>, fmt: fn(f64) -> String) -> String {
     let text = fmt(v);
     match n {
         Some(n) => format!(
-            "{text} ± {}{}",
-            fmt(n.half_width()),
-            if n.unstable { " unstable" } else { "" }
+            "{text} ± {}{}{}",
+            // Signed formats (added latency) print a width without its sign.
+            fmt(n.half_width()).trim_start_matches('+'),
+            if n.unstable { " unstable" } else { "" },
+            if n.below_resolution == Some(true) {
+                " below resolution"
+            } else {
+                ""
+            }
         ),
         None => text,
     }
@@ -309,9 +333,18 @@ pub fn footnotes(per_target: &[(&str, &Noise)]) -> Vec<String> {
              `unstable`: CV of the repeats over {UNSTABLE_CV_PERCENT} %."
         ));
     }
+    if methods.contains(&Method::Paired) {
+        out.push(
+            "Added latency: quantiles of paired differences (target − direct within a round of \
+             target, direct, control requests), ± half a 95 % moving-block bootstrap interval; \
+             `below resolution`: the interval reaches down to the largest difference the \
+             upstream shows against itself (control − direct)."
+                .to_string(),
+        );
+    }
     if !methods.is_empty() {
         out.push(
-            "p90, p95, p99.9, max, errors, TTFT p99, inter-token latency, added latency, peak \
+            "p90, p95, p99.9, max, errors, TTFT p99, inter-token latency, peak \
              memory, the load generator's CPU and frontier rates have no interval: the \
              per-second windows do not carry them."
                 .to_string(),

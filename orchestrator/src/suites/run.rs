@@ -8,7 +8,8 @@ use chrono::Utc;
 
 use super::def::{FrontierDef, Profile, SuiteDef, SuiteKind};
 use super::faults::{self, FaultControl};
-use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan};
+use super::paired;
+use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan, RoundLog};
 use crate::load::request::{PreparedRequest, RequestSpec};
 use crate::load::result::{FrontierPoint, Overhead, PhaseResult, SuiteResult, SCHEMA_VERSION};
 use crate::load::{CancelToken, LoadError, Observer};
@@ -119,7 +120,7 @@ pub fn run_suite_blocking(
     let mut run = |name: &str,
                    shape: LoadShape,
                    requests: Vec<(String, PreparedRequest)>|
-     -> Result<Option<Vec<PhaseResult>>, LoadError> {
+     -> Result<Option<Ran>, LoadError> {
         if engine.cancel.is_cancelled() {
             return Ok(None);
         }
@@ -172,7 +173,7 @@ pub fn run_suite_blocking(
         if out.interrupted {
             interrupted = true;
         }
-        Ok(Some(out.results))
+        Ok(Some((out.results, out.rounds)))
     };
 
     match &def.kind {
@@ -183,7 +184,7 @@ pub fn run_suite_blocking(
                 stages,
                 iterations,
             };
-            if let Some(r) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
+            if let Some((r, _)) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
                 phases.extend(r);
             }
         }
@@ -193,7 +194,7 @@ pub fn run_suite_blocking(
                 duration: profile.scale(o.duration.0),
                 max_in_flight: o.max_in_flight.unwrap_or(def.max_in_flight),
             };
-            if let Some(r) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
+            if let Some((r, _)) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
                 phases.extend(r);
             }
         }
@@ -204,12 +205,17 @@ pub fn run_suite_blocking(
             })?;
             let direct = PreparedRequest::new(&spec, &direct_url)?;
             let shape = LoadShape::constant_vus(1, profile.scale(o.duration.0));
+            // Order of a round: see `paired` (TARGET, DIRECT, CONTROL).
             let requests = vec![
                 ("target".to_string(), req.clone()),
-                ("direct".to_string(), direct),
+                ("direct".to_string(), direct.clone()),
+                ("control".to_string(), direct),
             ];
-            if let Some(r) = run(&def.name, shape, requests)? {
-                overhead = overhead_of(&r, &direct_url);
+            if let Some((r, rounds)) = run(&def.name, shape, requests)? {
+                overhead = overhead_of(&r, &direct_url).map(|o| Overhead {
+                    paired: paired::paired(&rounds),
+                    ..o
+                });
                 phases.extend(r);
             }
         }
@@ -222,7 +228,7 @@ pub fn run_suite_blocking(
                     max_in_flight: f.max_in_flight.unwrap_or(def.max_in_flight),
                 };
                 let name = format!("rate-{rate}");
-                let Some(r) = run(&name, shape, vec![(name.clone(), req.clone())])? else {
+                let Some((r, _)) = run(&name, shape, vec![(name.clone(), req.clone())])? else {
                     break;
                 };
                 let stop = r.first().is_none_or(|p| step_fails_hard(f, p));
@@ -292,8 +298,12 @@ fn overhead_of(phases: &[PhaseResult], direct_url: &str) -> Option<Overhead> {
         added_p50_us: us(t.latency_ms.p50 - d.latency_ms.p50),
         added_p99_us: us(t.latency_ms.p99 - d.latency_ms.p99),
         samples: t.latency_ms.count.min(d.latency_ms.count),
+        paired: None,
     })
 }
+
+/// A measured phase's results, and its rounds when its requests were interleaved.
+type Ran = (Vec<PhaseResult>, Vec<RoundLog>);
 
 /// Whether a frontier step meets a p99 bound.
 pub fn step_meets(f: &FrontierDef, p: &PhaseResult, bound_ms: f64) -> bool {

@@ -113,7 +113,7 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     );
     assert!(
         head.contains(
-            "gateway: adds 42 µs ± 4 µs p50, 91 µs ± 7 µs p99 over direct (`overhead`, paired)"
+            "gateway: adds 42 µs ± 4 µs p50, 91 µs ± 7 µs p99 over direct (`overhead`, paired; says 17 µs p50)"
         ),
         "{head}"
     );
@@ -137,6 +137,10 @@ fn tables_show_the_fixture_numbers_side_by_side() {
         "+0 µs ± 2 µs below resolution"
     );
     assert!(md.contains("Added latency: quantiles of paired differences"));
+    // What each target says of itself, beside; the mock says nothing.
+    let claimed = md_row(&md, "overhead", "claimed overhead p50 (own header)");
+    assert_eq!(claimed[gcol_o], "+17 µs");
+    assert_eq!(claimed[column(&md, "overhead", "direct")], format::MISSING);
     assert!(!md[..md.find("## Suite `overhead`").unwrap()].contains("added p50"));
 
     // The same cells in the HTML.

@@ -80,7 +80,10 @@ fn overhead_reports_added_latency() {
     assert!(pd.pairs + 1 >= o.samples, "{pd:?}");
     let p50 = &pd.p50;
     assert!(p50.added_us > 1500.0 && p50.added_us < 5000.0, "{pd:?}");
-    assert!(p50.ci_us[0] <= p50.added_us && p50.added_us <= p50.ci_us[1], "{pd:?}");
+    assert!(
+        p50.ci_us[0] <= p50.added_us && p50.added_us <= p50.ci_us[1],
+        "{pd:?}"
+    );
     assert!(p50.control_us.abs() < 1000.0, "{pd:?}");
     assert!(!p50.below_resolution, "{pd:?}");
     // Interleaved: every side got as many requests (within one).

@@ -155,9 +155,16 @@ pub struct PhaseOutput {
     pub rounds: Vec<RoundLog>,
 }
 
-/// Latency of one VU's requests in send order, per request of the plan: entry `r` of
-/// each list comes from the same round. [`FAILED`] marks a request that failed.
-pub type RoundLog = Vec<Vec<u64>>;
+/// One VU's requests in send order, per request of the plan.
+#[derive(Debug, Clone, Default)]
+pub struct RoundLog {
+    /// Latency, µs: entry `r` of each list comes from round `r`. [`FAILED`] marks a
+    /// request that failed.
+    pub latency_us: Vec<Vec<u64>>,
+    /// The overhead each answer said the target added (a header, see
+    /// [`CLAIM_HEADERS`](super::http::CLAIM_HEADERS)), µs, when it said one.
+    pub claimed_us: Vec<Vec<u64>>,
+}
 
 /// A failed request in a [`RoundLog`].
 pub const FAILED: u64 = u64::MAX;
@@ -583,7 +590,7 @@ fn collect_results(
         results.push(r);
     }
     let mut rounds = std::mem::take(&mut *lock(&shared.rounds));
-    rounds.retain(|r| r.iter().any(|l| !l.is_empty()));
+    rounds.retain(|r| r.latency_us.iter().any(|l| !l.is_empty()));
     PhaseOutput {
         results,
         warnings,
@@ -831,7 +838,10 @@ impl<'a> Sender<'a> {
             };
         let us = |a: Instant| a.saturating_duration_since(from).as_micros() as u64;
         if let Some(log) = &mut self.log {
-            log[idx].push(res.as_ref().map_or(FAILED, |t| us(t.end)));
+            log.latency_us[idx].push(res.as_ref().map_or(FAILED, |t| us(t.end)));
+            if let Some(c) = res.as_ref().ok().and_then(|t| t.claimed_us) {
+                log.claimed_us[idx].push(c);
+            }
         }
         let mut recs = lock(&self.shared.threads[self.thread]);
         let rec = &mut recs[idx];
@@ -844,6 +854,7 @@ impl<'a> Sender<'a> {
                 end,
                 first_token,
                 tokens,
+                ..
             }) => rec.ok(&OkSample {
                 latency_us: us(end),
                 ttfb_us: us(first_byte),
@@ -869,7 +880,10 @@ async fn vu_loop(vu: u64, plan: &PhasePlan, shared: &Shared) {
     let mut sender = Sender::new(plan, shared, vu as usize % threads);
     let n = plan.requests.len();
     if n > 1 {
-        sender.log = Some(vec![Vec::new(); n]);
+        sender.log = Some(RoundLog {
+            latency_us: vec![Vec::new(); n],
+            claimed_us: vec![Vec::new(); n],
+        });
     }
     let mut active = false;
     let mut k = 0usize;

@@ -65,7 +65,16 @@ pub(crate) struct Timing {
     pub end: Instant,
     pub first_token: Option<Instant>,
     pub tokens: u64,
+    /// The overhead the target says it added, µs (see [`CLAIM_HEADERS`]).
+    pub claimed_us: Option<u64>,
 }
+
+/// Response headers in which a gateway reports its own overhead, and the factor from
+/// their unit to µs: ours, and LiteLLM's (1.102.4 sends "None" when it has no figure).
+pub const CLAIM_HEADERS: [(&str, f64); 2] = [
+    ("x-gateway-overhead-us", 1.0),
+    ("x-litellm-overhead-duration-ms", 1000.0),
+];
 
 enum Framing {
     Length(usize),
@@ -244,6 +253,7 @@ async fn exchange_on(c: &mut Conn, req: &PreparedRequest, scratch: &mut Scratch)
                 end,
                 first_token: sse.first_token,
                 tokens,
+                claimed_us: head.claimed_us,
             },
             keep,
         ));
@@ -255,6 +265,7 @@ async fn exchange_on(c: &mut Conn, req: &PreparedRequest, scratch: &mut Scratch)
             end,
             first_token: None,
             tokens,
+            claimed_us: head.claimed_us,
         },
         keep,
     ))
@@ -265,6 +276,7 @@ struct Head {
     content_length: Option<usize>,
     chunked: bool,
     close: bool,
+    claimed_us: Option<u64>,
 }
 
 fn parse_head(head: &[u8]) -> Option<Head> {
@@ -277,6 +289,7 @@ fn parse_head(head: &[u8]) -> Option<Head> {
         content_length: None,
         chunked: false,
         close: head.starts_with(b"HTTP/1.0"),
+        claimed_us: None,
     };
     let mut rest = head;
     while let Some(nl) = memchr::memchr(b'\n', rest) {
@@ -297,6 +310,14 @@ fn parse_head(head: &[u8]) -> Option<Head> {
             } else if contains_ci(value, b"keep-alive") {
                 h.close = false;
             }
+        } else if let Some((_, to_us)) = CLAIM_HEADERS
+            .iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        {
+            let v: Option<f64> = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            h.claimed_us = v
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(|v| (v * to_us).round() as u64);
         }
     }
     Some(h)
@@ -615,6 +636,15 @@ mod tests {
         let h = parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n").unwrap();
         assert!(h.chunked && !h.close);
         assert!(parse_head(b"SMTP nope\r\n\r\n").is_none());
+        // A target's own overhead figure, in its unit; "None" (LiteLLM without one) is none.
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nX-Gateway-Overhead-Us: 17\r\n\r\n").unwrap();
+        assert_eq!(h.claimed_us, Some(17));
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nx-litellm-overhead-duration-ms: 2.5004\r\n\r\n")
+            .unwrap();
+        assert_eq!(h.claimed_us, Some(2500));
+        let h =
+            parse_head(b"HTTP/1.1 200 OK\r\nx-litellm-overhead-duration-ms: None\r\n\r\n").unwrap();
+        assert_eq!(h.claimed_us, None);
     }
 
     #[test]

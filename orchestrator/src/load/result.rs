@@ -272,6 +272,20 @@ pub struct Paired {
     pub replicates: u64,
     pub p50: PairedFigure,
     pub p99: PairedFigure,
+    /// What the target says it added (its own overhead header), beside the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<Claimed>,
+}
+
+/// A target's self-reported overhead over the same requests (`x-gateway-overhead-us`,
+/// LiteLLM's `x-litellm-overhead-duration-ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claimed {
+    /// Answers that carried the header.
+    pub samples: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
 }
 
 /// One quantile of the paired differences.
@@ -504,6 +518,11 @@ mod tests {
                     pairs: 1,
                     block: 1,
                     replicates: 1000,
+                    claimed: Some(Claimed {
+                        samples: 1,
+                        p50_us: 9.0,
+                        p99_us: 12.0,
+                    }),
                     p50: PairedFigure {
                         added_us: 1.0,
                         ci_us: [0.5, 1.5],

@@ -40,6 +40,9 @@ pub struct KeyFigures {
     /// `overhead` suite: latency added over calling the upstream directly.
     pub added_p50_us: Option<f64>,
     pub added_p99_us: Option<f64>,
+    /// `overhead` suite: what the target says it added (its own header), p50 and p99.
+    pub claimed_p50_us: Option<f64>,
+    pub claimed_p99_us: Option<f64>,
     /// `frontier` suite: highest rate sustained under each p99 bound.
     pub frontier: Option<Vec<FrontierFigure>>,
     /// 95 % intervals and CVs of the figures that have one, by table row key.
@@ -72,6 +75,8 @@ impl KeyFigures {
                 // The paired quantiles replace the differences of percentiles.
                 k.added_p50_us = Some(pd.p50.added_us);
                 k.added_p99_us = Some(pd.p99.added_us);
+                k.claimed_p50_us = pd.claimed.as_ref().map(|c| c.p50_us);
+                k.claimed_p99_us = pd.claimed.as_ref().map(|c| c.p99_us);
                 for (key, f) in [("added_p50", &pd.p50), ("added_p99", &pd.p99)] {
                     paired.push((key, FigureNoise::of_paired(f, pd.pairs, pd.block)));
                 }

@@ -151,6 +151,20 @@ const ROWS: &[RowSpec] = &[
         get: |k| k.added_p99_us,
     },
     RowSpec {
+        key: "claimed_p50",
+        label: "claimed overhead p50 (own header)",
+        kind: Kind::Added,
+        optional: true,
+        get: |k| k.claimed_p50_us,
+    },
+    RowSpec {
+        key: "claimed_p99",
+        label: "claimed overhead p99 (own header)",
+        kind: Kind::Added,
+        optional: true,
+        get: |k| k.claimed_p99_us,
+    },
+    RowSpec {
         key: "cpu",
         label: "CPU (mean)",
         kind: Kind::Cpu,
@@ -936,11 +950,14 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
                 let paired = f.noise.get("added_p50").is_some();
                 let a50 = show(f.added_p50_us?, "added_p50");
                 let a99 = f.added_p99_us.map(|v| show(v, "added_p99"));
-                Some((s.clone(), a50, a99, paired))
+                let claim = f
+                    .claimed_p50_us
+                    .map(|c| format!("; says {} p50", format::added_us(c).trim_start_matches('+')));
+                Some((s.clone(), a50, a99, paired, claim.unwrap_or_default()))
             });
             let line = match over {
-                Some((s, a50, a99, paired)) => Some(format!(
-                    "{t}: adds {a50} p50{} over direct (`{s}`, {}){}",
+                Some((s, a50, a99, paired, claim)) => Some(format!(
+                    "{t}: adds {a50} p50{} over direct (`{s}`, {}{claim}){}",
                     a99.map(|a| format!(", {a} p99")).unwrap_or_default(),
                     if paired { "paired" } else { "interleaved" },
                     marks(&s, &[t], &["status", "added_p50", "added_p99"])

@@ -6,7 +6,7 @@
 //! gives the resolution below which an added latency cannot be told from zero.
 
 use crate::load::engine::{RoundLog, FAILED};
-use crate::load::result::{Paired, PairedFigure};
+use crate::load::result::{Claimed, Paired, PairedFigure};
 use crate::report::stats::{self, Interval};
 
 /// Request indices of a round, in the order the overhead suite sends them.
@@ -23,7 +23,7 @@ const REPLICATES: usize = 1000;
 pub fn differences(logs: &[RoundLog], of: usize) -> Vec<f64> {
     let mut d = Vec::new();
     for log in logs {
-        let (Some(a), Some(b)) = (log.get(of), log.get(DIRECT)) else {
+        let (Some(a), Some(b)) = (log.latency_us.get(of), log.latency_us.get(DIRECT)) else {
             continue;
         };
         d.extend(
@@ -87,6 +87,25 @@ pub fn paired(logs: &[RoundLog]) -> Option<Paired> {
         replicates: REPLICATES as u64,
         p50: paired_figure(&target, &control, 0.5),
         p99: paired_figure(&target, &control, 0.99),
+        claimed: claimed(logs),
+    })
+}
+
+/// The target's own overhead headers over the rounds, when it sent any.
+fn claimed(logs: &[RoundLog]) -> Option<Claimed> {
+    let mut xs: Vec<f64> = logs
+        .iter()
+        .filter_map(|l| l.claimed_us.get(TARGET))
+        .flatten()
+        .map(|&v| v as f64)
+        .collect();
+    if xs.is_empty() {
+        return None;
+    }
+    Some(Claimed {
+        samples: xs.len() as u64,
+        p50_us: quantile_in_place(&mut xs, 0.5),
+        p99_us: quantile_in_place(&mut xs, 0.99),
     })
 }
 
@@ -97,13 +116,17 @@ mod tests {
     /// Rounds of (target, direct, control) latencies from a deterministic jitter.
     fn rounds(n: usize, added: u64) -> Vec<RoundLog> {
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut log: RoundLog = vec![Vec::new(); 3];
+        let mut log = RoundLog {
+            latency_us: vec![Vec::new(); 3],
+            claimed_us: vec![Vec::new(); 3],
+        };
+        let l = &mut log.latency_us;
         for _ in 0..n {
             // The machine's state drifts slowly; every request of a round shares it.
             let base = 200 + rng.u64(0..50);
-            log[TARGET].push(base + added + rng.u64(0..10));
-            log[DIRECT].push(base + rng.u64(0..10));
-            log[CONTROL].push(base + rng.u64(0..10));
+            l[TARGET].push(base + added + rng.u64(0..10));
+            l[DIRECT].push(base + rng.u64(0..10));
+            l[CONTROL].push(base + rng.u64(0..10));
         }
         vec![log]
     }
@@ -120,6 +143,14 @@ mod tests {
         assert!(!p.p50.below_resolution && !p.p99.below_resolution);
         // The spread of the differences is ±9 µs, far under the 50 µs drift.
         assert!(p.p99.added_us < 110.0, "{:?}", p.p99);
+        assert!(p.claimed.is_none());
+        // A target that states its overhead: its claims are summarized beside.
+        let mut logs = rounds(100, 100);
+        logs[0].claimed_us[TARGET] = (1..=100).collect();
+        let Some(c) = paired(&logs).and_then(|p| p.claimed) else {
+            panic!("no claims")
+        };
+        assert_eq!((c.samples, c.p50_us, c.p99_us), (100, 51.0, 99.0));
     }
 
     #[test]
@@ -133,12 +164,12 @@ mod tests {
     #[test]
     fn failed_requests_drop_their_round() {
         let mut logs = rounds(10, 5);
-        logs[0][DIRECT][3] = FAILED;
-        logs[0][TARGET][7] = FAILED;
+        logs[0].latency_us[DIRECT][3] = FAILED;
+        logs[0].latency_us[TARGET][7] = FAILED;
         assert_eq!(differences(&logs, TARGET).len(), 8);
         assert_eq!(differences(&logs, CONTROL).len(), 9);
         // A round cut short by the end of the phase pairs only what both sides sent.
-        logs[0][TARGET].push(1);
+        logs[0].latency_us[TARGET].push(1);
         assert_eq!(differences(&logs, TARGET).len(), 8);
         assert!(paired(&[]).is_none());
     }

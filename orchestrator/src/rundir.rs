@@ -179,6 +179,9 @@ pub struct StatsSample {
     /// Cumulative CFS throttled periods and time, as the kernel counts them.
     pub throttled_periods: u64,
     pub throttled_time_ns: u64,
+    /// Cumulative CPU time of the container, ns (absent in runs made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_total_ns: Option<u64>,
 }
 
 impl ContainerStats {
@@ -227,6 +230,7 @@ mod tests {
                     memory_bytes: 10,
                     throttled_periods: 0,
                     throttled_time_ns: 0,
+                    cpu_total_ns: None,
                 },
                 StatsSample {
                     t: 2.0,
@@ -234,6 +238,7 @@ mod tests {
                     memory_bytes: 30,
                     throttled_periods: 1,
                     throttled_time_ns: 5,
+                    cpu_total_ns: None,
                 },
             ],
         };

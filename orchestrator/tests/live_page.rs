@@ -82,6 +82,7 @@ async fn measure(live: &Live, target: &str, url: &str) {
                 memory_bytes,
                 throttled_periods: 0,
                 throttled_time_ns: 0,
+                cpu_total_ns: None,
             });
         }
     });

@@ -137,6 +137,14 @@ fn tables_show_the_fixture_numbers_side_by_side() {
         "+0 µs ± 2 µs below resolution"
     );
     assert!(md.contains("Added latency: quantiles of paired differences"));
+    // CPU time per request from the containers' cumulative counters over the phase.
+    let cost = md_row(
+        &md,
+        "baseline",
+        "CPU per request (per stream when streaming)",
+    );
+    assert_eq!(cost[gcol], "51 µs");
+    assert_eq!(cost[lcol], "2.76 ms");
     // What each target says of itself, beside; the mock says nothing.
     let claimed = md_row(&md, "overhead", "claimed overhead p50 (own header)");
     assert_eq!(claimed[gcol_o], "+17 µs");

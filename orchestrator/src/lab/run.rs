@@ -814,6 +814,7 @@ fn spawn_sampler(
                 memory_bytes: p.memory_bytes,
                 throttled_periods: p.throttled_periods,
                 throttled_time_ns: p.throttled_time_ns,
+                cpu_total_ns: Some(p.cpu_total_ns),
             };
             live.container_sample(&s);
             if let Some(sink) = &sink {

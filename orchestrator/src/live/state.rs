@@ -326,6 +326,7 @@ mod tests {
             memory_bytes: 64 << 20,
             throttled_periods: 0,
             throttled_time_ns: 0,
+            cpu_total_ns: None,
         });
         let v: serde_json::Value = serde_json::from_str(&live.snapshot_json()).unwrap();
         assert_eq!(v["state"]["current"]["phase"], "steady");

@@ -55,6 +55,10 @@ pub struct PhaseResult {
     pub url: String,
     /// Wall-clock length of the measured phase, from its start to its last answer.
     pub duration_s: f64,
+    /// When the measured phase started, seconds after its suite started (the clock of
+    /// the container stats' `t`); absent outside suites and in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_s: Option<f64>,
     /// Closed model: the largest number of virtual users reached.
     pub vus: Option<u64>,
     /// Open model: the scheduled arrival rate.
@@ -431,14 +435,14 @@ pub enum ResultWarningKind {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use serde_json::Value;
 
     const SCHEMA: &str = include_str!("../../schema/suite-result.schema.json");
 
-    fn sample_phase(stream: bool) -> PhaseResult {
+    pub(crate) fn sample_phase(stream: bool) -> PhaseResult {
         let s = Summary {
             count: 3,
             min: 1.0,
@@ -456,6 +460,7 @@ mod tests {
             model: LoadModel::Open,
             url: "http://127.0.0.1:1/v1/chat/completions".into(),
             duration_s: 1.0,
+            started_s: Some(0.5),
             vus: None,
             target_rate_per_s: Some(10.0),
             stream,

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::cost;
 use super::data::{headline_phase, Entry};
 use super::noise::{FigureNoise, Noise};
 use crate::load::result::Summary;
@@ -33,7 +34,12 @@ pub struct KeyFigures {
     pub output_tokens_per_s: Option<f64>,
     /// Mean CPU of the target container, percent of one core.
     pub cpu_percent: Option<f64>,
+    /// The target's CPU time per request (per stream when streaming), µs.
+    pub cpu_us_per_request: Option<f64>,
     pub peak_memory_bytes: Option<u64>,
+    /// Long phases: where memory settled, and how fast it still grew.
+    pub memory_plateau_bytes: Option<f64>,
+    pub memory_growth_mib_per_min: Option<f64>,
     /// The load generator's own CPU, percent of one core.
     pub generator_cpu_percent: Option<f64>,
     pub generator_bound: Option<bool>,
@@ -128,6 +134,13 @@ impl KeyFigures {
         if let Some(t) = p.itl_ms.as_ref().filter(|s| measured(s)) {
             k.itl_p50_ms = Some(t.p50);
             k.itl_p99_ms = Some(t.p99);
+        }
+        if let Some(st) = &e.stats {
+            k.cpu_us_per_request = cost::cpu_us_per_request(p, st);
+            if let Some(m) = cost::memory_trend(p, st) {
+                k.memory_plateau_bytes = Some(m.plateau_bytes);
+                k.memory_growth_mib_per_min = Some(m.growth_mib_per_min);
+            }
         }
         k.generator_cpu_percent = Some(p.generator.cpu_percent);
         k.generator_bound = Some(p.generator.bound);

@@ -4,6 +4,7 @@
 pub mod charts;
 pub mod cli;
 pub mod compare;
+pub mod cost;
 pub mod data;
 mod error;
 pub mod faults;

@@ -25,6 +25,10 @@ enum Kind {
     Cpu,
     Memory,
     Added,
+    /// CPU time per request, µs.
+    CpuCost,
+    /// MiB per minute.
+    Growth,
 }
 
 /// One metric row of a suite table.
@@ -172,11 +176,32 @@ const ROWS: &[RowSpec] = &[
         get: |k| k.cpu_percent,
     },
     RowSpec {
+        key: "cpu_per_request",
+        label: "CPU per request (per stream when streaming)",
+        kind: Kind::CpuCost,
+        optional: true,
+        get: |k| k.cpu_us_per_request,
+    },
+    RowSpec {
         key: "memory",
         label: "peak memory",
         kind: Kind::Memory,
         optional: false,
         get: |k| k.peak_memory_bytes.map(|b| b as f64),
+    },
+    RowSpec {
+        key: "memory_plateau",
+        label: "memory plateau (last quarter)",
+        kind: Kind::Memory,
+        optional: true,
+        get: |k| k.memory_plateau_bytes,
+    },
+    RowSpec {
+        key: "memory_growth",
+        label: "memory growth (second half)",
+        kind: Kind::Growth,
+        optional: true,
+        get: |k| k.memory_growth_mib_per_min,
     },
     RowSpec {
         key: "generator_cpu",
@@ -569,6 +594,8 @@ fn format_value(kind: Kind, v: f64, k: &KeyFigures) -> String {
         Kind::Cpu => format::percent(v),
         Kind::Memory => format::bytes(v as u64),
         Kind::Added => format::added_us(v),
+        Kind::CpuCost => format::added_us(v).trim_start_matches('+').to_string(),
+        Kind::Growth => format!("{v:+.2} MiB/min"),
     }
 }
 
@@ -580,7 +607,7 @@ fn half_width_format(kind: Kind) -> Option<fn(f64) -> String> {
         Kind::Latency => Some(format::latency_ms),
         Kind::Cpu => Some(format::percent),
         Kind::Added => Some(format::added_us),
-        Kind::Errors | Kind::Memory => None,
+        Kind::Errors | Kind::Memory | Kind::CpuCost | Kind::Growth => None,
     }
 }
 
@@ -600,7 +627,7 @@ fn noise_notes(run: &RunData, suite: &str, targets: &[String]) -> Vec<String> {
 
 /// The ratio cell of `a` against `b` for one row.
 fn ratio_text(kind: Kind, a: Option<f64>, b: Option<f64>, b_name: &str) -> String {
-    if matches!(kind, Kind::Errors | Kind::Added) {
+    if matches!(kind, Kind::Errors | Kind::Added | Kind::Growth) {
         return String::new();
     }
     let (Some(a), Some(b)) = (a, b) else {
@@ -608,7 +635,9 @@ fn ratio_text(kind: Kind, a: Option<f64>, b: Option<f64>, b_name: &str) -> Strin
     };
     match kind {
         Kind::Latency if b_name == "direct" => format::added_us((a - b) * 1000.0),
-        Kind::Rate | Kind::Latency | Kind::Cpu | Kind::Memory if b > 0.0 => format::ratio(a / b),
+        Kind::Rate | Kind::Latency | Kind::Cpu | Kind::Memory | Kind::CpuCost if b > 0.0 => {
+            format::ratio(a / b)
+        }
         // Nothing to divide by.
         _ => MISSING.to_string(),
     }

@@ -168,6 +168,7 @@ mod tests {
                 memory_bytes: 1000,
                 throttled_periods: 2,
                 throttled_time_ns: 30,
+                cpu_total_ns: None,
             }],
         };
         let t0 = DateTime::parse_from_rfc3339("2026-11-24T09:00:00Z")

@@ -94,6 +94,7 @@ pub fn run_suite_blocking(
     observer: Option<Arc<dyn Observer>>,
 ) -> Result<SuiteResult, LoadError> {
     let started_at = Utc::now();
+    let t0 = std::time::Instant::now();
     let profile = def.profiles.get(opts.profile);
     let mut spec = def.request.clone();
     target.apply(&mut spec);
@@ -159,7 +160,8 @@ pub fn run_suite_blocking(
                 return Ok(None);
             }
         }
-        let out = run_phase(
+        let started_s = t0.elapsed().as_secs_f64();
+        let mut out = run_phase(
             &PhasePlan {
                 name: name.to_string(),
                 shape,
@@ -169,6 +171,9 @@ pub fn run_suite_blocking(
             },
             &engine,
         )?;
+        for r in &mut out.results {
+            r.started_s = Some(started_s);
+        }
         warnings.extend(out.warnings);
         if out.interrupted {
             interrupted = true;

@@ -82,6 +82,26 @@ pub struct Manifest {
     /// The configuration used (compose values, env), secrets redacted.
     pub config: serde_json::Value,
     pub warnings: Vec<Warning>,
+    /// The rig check made before the first target (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rig: Option<RigCheck>,
+}
+
+/// The mock's own requests/s at a fixed concurrency before the run, against the figure
+/// this machine gave before (`<results>/rig-baseline.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RigCheck {
+    pub requests_per_s: f64,
+    pub vus: u64,
+    pub duration_s: f64,
+    /// This machine's baseline; `None` when this run set it.
+    pub baseline_requests_per_s: Option<f64>,
+    /// Measured ÷ baseline.
+    pub ratio: Option<f64>,
+    /// Within ±20 % of the baseline (or the baseline itself), and no request failed.
+    pub qualified: bool,
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +173,8 @@ pub enum WarningKind {
     TargetFailed,
     CadvisorUnavailable,
     NoisyMachine,
+    /// The rig check fell outside its tolerance: the figures are not comparable.
+    RigUnqualified,
     Interrupted,
     Other,
 }

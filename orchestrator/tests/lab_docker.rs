@@ -373,6 +373,62 @@ fn check_faults(run_dir: &Path, log: &str) {
     );
 }
 
+/// The rig check of a fresh results directory (it sets this machine's baseline), the
+/// paired overhead with the targets' own claims beside it, and CPU per request.
+fn check_rig_and_costs(run_dir: &Path, results: &Path, manifest: &Manifest) {
+    let rig = manifest.rig.as_ref().expect("the run made no rig check");
+    assert!(rig.requests_per_s > 0.0 && rig.vus == 16, "{rig:?}");
+    assert!(
+        rig.qualified && rig.baseline_requests_per_s.is_none(),
+        "{rig:?}"
+    );
+    assert!(results.join("rig-baseline.json").is_file());
+    let raw = |t: &str| -> SuiteResult {
+        let text = std::fs::read_to_string(run_dir.join(format!("raw/{t}-overhead.json")));
+        serde_json::from_str(&text.unwrap()).unwrap()
+    };
+    let gw = raw("gateway").overhead.and_then(|o| o.paired);
+    let gw = gw.expect("no paired overhead for the gateway");
+    assert!(gw.pairs > 100, "{gw:?}");
+    assert!(gw.p50.ci_us[0] <= gw.p50.added_us && gw.p50.added_us <= gw.p50.ci_us[1]);
+    // The gateway states its overhead (x-gateway-overhead-us) on every answer.
+    let claimed = gw
+        .claimed
+        .expect("the gateway's overhead header was not collected");
+    assert!(claimed.samples + 1 >= gw.pairs, "{claimed:?} {gw:?}");
+    let direct = raw("direct").overhead.and_then(|o| o.paired).unwrap();
+    assert!(
+        direct.claimed.is_none(),
+        "the mock claims nothing: {direct:?}"
+    );
+    eprintln!(
+        "paired added p50: gateway {:.0} µs [{:.0}, {:.0}] (claims {:.0} µs), direct {:.0} µs (resolution {:.0} µs)",
+        gw.p50.added_us,
+        gw.p50.ci_us[0],
+        gw.p50.ci_us[1],
+        claimed.p50_us,
+        direct.p50.added_us,
+        direct.p50.resolution_us
+    );
+    let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| rig check | qualified: "),
+        "no rig check line"
+    );
+    let sustained = &md[md.find("## Suite `sustained`").unwrap()..];
+    let cost = sustained
+        .lines()
+        .find(|l| l.starts_with("| CPU per request"))
+        .unwrap_or_else(|| panic!("no CPU per request row in sustained:\n{sustained}"));
+    let cells: Vec<&str> = cost.split('|').map(str::trim).collect();
+    assert!(
+        cells[2..5]
+            .iter()
+            .all(|c| c.ends_with(" µs") || c.ends_with(" ms")),
+        "{cost}"
+    );
+}
+
 /// The thresholds of the real run: judged per target, stored in the raw results, printed,
 /// and shown with their verdicts in both reports; added latency is not judged on direct.
 fn check_thresholds(run_dir: &Path, log: &str) {
@@ -509,6 +565,7 @@ fn run_all_quick_against_three_targets() {
 
     check_faults(&run_dir, &log);
     check_thresholds(&run_dir, &log);
+    check_rig_and_costs(&run_dir, &results, &manifest);
     check_dashboards(&watcher.join().unwrap(), &run_dir, &manifest);
 
     // The sink (VictoriaMetrics offline, InfluxDB line protocol) holds the run's points.

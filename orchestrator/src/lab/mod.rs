@@ -7,6 +7,7 @@ pub mod images;
 pub mod list;
 pub mod lock;
 pub mod plan;
+pub mod rig;
 pub mod run;
 pub mod stack;
 pub mod watch;

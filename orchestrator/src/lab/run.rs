@@ -21,6 +21,7 @@ use crate::lab::compose::Role;
 use crate::lab::image_source::ImageChoice;
 use crate::lab::images;
 use crate::lab::plan;
+use crate::lab::rig;
 use crate::lab::stack::{self, bring_up, runtime, Lab, LabOpts, ServiceFailure};
 use crate::lab::watch;
 use crate::live::Live;
@@ -381,6 +382,7 @@ async fn new_manifest(
         services,
         config: lab.redacted_config(),
         warnings: Vec::new(),
+        rig: None,
     })
 }
 
@@ -407,6 +409,43 @@ fn initial_warnings(st: &mut RunState, lab: &Lab, choices: &BTreeMap<String, Ima
             ),
         );
     }
+}
+
+/// The rig check: the mock's own requests/s against this machine's baseline, recorded in
+/// the manifest; a `rig_unqualified` warning when outside the tolerance.
+async fn rig_check(ctx: &Ctx<'_>, st: &mut RunState, mock_url: &str) -> anyhow::Result<()> {
+    let (url, cancel) = (mock_url.to_string(), ctx.cancel.clone());
+    let measured = tokio::task::spawn_blocking(move || rig::measure(&url, &cancel))
+        .await
+        .context("the rig check's thread")??;
+    if ctx.cancel.is_cancelled() {
+        return Ok(());
+    }
+    let check = rig::judge(
+        &ctx.plan.results,
+        &st.manifest.host,
+        &st.manifest.run_id,
+        &measured,
+    )?;
+    eprintln!(
+        "rig    {}: {}",
+        if check.qualified {
+            "qualified"
+        } else {
+            "UNQUALIFIED"
+        },
+        check.note
+    );
+    if !check.qualified {
+        st.warn(
+            WarningKind::RigUnqualified,
+            None,
+            None,
+            format!("rig check: {}", check.note),
+        );
+    }
+    st.manifest.rig = Some(check);
+    st.save()
 }
 
 /// Records in the manifest which dashboards ran: the cAdvisor stand-in stands in the
@@ -626,6 +665,7 @@ async fn run_targets(
             "no InfluxDB sink: per-second points are only in the results files".into(),
         );
     }
+    rig_check(ctx, st, mock_url).await?;
     for (i, target) in plan.targets.iter().enumerate() {
         if cancel.is_cancelled() {
             break;

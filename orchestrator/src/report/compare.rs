@@ -249,6 +249,7 @@ fn caveats(a: &RunData, b: &RunData) -> Vec<String> {
         ma.generator_cpuset.clone(),
         mb.generator_cpuset.clone(),
     );
+
     for t in &ma.targets {
         if let Some(u) = mb.targets.iter().find(|u| u.name == t.name) {
             differ(
@@ -261,6 +262,11 @@ fn caveats(a: &RunData, b: &RunData) -> Vec<String> {
                 format::bytes(t.memory_limit_bytes),
                 format::bytes(u.memory_limit_bytes),
             );
+        }
+    }
+    for (which, m) in [("A", ma), ("B", mb)] {
+        if let Some(r) = m.rig.as_ref().filter(|r| !r.qualified) {
+            out.push(format!("run {which}'s rig check failed: {}", r.note));
         }
     }
     out

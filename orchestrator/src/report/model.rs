@@ -1056,6 +1056,24 @@ pub fn build(run: &RunData) -> ReportView {
         kv("OS", format!("{}, kernel {}", m.host.os, m.host.kernel)),
         kv("Docker", m.host.docker_version.clone()),
         kv("load generator cpuset", m.generator_cpuset.clone()),
+        kv(
+            "rig check",
+            m.rig
+                .as_ref()
+                .map_or("not made (older run)".to_string(), |r| {
+                    format!(
+                        "{}: {} req/s from the mock at {} VUs; {}",
+                        if r.qualified {
+                            "qualified"
+                        } else {
+                            "✗ unqualified"
+                        },
+                        format::rate(r.requests_per_s),
+                        r.vus,
+                        r.note
+                    )
+                }),
+        ),
     ];
     let target_rows = m
         .targets

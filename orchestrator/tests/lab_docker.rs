@@ -394,6 +394,7 @@ fn check_rig_and_costs(run_dir: &Path, results: &Path, manifest: &Manifest) {
     // The gateway states its overhead (x-gateway-overhead-us) on every answer.
     let claimed = gw
         .claimed
+        .clone()
         .expect("the gateway's overhead header was not collected");
     assert!(claimed.samples + 1 >= gw.pairs, "{claimed:?} {gw:?}");
     let direct = raw("direct").overhead.and_then(|o| o.paired).unwrap();

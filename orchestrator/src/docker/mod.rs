@@ -49,7 +49,7 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 }
 
 /// An in-container healthcheck (durations in nanoseconds).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthSpec {
     /// `None` disables the image's own healthcheck.
     pub test: Option<Vec<String>>,

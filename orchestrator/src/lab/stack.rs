@@ -228,10 +228,18 @@ impl Lab {
             memory_bytes: Some(memory as i64),
             privileged: svc.privileged,
             labels: svc.labels.clone().into_iter().collect(),
-            healthcheck: hc
-                .map(health_spec)
-                .transpose()
-                .with_context(|| format!("service `{name}`"))?,
+            healthcheck: match svc.role {
+                // A Docker healthcheck runs a process inside the container every few
+                // seconds, on the measured core (LiteLLM's starts a Python interpreter):
+                // measured services get none, and readiness comes from the host asking
+                // their x-lab-health-url (the URL their healthcheck asks), while
+                // `watch_target` notices a container that dies.
+                Role::Target | Role::Mock => Some(HealthSpec::default()),
+                Role::Monitoring => hc
+                    .map(health_spec)
+                    .transpose()
+                    .with_context(|| format!("service `{name}`"))?,
+            },
         })
     }
 
@@ -629,7 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn scratch_images_get_a_healthcheck_that_runs_their_own_binary() {
+    fn scratch_images_declare_a_healthcheck_that_runs_their_own_binary() {
         let lab = Lab::load(&LabOpts {
             root: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
             ..LabOpts::default()
@@ -646,8 +654,9 @@ mod tests {
         for (name, svc) in &lab.compose.services {
             let Some(bin) = &svc.build else { continue };
             checked += 1;
-            let hc = lab.spec(name, svc, &choice).unwrap().healthcheck.unwrap();
-            let test = hc.test.unwrap();
+            // For docker-compose users; the lab runs measured services without it.
+            let hc = svc.healthcheck.as_ref().unwrap();
+            let test = hc.test.clone().unwrap();
             // The image is `FROM scratch` with the binary at `/<bin>` (images.rs).
             assert_eq!(
                 test[..3],
@@ -659,7 +668,16 @@ mod tests {
                 format!("{}/health", base_url(svc).unwrap()),
                 "{name}"
             );
-            assert!(hc.interval_ns.is_some() && hc.retries.is_some(), "{name}");
+            assert!(hc.interval.is_some() && hc.retries.is_some(), "{name}");
+        }
+        for (name, svc) in &lab.compose.services {
+            let hc = lab.spec(name, svc, &choice).unwrap().healthcheck;
+            match svc.role {
+                Role::Target | Role::Mock => {
+                    assert_eq!(hc, Some(HealthSpec::default()), "{name}: disabled")
+                }
+                Role::Monitoring => assert!(hc.is_some() || svc.healthcheck.is_none(), "{name}"),
+            }
         }
         assert_eq!(
             checked, 3,

@@ -156,6 +156,26 @@ fn stages_reach_their_vu_counts() {
     assert!(r.timeseries.len() >= 4, "{:?}", r.timeseries);
     let total: u64 = r.timeseries.iter().map(|p| p.requests).sum();
     assert_eq!(total, r.requests.total);
+    // Per-stage figures: each second goes to the stage running at its middle.
+    let staged: u64 = r.stages.iter().map(|s| s.requests).sum();
+    assert!(
+        staged <= total && staged * 10 >= total * 8,
+        "{staged} of {total}"
+    );
+    let at = |vus: u64| {
+        r.stages
+            .iter()
+            .filter(|s| s.target_vus == vus && s.peak_active_vus == vus)
+            .map(|s| s.requests_per_s)
+            .fold(0.0, f64::max)
+    };
+    // 2 ms answers: twice the users, nearly twice the rate.
+    assert!(at(8) > 1.3 * at(4) && at(4) > 0.0, "{:?}", r.stages);
+    assert!(
+        r.stages.iter().all(|s| s.latency_ms.p50 >= 2.0),
+        "{:?}",
+        r.stages
+    );
 }
 
 #[test]

@@ -137,6 +137,10 @@ fn tables_show_the_fixture_numbers_side_by_side() {
         "+0 µs ± 2 µs below resolution"
     );
     assert!(md.contains("Added latency: quantiles of paired differences"));
+    // The ramp per stage: where each target stops scaling.
+    let stage5 = md_row(&md, "throughput", "stage 5 (to 50 VUs)");
+    assert_eq!(stage5[gcol], "54,000 req/s · p99 1.71 ms");
+    assert!(md.contains("Per stage of the ramp"));
     // CPU time per request from the containers' cumulative counters over the phase.
     let cost = md_row(
         &md,

@@ -16,7 +16,7 @@ use super::http::{exchange, Conn, Scratch, Timing};
 use super::request::PreparedRequest;
 use super::result::{
     GeneratorCost, LoadModel, PhaseResult, RequestCounts, ResultWarning, ResultWarningKind,
-    Throughput, TimePoint,
+    StageResult, Throughput, TimePoint,
 };
 use super::stats::{curve, summary, ErrorClass, OkSample, Recorder, Tally};
 use super::sys;
@@ -80,7 +80,7 @@ impl LoadShape {
     }
 
     /// Closed model: which stage (0-based) runs `t` into the phase, and how many there are.
-    fn stage_at(&self, t: Duration) -> Option<(usize, usize)> {
+    pub fn stage_at(&self, t: Duration) -> Option<(usize, usize)> {
         let LoadShape::Closed { stages, .. } = self else {
             return None;
         };
@@ -301,6 +301,7 @@ fn join_workers(handles: Vec<Worker>) -> Result<(), LoadError> {
 /// What the coordinating thread saw: the time series and when and why the load stopped.
 struct Coordinated {
     series: Vec<Vec<TimePoint>>,
+    stages: Vec<Vec<StageAcc>>,
     stopped_at: Option<Instant>,
     interrupted: bool,
 }
@@ -335,6 +336,7 @@ fn coordinate(plan: &PhasePlan, opts: &EngineOpts, shared: &Shared, start: Insta
     }
     Coordinated {
         series: ticker.series,
+        stages: ticker.stages,
         stopped_at: stopping.stopped_at,
         interrupted: stopping.interrupted,
     }
@@ -390,6 +392,17 @@ struct Ticker<'a> {
     prev_dt: f64,
     /// Requests and failures (errors + dropped) of the first request so far.
     totals: (u64, u64),
+    /// Closed shapes with several stages: per request, each stage's seconds.
+    stages: Vec<Vec<StageAcc>>,
+}
+
+/// The one-second intervals of one stage, merged (an interval belongs to the stage that
+/// ran at its middle).
+#[derive(Default)]
+struct StageAcc {
+    tally: Option<Tally>,
+    seconds: f64,
+    peak_active: u64,
 }
 
 impl<'a> Ticker<'a> {
@@ -409,6 +422,27 @@ impl<'a> Ticker<'a> {
             last_tick: start,
             prev_dt: 0.0,
             totals: (0, 0),
+            stages: (0..n_req).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Adds the interval that ends `el` (lasting `dt` s) to the stage at its middle.
+    fn add_to_stage(&mut self, el: Duration, dt: f64, active: u64) {
+        let mid = el.saturating_sub(Duration::from_secs_f64(dt / 2.0));
+        let Some((si, n)) = self.plan.shape.stage_at(mid) else {
+            return;
+        };
+        if n < 2 {
+            return;
+        }
+        for (i, accs) in self.stages.iter_mut().enumerate() {
+            accs.resize_with(n, StageAcc::default);
+            let acc = &mut accs[si];
+            acc.tally
+                .get_or_insert_with(Tally::new)
+                .merge(&self.interval[i]);
+            acc.seconds += dt;
+            acc.peak_active = acc.peak_active.max(active);
         }
     }
 
@@ -419,6 +453,7 @@ impl<'a> Ticker<'a> {
         self.next_tick += Duration::from_secs(1);
         self.take_interval(shared);
         let active = shared.active.load(Ordering::Relaxed);
+        self.add_to_stage(el, dt, active);
         // A short last interval is folded into the previous point rather than
         // reported as a rate over a sliver of time.
         let fold = all_done && dt < 0.5 && !self.series[0].is_empty();
@@ -576,7 +611,8 @@ fn collect_results(
         for th in &shared.threads {
             total.merge(&lock(th)[i].total);
         }
-        let r = phase_result(plan, i, &total, m, std::mem::take(&mut run.series[i]));
+        let mut r = phase_result(plan, i, &total, m, std::mem::take(&mut run.series[i]));
+        r.stages = stage_results(&plan.shape, &run.stages[i]);
         warnings.extend(phase_warnings(&r));
         if let Some(w) = lag_warning(&r.name, &total.lag) {
             warnings.push(w);
@@ -597,6 +633,31 @@ fn collect_results(
         interrupted: run.interrupted,
         rounds,
     }
+}
+
+/// Per-stage figures of a closed shape with several stages.
+fn stage_results(shape: &LoadShape, accs: &[StageAcc]) -> Vec<StageResult> {
+    let LoadShape::Closed { stages, .. } = shape else {
+        return Vec::new();
+    };
+    accs.iter()
+        .zip(stages)
+        .enumerate()
+        .filter_map(|(i, (a, s))| {
+            let t = a.tally.as_ref()?;
+            let requests = t.requests();
+            Some(StageResult {
+                stage: i as u64,
+                target_vus: s.target,
+                peak_active_vus: a.peak_active,
+                duration_s: a.seconds,
+                requests,
+                errors: t.errors.total(),
+                requests_per_s: requests as f64 / a.seconds.max(1e-9),
+                latency_ms: summary(&t.latency),
+            })
+        })
+        .collect()
 }
 
 /// The result of request `i` of the plan from its whole-phase tally.
@@ -626,6 +687,7 @@ fn phase_result(
         url: req.endpoint.url.clone(),
         duration_s: m.window,
         started_s: None,
+        stages: Vec::new(),
         vus,
         target_rate_per_s,
         stream,
@@ -1106,6 +1168,7 @@ mod tests {
             url: "http://127.0.0.1:1/v1/chat/completions".into(),
             duration_s: 1.0,
             started_s: None,
+            stages: Vec::new(),
             vus: None,
             target_rate_per_s: Some(1000.0),
             stream: false,

@@ -59,6 +59,9 @@ pub struct PhaseResult {
     /// the container stats' `t`); absent outside suites and in older results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_s: Option<f64>,
+    /// Closed phases with several stages (a ramp): the figures of each stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageResult>,
     /// Closed model: the largest number of virtual users reached.
     pub vus: Option<u64>,
     /// Open model: the scheduled arrival rate.
@@ -264,6 +267,25 @@ pub struct Overhead {
     pub paired: Option<Paired>,
 }
 
+/// One stage of a ramp: its one-second intervals merged (an interval counts for the stage
+/// running at its middle), so the latency is exact over those seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageResult {
+    /// 0-based index in the phase's stages.
+    pub stage: u64,
+    /// The VUs the stage ramps to (k6 `target`).
+    pub target_vus: u64,
+    /// Most VUs running at the end of one of its seconds.
+    pub peak_active_vus: u64,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub requests_per_s: f64,
+    /// Successful requests only.
+    pub latency_ms: Summary,
+}
+
 /// Paired differences of the overhead suite: quantiles of (target − direct) over rounds,
 /// with moving-block bootstrap intervals, against the instrument's own (control − direct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -461,6 +483,16 @@ pub(crate) mod tests {
             url: "http://127.0.0.1:1/v1/chat/completions".into(),
             duration_s: 1.0,
             started_s: Some(0.5),
+            stages: vec![StageResult {
+                stage: 0,
+                target_vus: 5,
+                peak_active_vus: 5,
+                duration_s: 1.0,
+                requests: 3,
+                errors: 0,
+                requests_per_s: 3.0,
+                latency_ms: s.clone(),
+            }],
             vus: None,
             target_rate_per_s: Some(10.0),
             stream,

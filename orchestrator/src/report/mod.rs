@@ -13,6 +13,7 @@ pub mod format;
 pub mod links;
 pub mod model;
 pub mod noise;
+pub mod stages;
 pub mod stats;
 pub mod svg;
 pub mod thresholds;

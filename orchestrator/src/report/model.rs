@@ -297,6 +297,8 @@ pub struct SuiteView {
     pub table: TableView,
     /// Suites with several phases: requests/s and p99 of each phase.
     pub phases: Option<TableView>,
+    /// Ramps: requests/s and p99 of each stage of the headline phase.
+    pub stages: Option<TableView>,
     /// The `faults` suite: per phase and target, what the client saw and the upstreams did.
     pub faults: Option<TableView>,
     /// The suite's thresholds against each target, with each target's verdict.
@@ -1023,6 +1025,7 @@ pub fn build(run: &RunData) -> ReportView {
             caption: phase_caption(run, s, &targets),
             table,
             phases: phases_table(run, s, &targets, &notes),
+            stages: super::stages::table_of(run, s, &targets),
             faults: super::faults::table_of(run, s, &targets),
             thresholds: super::thresholds::table_of(run, s, &targets),
             notes: shown,

@@ -411,7 +411,14 @@ fn check_rig_and_costs(run_dir: &Path, results: &Path, manifest: &Manifest) {
         direct.p50.added_us,
         direct.p50.resolution_us
     );
+    // The throughput ramp per stage.
+    let text = std::fs::read_to_string(run_dir.join("raw/gateway-throughput.json")).unwrap();
+    let ramp: SuiteResult = serde_json::from_str(&text).unwrap();
+    let stages = &ramp.phases[0].stages;
+    assert!(stages.len() >= 4, "{stages:?}");
+    assert!(stages.iter().all(|s| s.requests > 0), "{stages:?}");
     let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(md.contains("Per stage of the ramp"), "no stages table");
     assert!(
         md.contains("| rig check | qualified: "),
         "no rig check line"

@@ -518,6 +518,14 @@ pub(crate) mod tests {
     }
 
     fn sample() -> SuiteResult {
+        let figure = PairedFigure {
+            added_us: 1.0,
+            ci_us: [0.5, 1.5],
+            control_us: 0.0,
+            control_ci_us: [-0.2, 0.3],
+            resolution_us: 0.3,
+            below_resolution: false,
+        };
         SuiteResult {
             schema_version: SCHEMA_VERSION,
             suite: "frontier".into(),
@@ -560,22 +568,8 @@ pub(crate) mod tests {
                         p50_us: 9.0,
                         p99_us: 12.0,
                     }),
-                    p50: PairedFigure {
-                        added_us: 1.0,
-                        ci_us: [0.5, 1.5],
-                        control_us: 0.0,
-                        control_ci_us: [-0.2, 0.3],
-                        resolution_us: 0.3,
-                        below_resolution: false,
-                    },
-                    p99: PairedFigure {
-                        added_us: 1.0,
-                        ci_us: [0.5, 1.5],
-                        control_us: 0.0,
-                        control_ci_us: [-0.2, 0.3],
-                        resolution_us: 0.3,
-                        below_resolution: false,
-                    },
+                    p50: figure.clone(),
+                    p99: figure,
                 }),
             }),
             warnings: vec![ResultWarning {

@@ -560,8 +560,13 @@ fn each_gateway_is_put_against_the_nginx_floor() {
             "litellm vs direct"
         ]
     );
-    assert!(md[..md.find("## How this run was made").unwrap()]
-        .contains("nginx: adds 20 µs p50, 40 µs p99 over direct (`overhead`, interleaved)"));
+    let top = &md[..md.find("## How this run was made").unwrap()];
+    assert!(top.contains("nginx: adds 20 µs p50, 40 µs p99 over direct (`overhead`, interleaved)"));
+    assert!(
+        top.contains("- gateway against the floor: 0.900x nginx's requests/s in `throughput`, 2.27x the p99 nginx adds (`overhead`)"),
+        "{top}"
+    );
+    assert!(top.contains("- litellm against the floor: "), "{top}");
 }
 
 #[test]
@@ -584,6 +589,7 @@ fn without_nginx_the_floor_section_says_why() {
         "{floor}"
     );
     assert!(!floor.contains("| gateway |"), "{floor}");
+    assert!(!md.contains("against the floor:"), "no floor headline without nginx");
     let html = std::fs::read_to_string(&paths.report_html).unwrap();
     let sec = &html[html.find("id=\"floor\"").unwrap()..];
     assert!(!sec[..sec.find("</section>").unwrap()].contains("<table"));

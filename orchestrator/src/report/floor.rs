@@ -96,6 +96,43 @@ pub fn view(run: &RunData, targets: &[String]) -> FloorView {
     }
 }
 
+/// One headline line per gateway when nginx was measured: its requests/s in the first of
+/// `throughput`/`baseline` and its added p99 as multiples of nginx's, where both exist.
+pub fn headline(run: &RunData, targets: &[String]) -> Vec<String> {
+    if !targets.iter().any(|t| t == FLOOR) {
+        return Vec::new();
+    }
+    let figs = |t: &str, s: &str| run.entry(t, s).map(KeyFigures::of).unwrap_or_default();
+    let rate_suite = RATE_SUITES
+        .into_iter()
+        .find(|s| run.manifest.suites.iter().any(|m| m == s));
+    let added_suite = run
+        .manifest
+        .suites
+        .iter()
+        .find(|s| figs(FLOOR, s).added_p99_us.is_some());
+    let ratio = |a: Option<f64>, n: Option<f64>| match (a, n) {
+        (Some(a), Some(n)) if n > 0.0 => Some(format::ratio(a / n)),
+        _ => None,
+    };
+    targets
+        .iter()
+        .filter(|t| is_gateway(t))
+        .filter_map(|g| {
+            let mut parts = Vec::new();
+            if let Some(s) = rate_suite {
+                let r = ratio(figs(g, s).requests_per_s, figs(FLOOR, s).requests_per_s);
+                parts.extend(r.map(|r| format!("{r} nginx's requests/s in `{s}`")));
+            }
+            if let Some(s) = added_suite {
+                let r = ratio(figs(g, s).added_p99_us, figs(FLOOR, s).added_p99_us);
+                parts.extend(r.map(|r| format!("{r} the p99 nginx adds (`{s}`)")));
+            }
+            (!parts.is_empty()).then(|| format!("{g} against the floor: {}", parts.join(", ")))
+        })
+        .collect()
+}
+
 /// `a / n` with both figures, e.g. `0.85x (18,000 vs 21,000)`; `—` when either is missing
 /// or the floor's figure is not positive (nothing to divide by).
 fn multiple(a: Option<f64>, n: Option<f64>, show: fn(f64) -> String) -> CellView {

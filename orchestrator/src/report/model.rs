@@ -1118,6 +1118,7 @@ pub fn build(run: &RunData) -> ReportView {
         "service",
     );
     let mut headline = headline(run, &suites, &targets);
+    headline.extend(super::floor::headline(run, &targets));
     headline.extend(super::thresholds::headline(run, &targets));
     ReportView {
         run_id: m.run_id.clone(),

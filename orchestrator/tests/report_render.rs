@@ -589,7 +589,10 @@ fn without_nginx_the_floor_section_says_why() {
         "{floor}"
     );
     assert!(!floor.contains("| gateway |"), "{floor}");
-    assert!(!md.contains("against the floor:"), "no floor headline without nginx");
+    assert!(
+        !md.contains("against the floor:"),
+        "no floor headline without nginx"
+    );
     let html = std::fs::read_to_string(&paths.report_html).unwrap();
     let sec = &html[html.find("id=\"floor\"").unwrap()..];
     assert!(!sec[..sec.find("</section>").unwrap()].contains("<table"));

@@ -1,7 +1,8 @@
 //! The lab end to end on the real Docker engine: `orchestrator run all --profile quick
-//! --fail-on-thresholds` against direct, gateway and litellm, then the results files, the
-//! thresholds' verdicts, the sink's points, and `orchestrator stop` leaving no lab container. The first run builds the images (several
-//! minutes); later runs reuse them.
+//! --fail-on-thresholds` against direct, nginx (the floor), gateway and litellm, then the
+//! results files, the floor's figures and section, the thresholds' verdicts, the sink's
+//! points, and `orchestrator stop` leaving no lab container. The first run builds the
+//! images (several minutes); later runs reuse them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "fixtures/chromium.rs"]
@@ -12,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use orchestrator::load::result::SuiteResult;
+use orchestrator::load::result::{LoadModel, SuiteResult};
 use orchestrator::rundir::{ContainerStats, Manifest, RunStatus, TargetOutcome};
 
-/// Every suite at the quick profile against three targets (about 100 s of suites plus
+/// Every suite at the quick profile against four targets (about 100 s of suites plus
 /// about 2 min of `faults` per target), plus image checks and container starts.
-const TIME_LIMIT: Duration = Duration::from_secs(24 * 60);
+const TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -437,6 +438,48 @@ fn check_rig_and_costs(run_dir: &Path, results: &Path, manifest: &Manifest) {
     );
 }
 
+/// The floor: nginx answered every suite but `faults` without an error (streams included),
+/// ran the faults as raw faults (one upstream), and both reports put each gateway against it.
+fn check_floor(run_dir: &Path, manifest: &Manifest) {
+    let nginx = manifest.targets.iter().find(|t| t.name == "nginx").unwrap();
+    assert!(nginx.url.contains(":8082"), "{}", nginx.url);
+    for s in manifest.suites.iter().filter(|s| *s != "faults") {
+        let raw: SuiteResult = serde_json::from_str(
+            &std::fs::read_to_string(run_dir.join(format!("raw/nginx-{s}.json"))).unwrap(),
+        )
+        .unwrap();
+        for p in &raw.phases {
+            let r = &p.requests;
+            assert!(r.ok > 0, "nginx/{s}/{}: no request completed", p.name);
+            // Open-model steps (the frontier) may ask more than one core can serve.
+            if p.model == LoadModel::Closed {
+                assert_eq!(r.ok, r.total, "nginx/{s}/{}: errors {:?}", p.name, r.errors);
+            }
+            if p.stream {
+                let ttft = p.ttft_ms.as_ref().map_or(0, |t| t.count);
+                assert!(ttft > 0, "nginx/{s}/{}: no stream token", p.name);
+            }
+        }
+    }
+    let faults = faults_of(run_dir, "nginx");
+    assert!(
+        !faults.faults.as_ref().unwrap().redundant,
+        "nginx has one upstream"
+    );
+    let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    let floor = &md[md.find("## Against the floor").expect("floor section")..];
+    let floor = &floor[..floor[3..].find("\n## ").map_or(floor.len(), |i| i + 3)];
+    for g in ["gateway", "litellm"] {
+        let row = floor
+            .lines()
+            .find(|l| l.starts_with(&format!("| {g} |")))
+            .unwrap_or_else(|| panic!("no {g} row against the floor:\n{floor}"));
+        assert!(row.contains("x ("), "{row}");
+    }
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("<section class=\"floor\" id=\"floor\">"));
+}
+
 /// The thresholds of the real run: judged per target, stored in the raw results, printed,
 /// and shown with their verdicts in both reports; added latency is not judged on direct.
 fn check_thresholds(run_dir: &Path, log: &str) {
@@ -475,7 +518,7 @@ fn check_thresholds(run_dir: &Path, log: &str) {
 }
 
 #[test]
-fn run_all_quick_against_three_targets() {
+fn run_all_quick_against_four_targets() {
     // One lab per machine (fixed ports): wait for another run, e.g. a concurrent
     // `cargo test --workspace`, and hold the lock across run, checks and stop.
     let _lock = orchestrator::lab::lock::acquire(Duration::from_secs(20 * 60)).unwrap();
@@ -494,7 +537,7 @@ fn run_all_quick_against_three_targets() {
             "--profile",
             "quick",
             "--targets",
-            "direct,gateway,litellm",
+            "direct,nginx,gateway,litellm",
             "--results",
             results.to_str().unwrap(),
             "--keep",
@@ -529,7 +572,7 @@ fn run_all_quick_against_three_targets() {
     assert!(manifest.git_commit.is_some());
     assert!(manifest.host.cores >= 1 && !manifest.host.kernel.is_empty());
     let names: Vec<&str> = manifest.targets.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["direct", "gateway", "litellm"]);
+    assert_eq!(names, ["direct", "nginx", "gateway", "litellm"]);
     for t in &manifest.targets {
         assert!(
             matches!(t.outcome, TargetOutcome::Ok),
@@ -548,7 +591,7 @@ fn run_all_quick_against_three_targets() {
     assert!(!manifest.suites.is_empty());
 
     // Raw results and container stats for every target and suite.
-    for t in ["direct", "gateway", "litellm"] {
+    for t in ["direct", "nginx", "gateway", "litellm"] {
         let mut ok_requests = 0;
         for s in &manifest.suites {
             let raw: SuiteResult = serde_json::from_str(
@@ -572,6 +615,7 @@ fn run_all_quick_against_three_targets() {
     }
 
     check_faults(&run_dir, &log);
+    check_floor(&run_dir, &manifest);
     check_thresholds(&run_dir, &log);
     check_rig_and_costs(&run_dir, &results, &manifest);
     check_dashboards(&watcher.join().unwrap(), &run_dir, &manifest);

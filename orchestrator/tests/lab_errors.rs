@@ -89,10 +89,15 @@ fn a_dead_docker_engine_is_explained() {
 
 #[test]
 fn an_unknown_target_is_named() {
-    let out = orchestrator(&["run", "baseline", "--targets", "direct,nginx"], &[]);
+    let out = orchestrator(&["run", "baseline", "--targets", "direct,bifrost"], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("unknown target `nginx`"), "{err}");
+    assert!(err.contains("unknown target `bifrost`"), "{err}");
+    // Every `x-lab-role: target` service of the compose file is offered, the floor included.
+    assert!(
+        err.contains("(targets: direct, gateway, litellm, nginx)"),
+        "{err}"
+    );
 }
 
 #[test]

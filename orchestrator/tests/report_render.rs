@@ -101,7 +101,7 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     // A ramp gets no interval, and the table says why.
     assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000");
     assert!(md.contains(
-        "- direct, gateway, litellm: no interval: the load changes through phase `ramp` (a ramp)"
+        "- direct, nginx, gateway, litellm: no interval: the load changes through phase `ramp` (a ramp)"
     ));
     assert_eq!(f10[lcol], format::MISSING);
 
@@ -153,7 +153,10 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     let claimed = md_row(&md, "overhead", "claimed overhead p50 (own header)");
     assert_eq!(claimed[gcol_o], "+17 µs");
     assert_eq!(claimed[column(&md, "overhead", "direct")], format::MISSING);
-    assert!(!md[..md.find("## Suite `overhead`").unwrap()].contains("added p50"));
+    assert!(
+        !md[md.find("## Suite `baseline`").unwrap()..md.find("## Suite `overhead`").unwrap()]
+            .contains("added p50")
+    );
 
     // The same cells in the HTML.
     assert!(html.contains("<td class=\"ok\">611 µs ± 0 µs</td>"));
@@ -166,14 +169,20 @@ fn thresholds_show_pass_and_fail_per_target() {
     let (_tmp, _dir, md, html) = render_fixture(false);
     // Columns of the thresholds table: the targets in run order, no ratios.
     let head = md_row(&md, "baseline", "threshold");
-    assert_eq!(head, ["threshold", "direct", "gateway", "litellm"]);
+    assert_eq!(head, ["threshold", "direct", "nginx", "gateway", "litellm"]);
     let mem = md_row(&md, "baseline", "peak_memory < 20.0 MiB");
-    assert_eq!(mem[1..], ["not measured", "✓ 12.0 MiB", "✗ 310 MiB"]);
+    assert_eq!(
+        mem[1..],
+        ["not measured", "✓ 4.0 MiB", "✓ 12.0 MiB", "✗ 310 MiB"]
+    );
     let verdict = md_row(&md, "baseline", "verdict");
-    assert_eq!(verdict[1..], ["not judged", "✓ pass", "✗ fail (1 of 1)"]);
+    assert_eq!(
+        verdict[1..],
+        ["not judged", "✓ pass", "✓ pass", "✗ fail (1 of 1)"]
+    );
     // Added latency is not judged on direct, the mock itself.
     let added = md_row(&md, "overhead", "added_p99 < +5.00 ms");
-    assert_eq!(added[1..], ["n/a", "✓ +91 µs", "✗ +409 ms"]);
+    assert_eq!(added[1..], ["n/a", "✓ +40 µs", "✓ +91 µs", "✗ +409 ms"]);
     // Suites without thresholds have no such table.
     let streaming =
         &md[md.find("## Suite `streaming`").unwrap()..md.find("## Suite `overhead`").unwrap()];
@@ -181,7 +190,7 @@ fn thresholds_show_pass_and_fail_per_target() {
     // One headline line with every target's verdict and what failed.
     let top = &md[..md.find("## How this run was made").unwrap()];
     assert!(
-        top.contains("- thresholds: gateway ✓ 2 of 2 passed; litellm ✗ 2 of 2 failed (`baseline` peak_memory 310 MiB, `overhead` added_p99 +409 ms)"),
+        top.contains("- thresholds: nginx ✓ 2 of 2 passed; gateway ✓ 2 of 2 passed; litellm ✗ 2 of 2 failed (`baseline` peak_memory 310 MiB, `overhead` added_p99 +409 ms)"),
         "{top}"
     );
     // The HTML: the same table, failures styled as failures.
@@ -247,7 +256,7 @@ fn all_results_has_every_target_and_suite() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("all_results.json")).unwrap())
             .unwrap();
     let all = all.as_array().unwrap();
-    assert_eq!(all.len(), 15);
+    assert_eq!(all.len(), 20);
     let gw = all
         .iter()
         .find(|r| r["target_id"] == "gateway/baseline")
@@ -380,7 +389,7 @@ fn committed_sample_run_matches_the_generator() {
             }
         }
     }
-    assert_eq!(files.len(), 1 + 13 + 8);
+    assert_eq!(files.len(), 1 + 18 + 13);
     for rel in files {
         let want = std::fs::read_to_string(dir.join(&rel)).unwrap();
         let path = committed.join("sample-run").join(&rel);
@@ -403,7 +412,7 @@ fn committed_sample_run_matches_the_generator() {
     let run = orchestrator::report::RunData::read(&committed.join("sample-run")).unwrap();
     assert_eq!(
         run.entries.iter().filter(|e| e.result.is_some()).count(),
-        13
+        18
     );
 }
 
@@ -509,4 +518,108 @@ fn figures_carry_their_interval() {
         (Some(10), Some(3))
     );
     assert!(n["lo"].as_f64().unwrap() < 0.611 && 0.611 < n["hi"].as_f64().unwrap());
+}
+
+/// The section of the report between `## Against the floor` and the next `## `.
+fn floor_section(md: &str) -> &str {
+    let start = md.find("## Against the floor").expect("floor section");
+    let rest = &md[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    &rest[..end]
+}
+
+#[test]
+fn each_gateway_is_put_against_the_nginx_floor() {
+    let (_tmp, _dir, md, html) = render_fixture(false);
+    let floor = floor_section(&md);
+    let rows: Vec<Vec<&str>> = floor
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "gateway",
+            "requests/s × nginx (throughput)",
+            "requests/s × nginx (baseline)",
+            "added p50 × nginx (overhead)",
+            "added p99 × nginx (overhead)"
+        ],
+        "{floor}"
+    );
+    // Neither direct nor nginx is a row; gateways in run order.
+    let names: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["gateway", "litellm"], "{floor}");
+    let (g, n) = (gen::base("gateway"), gen::base("nginx"));
+    // Baseline: 18,000 against 20,000 requests/s.
+    assert_eq!(
+        rows[1][2],
+        format!("{} (18,000 vs 20,000)", format::ratio(g.0 / n.0))
+    );
+    assert_eq!(rows[1][2], "0.900x (18,000 vs 20,000)");
+    // Throughput (the ramp at 1.5x the base rate).
+    assert_eq!(rows[1][1], "0.900x (27,000 vs 30,000)");
+    // Added over direct: gateway +42 µs p50, +91 µs p99; nginx +20 µs, +40 µs.
+    assert_eq!(rows[1][3], "2.10x (+42 µs vs +20 µs)");
+    assert_eq!(rows[1][4], "2.27x (+91 µs vs +40 µs)");
+    assert_eq!(rows[2][4], "10237x (+409 ms vs +40 µs)");
+    assert!(floor.contains("as a multiple of nginx's"), "{floor}");
+    // The HTML has the same section and figures.
+    let sec = &html[html.find("id=\"floor\"").unwrap()..];
+    let sec = &sec[..sec.find("</section>").unwrap()];
+    assert!(
+        sec.contains("<td class=\"ratio\">2.10x (+42 µs vs +20 µs)</td>"),
+        "{sec}"
+    );
+    // Per-suite tables compare the first gateway with the others and every target with
+    // direct, the floor included; never the floor with a gateway.
+    let head = md_row(&md, "baseline", "metric");
+    assert_eq!(
+        head[5..],
+        [
+            "gateway vs litellm",
+            "nginx vs direct",
+            "gateway vs direct",
+            "litellm vs direct"
+        ]
+    );
+    let top = &md[..md.find("## How this run was made").unwrap()];
+    assert!(top.contains(
+        "nginx: adds 20 µs ± 3 µs p50, 40 µs ± 4 µs p99 over direct (`overhead`, paired)\n"
+    ));
+    assert!(
+        top.contains("- gateway against the floor: 0.900x nginx's requests/s in `throughput`, 2.27x the p99 nginx adds (`overhead`)"),
+        "{top}"
+    );
+    assert!(top.contains("- litellm against the floor: "), "{top}");
+}
+
+#[test]
+fn without_nginx_the_floor_section_says_why() {
+    let results = gen::temp_dir("nofloor");
+    let dir = gen::write_run(&results, "run-1", false, 1.0);
+    let manifest = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["targets"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["name"] != "nginx");
+    std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+    let paths = render_run(&dir).unwrap();
+    let md = std::fs::read_to_string(&paths.summary_md).unwrap();
+    let floor = floor_section(&md);
+    assert!(
+        floor.contains("Omitted: no `nginx` target in this run"),
+        "{floor}"
+    );
+    assert!(!floor.contains("| gateway |"), "{floor}");
+    assert!(
+        !md.contains("against the floor:"),
+        "no floor headline without nginx"
+    );
+    let html = std::fs::read_to_string(&paths.report_html).unwrap();
+    let sec = &html[html.find("id=\"floor\"").unwrap()..];
+    assert!(!sec[..sec.find("</section>").unwrap()].contains("<table"));
 }

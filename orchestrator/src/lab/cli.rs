@@ -15,9 +15,10 @@ pub struct ImagesArgs {
 pub struct StartArgs {
     #[command(flatten)]
     pub lab: LabOpts,
-    /// Targets to bring up besides the mock and monitoring (both share the target cpuset).
-    #[arg(long, value_delimiter = ',', default_value = "gateway,litellm")]
-    pub targets: Vec<String>,
+    /// Targets to bring up besides the mock and monitoring (they share the target cpuset).
+    /// Default: every service with `x-lab-role: target`.
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,7 +48,15 @@ pub fn images(a: ImagesArgs) -> anyhow::Result<i32> {
 pub fn start(a: StartArgs) -> anyhow::Result<i32> {
     let lab = Lab::load(&a.lab)?;
     let mode = lab.image_mode(&a.lab)?;
-    for t in &a.targets {
+    let targets: Vec<String> = match &a.targets {
+        Some(t) => t.clone(),
+        None => lab
+            .by_role(Role::Target)
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect(),
+    };
+    for t in &targets {
         let svc = lab.service(t)?;
         anyhow::ensure!(
             svc.role == Role::Target,
@@ -70,7 +79,7 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
             .chain(lab.by_role(Role::Monitoring))
             .map(|(n, _)| n)
             .collect();
-        names.extend(a.targets.iter().map(String::as_str));
+        names.extend(targets.iter().map(String::as_str));
         let result = stack::bring_up(&docker, &lab, &choices, &names).await;
         if let Err(e) = result {
             stack::teardown(&docker, &lab.name).await?;

@@ -85,6 +85,15 @@ pub struct Service {
     /// What to run when no registry answers.
     #[serde(rename = "x-lab-offline", default)]
     pub offline: Option<Offline>,
+    /// Whether the target's config routes around mock A to mock B (default true). A
+    /// target that proxies to mock A only (the `nginx` floor) says `false`: the `faults`
+    /// suite then reports its raw faults without verdicts, as for `direct`.
+    #[serde(rename = "x-lab-redundant", default = "yes")]
+    pub redundant: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The role of a service in a run.
@@ -159,6 +168,31 @@ pub struct Offline {
     /// The service cannot run offline; the reason is shown by `status` and in the manifest.
     #[serde(default)]
     pub unavailable: Option<String>,
+    /// How to build `image` when it is missing: on the lab's Debian base image.
+    #[serde(default)]
+    pub build: Option<OfflineBuild>,
+}
+
+/// `x-lab-offline.build`: a recipe run in a host-networked container of the lab's Debian
+/// base image (`lab/debian:bookworm`), whose result is committed as `x-lab-offline.image`
+/// with `x-lab-offline.entrypoint` as its entrypoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineBuild {
+    /// Debian packages installed with apt from this machine's mirror (services' init
+    /// scripts are kept from starting during the install).
+    #[serde(default)]
+    pub debian_packages: Vec<String>,
+    /// Shell commands run in order after the install (`sh -c`, joined with `&&`).
+    #[serde(default)]
+    pub run: Vec<String>,
+    /// Bind-mount the host's CA bundle at `/host-ca.crt` during the build (pip over HTTPS:
+    /// `PIP_CERT=/host-ca.crt`).
+    #[serde(default)]
+    pub host_ca: bool,
+    /// Environment variables committed into the image.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Variables for interpolation: process environment over the env file over computed
@@ -283,6 +317,12 @@ pub fn parse_compose(path: &Path, text: &str, vars: &Vars) -> Result<ComposeFile
             service: name.clone(),
             message: format!("memswap_limit: {m}"),
         })?;
+        if let Some(o) = &svc.offline {
+            validate_offline(o).map_err(|message| ComposeError::Invalid {
+                service: name.clone(),
+                message,
+            })?;
+        }
         if swap != mem {
             return Err(ComposeError::Invalid {
                 service: name.clone(),
@@ -294,6 +334,36 @@ pub fn parse_compose(path: &Path, text: &str, vars: &Vars) -> Result<ComposeFile
         }
     }
     Ok(file)
+}
+
+/// An `x-lab-offline` that can be acted on: an image or a reason, a recipe only with an
+/// image, package names apt accepts (they are written into a shell command).
+fn validate_offline(o: &Offline) -> Result<(), String> {
+    match (&o.image, &o.unavailable) {
+        (None, None) => return Err("x-lab-offline needs `image` or `unavailable`".into()),
+        (Some(_), Some(_)) => {
+            return Err("x-lab-offline: `image` and `unavailable` exclude each other".into())
+        }
+        _ => {}
+    }
+    let Some(b) = &o.build else { return Ok(()) };
+    if o.image.is_none() {
+        return Err("x-lab-offline.build needs x-lab-offline.image (the tag it makes)".into());
+    }
+    if b.debian_packages.is_empty() && b.run.is_empty() {
+        return Err("x-lab-offline.build: give `debian_packages` or `run`".into());
+    }
+    let ok = |p: &str| {
+        p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:=~".contains(c))
+    };
+    if let Some(bad) = b.debian_packages.iter().find(|p| !ok(p)) {
+        return Err(format!(
+            "x-lab-offline.build.debian_packages: `{bad}` is not a Debian package name"
+        ));
+    }
+    Ok(())
 }
 
 /// Reads and parses the compose file at `path`.
@@ -454,6 +524,7 @@ services:
         for name in [
             "gateway",
             "litellm",
+            "nginx",
             "mock-upstream",
             "prometheus",
             "cadvisor",
@@ -466,5 +537,97 @@ services:
             );
             assert_eq!(s.labels.get("lab.service").map(String::as_str), Some(name));
         }
+    }
+
+    fn repo_env() -> BTreeMap<String, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        read_env_file(&root.join(".env.benchmark")).unwrap()
+    }
+
+    /// nginx.conf cannot expand variables: its ports must be .env.benchmark's defaults.
+    #[test]
+    fn nginx_conf_names_the_env_ports() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let conf = std::fs::read_to_string(root.join("docker/nginx/nginx.conf")).unwrap();
+        let env = repo_env();
+        let directive = |name: &str| -> Vec<String> {
+            conf.lines()
+                .map(str::trim)
+                .filter(|l| l.ends_with(';'))
+                .filter_map(|l| l.strip_prefix(name))
+                .filter_map(|l| l.split_whitespace().next())
+                .map(|a| a.trim_end_matches(';').to_string())
+                .collect()
+        };
+        assert_eq!(
+            directive("server "),
+            [format!("127.0.0.1:{}", env["MOCK_PORT"])],
+            "the upstream in nginx.conf must be mock A at MOCK_PORT"
+        );
+        assert_eq!(
+            directive("listen "),
+            [format!("127.0.0.1:{}", env["NGINX_PORT"])],
+            "nginx.conf must listen on NGINX_PORT"
+        );
+    }
+
+    #[test]
+    fn nginx_port_clashes_with_no_other_port() {
+        let env = repo_env();
+        let ports: Vec<(&String, &String)> = env
+            .iter()
+            .filter(|(k, v)| k.ends_with("_PORT") && !v.is_empty())
+            .collect();
+        for (k, v) in &ports {
+            if *k != "NGINX_PORT" {
+                assert_ne!(*v, &env["NGINX_PORT"], "NGINX_PORT clashes with {k}");
+            }
+        }
+        assert!(ports.len() >= 10, "{ports:?}");
+    }
+
+    const OFFLINE: &str = "    x-lab-offline:\n      image: lab/x:1\n      build:\n";
+
+    fn with_offline(recipe: &str) -> Result<ComposeFile, ComposeError> {
+        let text = format!("{MINI}{OFFLINE}{recipe}");
+        parse_compose(Path::new("c.yml"), &text, &vars(&[], &[]))
+    }
+
+    #[test]
+    fn an_offline_recipe_parses_and_rejects_unknown_keys() {
+        let f = with_offline("        debian_packages: [nginx-light]\n        run: [\"true\"]\n")
+            .unwrap();
+        let b = f.services["mock"].offline.as_ref().unwrap().build.clone();
+        assert_eq!(b.unwrap().debian_packages, ["nginx-light"]);
+        let err = with_offline("        debian_packages: [nginx-light]\n        dockerfile: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x-lab-offline.build"), "{err}");
+        assert!(err.contains("dockerfile"), "{err}");
+        let err = with_offline("        debian_packages: [\"nginx; rm -rf /\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a Debian package name"), "{err}");
+        let err = with_offline("        env: {A: b}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("debian_packages` or `run`"), "{err}");
+    }
+
+    #[test]
+    fn every_offline_image_of_the_repo_has_a_recipe_or_a_reason() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let v = Vars {
+            file: repo_env(),
+            ..Default::default()
+        };
+        let f = read_compose(&root.join("docker-compose.benchmark.yml"), &v).unwrap();
+        for (name, s) in &f.services {
+            if let Some(o) = &s.offline {
+                assert!(o.build.is_some() || o.unavailable.is_some(), "{name}");
+            }
+        }
+        assert!(!f.services["nginx"].redundant);
+        assert!(f.services["gateway"].redundant);
     }
 }

@@ -98,13 +98,19 @@ mod tests {
     #[test]
     fn adds_setup_per_target_and_scales_with_targets() {
         let f = SuitesFile::builtin().unwrap();
-        let targets: Vec<String> = ["direct", "gateway", "litellm"].map(String::from).into();
+        let targets: Vec<String> = crate::lab::run::DEFAULT_TARGETS
+            .split(',')
+            .map(String::from)
+            .collect();
         let e = estimate(&f.suites, &targets, Profile::Quick);
-        assert_eq!(e.setup, Duration::from_secs(20 + 5 + 40));
-        assert_eq!(e.total, e.suites_per_target * 3 + e.setup);
+        assert_eq!(e.setup, Duration::from_secs(20 + 5 + 5 + 40));
+        assert_eq!(e.total, e.suites_per_target * 4 + e.setup);
         let line = e.line(Profile::Quick);
-        assert!(line.starts_with("estimate: about 1"), "{line}");
-        assert!(line.contains("3 target(s)"), "{line}");
+        // README.md: "quick against the four default targets: about 15 min, full: about 1 h 47 min".
+        assert!(line.starts_with("estimate: about 15 min"), "{line}");
+        assert!(line.contains("4 target(s)"), "{line}");
+        let full = estimate(&f.suites, &targets, Profile::Full).line(Profile::Full);
+        assert!(full.starts_with("estimate: about 1 h 47 min"), "{full}");
         assert_eq!(human(Duration::from_secs(750)), "12 min 30 s");
         assert_eq!(human(Duration::from_secs(3900)), "1 h 5 min");
         assert_eq!(human(Duration::from_secs(45)), "45 s");

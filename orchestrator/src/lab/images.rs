@@ -4,8 +4,10 @@
 //!   `FROM scratch` image tagged `lab/<name>:<crate version>-<content hash>`, so an image is
 //!   rebuilt only when its binary changed;
 //! - `lab/debian:bookworm`: debootstrap (minbase) from the machine's own apt mirror;
-//! - `lab/litellm:<v>`, `lab/prometheus:2.42-consoles`, `lab/victoria-metrics:1.79`: packages
-//!   installed on that base in a host-networked build container, then committed.
+//! - every other image (`lab/litellm`, `lab/prometheus`, `lab/victoria-metrics`, `lab/nginx`):
+//!   the recipe its service declares under `x-lab-offline.build` in the compose file
+//!   (Debian packages, then shell steps) run on that base in a host-networked build
+//!   container, then committed. No recipe lives here: a new gateway needs no Rust change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,14 +17,12 @@ use anyhow::{bail, Context};
 
 use crate::docker::tar::TarBuilder;
 use crate::docker::{ContainerSpec, Docker};
-use crate::lab::compose::Service;
+use crate::lab::compose::{Offline, OfflineBuild, Service};
 use crate::lab::image_source::{ImageChoice, ImageMode};
 use crate::lab::stack::Lab;
 
 /// Base image every local non-Rust image starts from.
 pub const DEBIAN_BASE: &str = "lab/debian:bookworm";
-const PROMETHEUS_VERSION: &str = "2.42";
-const VICTORIA_VERSION: &str = "1.79";
 
 /// Makes (or finds) the image of every service in the lab.
 pub async fn ensure_all(
@@ -134,7 +134,7 @@ async fn official_or_offline(
         .rsplit_once(':')
         .map_or((image.as_str(), "latest"), |(r, t)| (r, t));
     if docker.image_id(&image).await?.is_none() {
-        build_offline(docker, lab, repo, tag).await?;
+        build_offline(docker, lab, name, off, repo, tag).await?;
     }
     Ok(ImageChoice {
         image_id: docker.image_id(&image).await?,
@@ -145,76 +145,79 @@ async fn official_or_offline(
     })
 }
 
-/// Builds one of the known offline images.
-async fn build_offline(docker: &Docker, lab: &Lab, repo: &str, tag: &str) -> anyhow::Result<()> {
-    ensure_debian_base(docker, lab).await?;
-    let apt = |pkgs: &str| {
-        format!(
-            "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && \
-             apt-get install -y -qq --no-install-recommends {pkgs} && apt-get clean && \
-             rm -rf /var/lib/apt/lists/*"
-        )
+/// Builds an offline image from its service's `x-lab-offline.build` recipe, in a container
+/// of the Debian base image (host networking: apt reaches the host's mirror), committed
+/// with the recipe's environment and the service's offline entrypoint.
+async fn build_offline(
+    docker: &Docker,
+    lab: &Lab,
+    name: &str,
+    off: &Offline,
+    repo: &str,
+    tag: &str,
+) -> anyhow::Result<()> {
+    let Some(recipe) = &off.build else {
+        bail!("{name}: image {repo}:{tag} is missing and its x-lab-offline has no `build` recipe");
     };
-    let (script, changes, binds): (String, String, Vec<String>) = match repo {
-        "lab/litellm" => (
-            format!(
-                "{} && python3 -m venv /opt/litellm && PIP_CERT=/host-ca.crt \
-                 /opt/litellm/bin/pip install --no-cache-dir -q 'litellm[proxy]=={tag}' prometheus_client",
-                apt("python3 python3-venv ca-certificates")
-            ),
-            "ENV PATH=/opt/litellm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
-             ENTRYPOINT [\"/opt/litellm/bin/litellm\"]\nCMD []"
-                .into(),
-            vec![format!("{}:/host-ca.crt:ro", host_ca_bundle()?.display())],
-        ),
-        // Debian ships Prometheus' console libraries only as examples: install them where
-        // the official image has its own, so one `--web.console.libraries` fits both. Two
-        // of their paths miss Debian's layout: popper.js is a directory there (its browser
-        // build is umd/popper.min.js), and d3.layout is part of Debian's d3 3.5 itself.
-        "lab/prometheus" => (
-            format!(
-                "{} && mkdir -p /prometheus /usr/share/prometheus && \
-                 cp -r /usr/share/doc/prometheus/examples/console_libraries /usr/share/prometheus/ && \
-                 sed -i -e 's#/classic/static/popper.js\"#/classic/static/popper.js/umd/popper.min.js\"#' \
-                 -e '/d3.layout.min.js/d' /usr/share/prometheus/console_libraries/prom.lib",
-                apt("prometheus")
-            ),
-            "ENTRYPOINT [\"/usr/bin/prometheus\"]\nCMD []".into(),
-            vec![],
-        ),
-        "lab/victoria-metrics" => (
-            format!(
-                "{} && mkdir -p /var/lib/victoria-metrics",
-                apt("victoria-metrics")
-            ),
-            "ENTRYPOINT [\"/usr/bin/victoria-metrics\"]\nCMD []".into(),
-            vec![],
-        ),
-        other => bail!("no local build recipe for image {other}:{tag}"),
+    ensure_debian_base(docker, lab).await?;
+    let binds = if recipe.host_ca {
+        vec![format!("{}:/host-ca.crt:ro", host_ca_bundle()?.display())]
+    } else {
+        Vec::new()
     };
     eprintln!("build  {repo}:{tag} (on {DEBIAN_BASE}; a few minutes the first time)");
     let spec = ContainerSpec {
-        name: format!("{}-build-{}", lab.name, repo.trim_start_matches("lab/")),
+        name: format!("{}-build-{}", lab.name, name),
         image: DEBIAN_BASE.into(),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-        cmd: Some(vec![script]),
+        cmd: Some(vec![build_script(recipe)]),
         binds,
         labels: lab.labels("build"),
         ..Default::default()
     };
     docker
-        .run_and_commit(&spec, repo, tag, &changes)
+        .run_and_commit(&spec, repo, tag, &commit_changes(recipe, off))
         .await
         .with_context(|| format!("building {repo}:{tag}"))?;
-    if repo == "lab/prometheus" && !tag.starts_with(PROMETHEUS_VERSION) {
-        eprintln!("note: lab/prometheus is Debian's prometheus package ({PROMETHEUS_VERSION}), tagged {tag}");
-    }
-    if repo == "lab/victoria-metrics" && tag != VICTORIA_VERSION {
-        eprintln!(
-            "note: lab/victoria-metrics is Debian's package ({VICTORIA_VERSION}), tagged {tag}"
-        );
-    }
     Ok(())
+}
+
+/// The build container's shell script: the packages (with a `policy-rc.d` that keeps
+/// their init scripts from starting a service on the host's network), then each `run`
+/// step on its own line; the first failing step fails the build (`set -e`).
+fn build_script(recipe: &OfflineBuild) -> String {
+    let mut steps: Vec<String> = vec!["set -e".into()];
+    if !recipe.debian_packages.is_empty() {
+        steps.push(
+            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d"
+                .into(),
+        );
+        steps.push(format!(
+            "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && \
+             apt-get install -y -qq --no-install-recommends {} && apt-get clean && \
+             rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d",
+            recipe.debian_packages.join(" ")
+        ));
+    }
+    steps.extend(recipe.run.iter().cloned());
+    steps.join("\n")
+}
+
+/// Dockerfile-style changes of the commit: `ENV` lines, the entrypoint, an empty `CMD`.
+fn commit_changes(recipe: &OfflineBuild, off: &Offline) -> String {
+    let mut lines: Vec<String> = recipe
+        .env
+        .iter()
+        .map(|(k, v)| format!("ENV {k}={v}"))
+        .collect();
+    if let Some(ep) = &off.entrypoint {
+        lines.push(format!(
+            "ENTRYPOINT {}",
+            serde_json::to_string(ep).unwrap_or_else(|_| "[]".into())
+        ));
+    }
+    lines.push("CMD []".into());
+    lines.join("\n")
 }
 
 /// The host's CA bundle, bind-mounted for pip inside build containers.
@@ -459,5 +462,73 @@ mod tests {
         assert_ne!(content_hash(b"a"), content_hash(b"b"));
         assert_eq!(content_hash(b"a"), content_hash(b"a"));
         assert_eq!(content_hash(b"").len(), 16);
+    }
+
+    fn repo_service(name: &str) -> Service {
+        use crate::lab::compose::{read_compose, read_env_file, Vars};
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let v = Vars {
+            file: read_env_file(&root.join(".env.benchmark")).unwrap(),
+            ..Default::default()
+        };
+        let f = read_compose(&root.join("docker-compose.benchmark.yml"), &v).unwrap();
+        f.services[name].clone()
+    }
+
+    fn recipe(name: &str) -> (Offline, OfflineBuild) {
+        let off = repo_service(name).offline.unwrap();
+        let b = off.build.clone().unwrap();
+        (off, b)
+    }
+
+    #[test]
+    fn packages_install_with_services_kept_from_starting() {
+        let (_, b) = recipe("nginx");
+        let script = build_script(&b);
+        let policy = script.find("/usr/sbin/policy-rc.d").unwrap();
+        let install = script
+            .find("install -y -qq --no-install-recommends nginx-light")
+            .unwrap();
+        assert!(policy < install, "{script}");
+        assert!(script.starts_with("set -e\n"), "{script}");
+        assert!(script.contains("exit 101"), "{script}");
+    }
+
+    /// The recipes moved from Rust into the compose file keep the steps proven by hand.
+    #[test]
+    fn the_repo_recipes_keep_their_steps() {
+        let (off, b) = recipe("litellm");
+        let script = build_script(&b);
+        assert!(
+            script.contains("python3 python3-venv ca-certificates"),
+            "{script}"
+        );
+        assert!(
+            script.ends_with(
+                "python3 -m venv /opt/litellm\nPIP_CERT=/host-ca.crt /opt/litellm/bin/pip install \
+             --no-cache-dir -q 'litellm[proxy]==1.102.4' prometheus_client"
+            ),
+            "{script}"
+        );
+        assert!(b.host_ca);
+        let changes = commit_changes(&b, &off);
+        assert!(
+            changes.starts_with("ENV PATH=/opt/litellm/bin:"),
+            "{changes}"
+        );
+        assert!(changes.ends_with("ENTRYPOINT [\"/opt/litellm/bin/litellm\"]\nCMD []"));
+
+        let (off, b) = recipe("prometheus");
+        assert!(build_script(&b).ends_with(
+            "cp -r /usr/share/doc/prometheus/examples/console_libraries /usr/share/prometheus/\n\
+             sed -i -e 's#/classic/static/popper.js\"#/classic/static/popper.js/umd/popper.min.js\"#' \
+             -e '/d3.layout.min.js/d' /usr/share/prometheus/console_libraries/prom.lib"
+        ));
+        assert_eq!(
+            commit_changes(&b, &off),
+            "ENTRYPOINT [\"/usr/bin/prometheus\"]\nCMD []"
+        );
+        let (_, b) = recipe("influxdb");
+        assert!(build_script(&b).ends_with("victoria-metrics && apt-get clean && rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d\nmkdir -p /var/lib/victoria-metrics"));
     }
 }

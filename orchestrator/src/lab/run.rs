@@ -43,7 +43,7 @@ pub struct RunArgs {
     pub lab: LabOpts,
     /// A suite name from the suites file, or `all`.
     pub suite: String,
-    /// Targets measured in turn (default LAB_TARGETS, else direct,gateway,litellm).
+    /// Targets measured in turn (default LAB_TARGETS, else direct,nginx,gateway,litellm).
     #[arg(long, value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
     /// Suite profile: quick or full (default LAB_PROFILE, else quick).
@@ -66,6 +66,8 @@ pub struct RunArgs {
 
 /// The control target: the mock upstream called directly.
 pub const DIRECT: &str = "direct";
+/// Targets measured when neither `--targets` nor `LAB_TARGETS` names any.
+pub const DEFAULT_TARGETS: &str = "direct,nginx,gateway,litellm";
 const API_KEY: &str = "sk-lab-key";
 
 /// What `run` was asked to do, validated.
@@ -113,13 +115,13 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
         Some(t) => t.clone(),
         None => lab
             .vars
-            .get_or("LAB_TARGETS", "direct,gateway,litellm")
+            .get_or("LAB_TARGETS", DEFAULT_TARGETS)
             .split(',')
             .map(|s| s.trim().to_string())
             .collect(),
     };
     if targets.is_empty() {
-        bail!("no target given (--targets direct,gateway,litellm)");
+        bail!("no target given (--targets {DEFAULT_TARGETS})");
     }
     for t in &targets {
         if t != DIRECT {
@@ -780,8 +782,10 @@ async fn run_target(
 }
 
 /// The mocks' admin URLs (deployment A, then B) for the `faults` suite. `direct` is the
-/// mock itself: it has no second deployment to route to.
+/// mock itself and a target with `x-lab-redundant: false` proxies to A only: neither has a
+/// second deployment to route to.
 fn fault_control(lab: &Lab, target: &str) -> anyhow::Result<FaultControl> {
+    let svc = lab.service(target_service(target))?;
     let admin =
         |var: &str, default: &str| format!("http://127.0.0.1:{}", lab.vars.get_or(var, default));
     Ok(FaultControl {
@@ -789,8 +793,8 @@ fn fault_control(lab: &Lab, target: &str) -> anyhow::Result<FaultControl> {
             admin("MOCK_ADMIN_PORT", "9010"),
             admin("MOCK_B_ADMIN_PORT", "9011"),
         ],
-        cores: plan::count(&lab.service(target_service(target))?.cpuset).max(1),
-        redundant: target != DIRECT,
+        cores: plan::count(&svc.cpuset).max(1),
+        redundant: target != DIRECT && svc.redundant,
     })
 }
 

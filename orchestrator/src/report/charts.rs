@@ -5,13 +5,15 @@ use super::format;
 use super::model::ChartView;
 use super::svg::{Axis, LineChart, Scale, Series};
 
-/// A fixed colour per known target, so every chart agrees.
+/// A fixed colour per known target, so every chart agrees; any other target (a gateway
+/// added to the compose file) takes one of the rest by its position in the run.
 pub fn color(target: &str, index: usize) -> String {
     match target {
         "direct" => "#6b7280".to_string(),
+        "nginx" => "#0d9488".to_string(),
         "gateway" => "#2563eb".to_string(),
         "litellm" => "#ea580c".to_string(),
-        _ => ["#16a34a", "#9333ea", "#db2777", "#0891b2"][index % 4].to_string(),
+        _ => ["#9333ea", "#db2777", "#0891b2", "#ca8a04"][index % 4].to_string(),
     }
 }
 

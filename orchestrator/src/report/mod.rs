@@ -9,6 +9,7 @@ pub mod data;
 mod error;
 pub mod faults;
 pub mod figures;
+pub mod floor;
 pub mod format;
 pub mod links;
 pub mod model;

@@ -5,17 +5,29 @@ use serde::Serialize;
 
 use super::data::{headline_phase, RunData};
 use super::figures::KeyFigures;
+use super::floor::{is_gateway, FloorView, CONTROL};
 use super::format::{self, MISSING};
 use super::noise;
 use crate::load::result::LoadModel;
 use crate::rundir::TargetOutcome;
 
-/// Pairs of targets compared in ratio columns, when both are in the run.
-const RATIO_PAIRS: [(&str, &str); 3] = [
-    ("gateway", "litellm"),
-    ("gateway", "direct"),
-    ("litellm", "direct"),
-];
+/// Pairs of targets (indexes into `targets`) compared in ratio columns: the first gateway
+/// (the first target that is neither `direct` nor the `nginx` floor, ours by convention)
+/// against each later gateway, then every target against `direct` (latency as µs added).
+/// The floor's own comparison with each gateway is the "Against the floor" section.
+fn ratio_pairs(targets: &[String]) -> Vec<(usize, usize)> {
+    let gateways: Vec<usize> = (0..targets.len())
+        .filter(|&i| is_gateway(&targets[i]))
+        .collect();
+    let mut out: Vec<(usize, usize)> = match gateways.split_first() {
+        Some((&first, rest)) => rest.iter().map(|&j| (first, j)).collect(),
+        None => Vec::new(),
+    };
+    if let Some(d) = targets.iter().position(|t| t == CONTROL) {
+        out.extend((0..targets.len()).filter(|&i| i != d).map(|i| (i, d)));
+    }
+    out
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -324,6 +336,8 @@ pub struct ReportView {
     pub run_info: Vec<KeyValue>,
     pub targets: TableView,
     pub services: TableView,
+    /// Each gateway against the `nginx` floor, or why the section is omitted.
+    pub floor: FloorView,
     pub config_json: String,
     /// Warnings that apply to the whole run (no suite), shown at the top.
     pub run_notes: Vec<Note>,
@@ -636,7 +650,7 @@ fn ratio_text(kind: Kind, a: Option<f64>, b: Option<f64>, b_name: &str) -> Strin
         return MISSING.to_string();
     };
     match kind {
-        Kind::Latency if b_name == "direct" => format::added_us((a - b) * 1000.0),
+        Kind::Latency if b_name == CONTROL => format::added_us((a - b) * 1000.0),
         Kind::Rate | Kind::Latency | Kind::Cpu | Kind::Memory | Kind::CpuCost if b > 0.0 => {
             format::ratio(a / b)
         }
@@ -681,15 +695,7 @@ fn suite_table(
         .iter()
         .map(|t| run.entry(t, suite).map(KeyFigures::of).unwrap_or_default())
         .collect();
-    let pairs: Vec<(usize, usize)> = RATIO_PAIRS
-        .iter()
-        .filter_map(|(a, b)| {
-            Some((
-                targets.iter().position(|t| t == a)?,
-                targets.iter().position(|t| t == b)?,
-            ))
-        })
-        .collect();
+    let pairs = ratio_pairs(targets);
     // Frontier rows: one per p99 bound any target reported.
     let mut bounds: Vec<f64> = Vec::new();
     for f in &figs {
@@ -867,41 +873,151 @@ fn phases_table(
     Some(table(targets.to_vec(), rows, "phase"))
 }
 
-fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<String> {
-    let mut lines = Vec::new();
-    let figs = |t: &str, s: &str| run.entry(t, s).map(KeyFigures::of).unwrap_or_default();
-    // The warning marks of these rows for these targets, each mark once.
-    let marks = |s: &str, ts: &[&str], rows: &[&str]| -> String {
-        let Some(view) = suites.iter().find(|v| v.name == s) else {
-            return String::new();
-        };
-        let cols: Vec<usize> = ts
-            .iter()
-            .filter_map(|t| view.table.columns.iter().position(|c| c == t))
-            .collect();
-        let mut m: Vec<String> = Vec::new();
-        for r in view
-            .table
-            .rows
-            .iter()
-            .filter(|r| rows.contains(&r.key.as_str()))
-        {
-            let cells = cols.iter().map(|&c| &r.cells[c].marks);
-            for mark in std::iter::once(&r.marks).chain(cells) {
-                for x in mark.split(' ').filter(|x| !x.is_empty()) {
-                    if !m.iter().any(|y| y == x) {
-                        m.push(x.to_string());
-                    }
+/// The warning marks of these rows for these targets in suite `s`'s table, each mark once
+/// (` ⚠1 ⚠3`, empty when none).
+fn marks(suites: &[SuiteView], s: &str, ts: &[&str], rows: &[&str]) -> String {
+    let Some(view) = suites.iter().find(|v| v.name == s) else {
+        return String::new();
+    };
+    let cols: Vec<usize> = ts
+        .iter()
+        .filter_map(|t| view.table.columns.iter().position(|c| c == t))
+        .collect();
+    let mut m: Vec<String> = Vec::new();
+    for r in view
+        .table
+        .rows
+        .iter()
+        .filter(|r| rows.contains(&r.key.as_str()))
+    {
+        let cells = cols.iter().map(|&c| &r.cells[c].marks);
+        for mark in std::iter::once(&r.marks).chain(cells) {
+            for x in mark.split(' ').filter(|x| !x.is_empty()) {
+                if !m.iter().any(|y| y == x) {
+                    m.push(x.to_string());
                 }
             }
         }
-        if m.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", m.join(" "))
+    }
+    if m.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", m.join(" "))
+    }
+}
+
+fn figs_of(run: &RunData, t: &str, s: &str) -> KeyFigures {
+    run.entry(t, s).map(KeyFigures::of).unwrap_or_default()
+}
+
+/// Headline lines of gateway `a` against gateway `b`: the rate sustained under the loosest
+/// common p99 bound (frontier suites), else throughput, per suite in `order`.
+fn peer_lines(
+    run: &RunData,
+    suites: &[SuiteView],
+    order: &[&String],
+    a_name: &str,
+    b_name: &str,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for s in order {
+        let (g, l) = (figs_of(run, a_name, s), figs_of(run, b_name, s));
+        // The overhead suite runs at concurrency 1: its added latency has its own line.
+        if g.added_p50_us.is_some() || l.added_p50_us.is_some() {
+            continue;
         }
-    };
-    let has = |t: &str| targets.iter().any(|x| x == t);
+        if let (Some(gf), Some(lf)) = (&g.frontier, &l.frontier) {
+            // The loosest bound both sustained some rate under.
+            let best = gf
+                .iter()
+                .filter_map(|a| {
+                    let b = lf
+                        .iter()
+                        .find(|b| (b.p99_bound_ms - a.p99_bound_ms).abs() < 1e-9)?;
+                    Some((a.p99_bound_ms, a.max_rate_per_s?, b.max_rate_per_s?))
+                })
+                .filter(|(_, _, b)| *b > 0.0)
+                .max_by(|x, y| x.0.total_cmp(&y.0));
+            if let Some((bound, a, b)) = best {
+                let m = marks(suites, s, &[a_name, b_name], &["status", "frontier"]);
+                lines.push(format!(
+                    "{a_name}: {} the rate {b_name} sustains with p99 ≤ {} in `{s}` ({} vs {} req/s){m}",
+                    format::ratio(a / b),
+                    format::latency_ms(bound),
+                    format::rate(a),
+                    format::rate(b)
+                ));
+            }
+            continue;
+        }
+        let (Some(gr), Some(lr)) = (g.requests_per_s, l.requests_per_s) else {
+            continue;
+        };
+        if lr <= 0.0 {
+            continue;
+        }
+        let p99 = match (g.p99_ms, l.p99_ms) {
+            (Some(a), Some(b)) => format!(
+                ", p99 {} vs {}",
+                noise::show(a, g.noise.get("p99"), format::latency_ms),
+                noise::show(b, l.noise.get("p99"), format::latency_ms)
+            ),
+            _ => String::new(),
+        };
+        let m = marks(
+            suites,
+            s,
+            &[a_name, b_name],
+            &["status", "requests_per_s", "p99"],
+        );
+        lines.push(format!(
+            "{a_name}: {} the throughput of {b_name} in `{s}` ({} vs {} req/s){p99}{m}",
+            format::ratio(gr / lr),
+            noise::show(gr, g.noise.get("requests_per_s"), format::rate),
+            noise::show(lr, l.noise.get("requests_per_s"), format::rate)
+        ));
+    }
+    lines
+}
+
+/// The latency `t` adds over `direct`: the overhead suite when run, else the first suite
+/// with both p50s.
+fn added_line(run: &RunData, suites: &[SuiteView], t: &str) -> Option<String> {
+    let over = run.manifest.suites.iter().find_map(|s| {
+        let f = figs_of(run, t, s);
+        let show = |v: f64, key: &str| {
+            noise::show(v, f.noise.get(key), format::added_us)
+                .trim_start_matches('+')
+                .to_string()
+        };
+        let paired = f.noise.get("added_p50").is_some();
+        let a50 = show(f.added_p50_us?, "added_p50");
+        let a99 = f.added_p99_us.map(|v| show(v, "added_p99"));
+        let claim = f
+            .claimed_p50_us
+            .map(|c| format!("; says {} p50", format::added_us(c).trim_start_matches('+')));
+        Some((s.clone(), a50, a99, paired, claim.unwrap_or_default()))
+    });
+    match over {
+        Some((s, a50, a99, paired, claim)) => Some(format!(
+            "{t}: adds {a50} p50{} over direct (`{s}`, {}{claim}){}",
+            a99.map(|a| format!(", {a} p99")).unwrap_or_default(),
+            if paired { "paired" } else { "interleaved" },
+            marks(suites, &s, &[t], &["status", "added_p50", "added_p99"])
+        )),
+        None => run.manifest.suites.iter().find_map(|s| {
+            let (a, d) = (figs_of(run, t, s).p50_ms?, figs_of(run, CONTROL, s).p50_ms?);
+            Some(format!(
+                "{t}: adds {} p50 over direct in `{s}`{}",
+                format::added_us((a - d) * 1000.0).trim_start_matches('+'),
+                marks(suites, s, &[t], &["status", "p50"])
+            ))
+        }),
+    }
+}
+
+fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<String> {
+    let mut lines = Vec::new();
     // Throughput first, then the other suites in run order.
     let mut order: Vec<&String> = run
         .manifest
@@ -910,99 +1026,16 @@ fn headline(run: &RunData, suites: &[SuiteView], targets: &[String]) -> Vec<Stri
         .filter(|s| *s == "throughput")
         .collect();
     order.extend(run.manifest.suites.iter().filter(|s| *s != "throughput"));
-    if has("gateway") && has("litellm") {
-        for s in order {
-            let (g, l) = (figs("gateway", s), figs("litellm", s));
-            // The overhead suite runs at concurrency 1: its added latency has its own line.
-            if g.added_p50_us.is_some() || l.added_p50_us.is_some() {
-                continue;
-            }
-            if let (Some(gf), Some(lf)) = (&g.frontier, &l.frontier) {
-                // The loosest bound both sustained some rate under.
-                let best = gf
-                    .iter()
-                    .filter_map(|a| {
-                        let b = lf
-                            .iter()
-                            .find(|b| (b.p99_bound_ms - a.p99_bound_ms).abs() < 1e-9)?;
-                        Some((a.p99_bound_ms, a.max_rate_per_s?, b.max_rate_per_s?))
-                    })
-                    .filter(|(_, _, b)| *b > 0.0)
-                    .max_by(|x, y| x.0.total_cmp(&y.0));
-                if let Some((bound, a, b)) = best {
-                    let m = marks(s, &["gateway", "litellm"], &["status", "frontier"]);
-                    lines.push(format!(
-                        "gateway: {} the rate litellm sustains with p99 ≤ {} in `{s}` ({} vs {} req/s){m}",
-                        format::ratio(a / b),
-                        format::latency_ms(bound),
-                        format::rate(a),
-                        format::rate(b)
-                    ));
-                }
-                continue;
-            }
-            let (Some(gr), Some(lr)) = (g.requests_per_s, l.requests_per_s) else {
-                continue;
-            };
-            if lr <= 0.0 {
-                continue;
-            }
-            let p99 = match (g.p99_ms, l.p99_ms) {
-                (Some(a), Some(b)) => format!(
-                    ", p99 {} vs {}",
-                    noise::show(a, g.noise.get("p99"), format::latency_ms),
-                    noise::show(b, l.noise.get("p99"), format::latency_ms)
-                ),
-                _ => String::new(),
-            };
-            let m = marks(
-                s,
-                &["gateway", "litellm"],
-                &["status", "requests_per_s", "p99"],
-            );
-            lines.push(format!(
-                "gateway: {} the throughput of litellm in `{s}` ({} vs {} req/s){p99}{m}",
-                format::ratio(gr / lr),
-                noise::show(gr, g.noise.get("requests_per_s"), format::rate),
-                noise::show(lr, l.noise.get("requests_per_s"), format::rate)
-            ));
+    // The first gateway (ours) against each other one.
+    let gateways: Vec<&String> = targets.iter().filter(|t| is_gateway(t)).collect();
+    if let Some((first, rest)) = gateways.split_first() {
+        for other in rest {
+            lines.extend(peer_lines(run, suites, &order, first, other));
         }
     }
-    // Latency added over direct: the overhead suite when run, else the first suite with both.
-    if has("direct") {
-        for t in targets.iter().filter(|t| *t != "direct") {
-            let over = run.manifest.suites.iter().find_map(|s| {
-                let f = figs(t, s);
-                let show = |v: f64, key: &str| {
-                    noise::show(v, f.noise.get(key), format::added_us)
-                        .trim_start_matches('+')
-                        .to_string()
-                };
-                let paired = f.noise.get("added_p50").is_some();
-                let a50 = show(f.added_p50_us?, "added_p50");
-                let a99 = f.added_p99_us.map(|v| show(v, "added_p99"));
-                let claim = f
-                    .claimed_p50_us
-                    .map(|c| format!("; says {} p50", format::added_us(c).trim_start_matches('+')));
-                Some((s.clone(), a50, a99, paired, claim.unwrap_or_default()))
-            });
-            let line = match over {
-                Some((s, a50, a99, paired, claim)) => Some(format!(
-                    "{t}: adds {a50} p50{} over direct (`{s}`, {}{claim}){}",
-                    a99.map(|a| format!(", {a} p99")).unwrap_or_default(),
-                    if paired { "paired" } else { "interleaved" },
-                    marks(&s, &[t], &["status", "added_p50", "added_p99"])
-                )),
-                None => run.manifest.suites.iter().find_map(|s| {
-                    let (a, d) = (figs(t, s).p50_ms?, figs("direct", s).p50_ms?);
-                    Some(format!(
-                        "{t}: adds {} p50 over direct in `{s}`{}",
-                        format::added_us((a - d) * 1000.0).trim_start_matches('+'),
-                        marks(s, &[t], &["status", "p50"])
-                    ))
-                }),
-            };
-            lines.extend(line);
+    if targets.iter().any(|t| t == CONTROL) {
+        for t in targets.iter().filter(|t| *t != CONTROL) {
+            lines.extend(added_line(run, suites, t));
         }
     }
     for t in &run.manifest.targets {
@@ -1160,6 +1193,7 @@ pub fn build(run: &RunData) -> ReportView {
         "service",
     );
     let mut headline = headline(run, &suites, &targets);
+    headline.extend(super::floor::headline(run, &targets));
     headline.extend(super::thresholds::headline(run, &targets));
     ReportView {
         run_id: m.run_id.clone(),
@@ -1167,6 +1201,7 @@ pub fn build(run: &RunData) -> ReportView {
         run_info,
         targets: targets_table,
         services: services_table,
+        floor: super::floor::view(run, &targets),
         config_json: serde_json::to_string_pretty(&m.config).unwrap_or_default(),
         run_notes: notes
             .iter()

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use orchestrator::load::Api;
 use orchestrator::suites::def::BUILTIN_SUITES;
 use orchestrator::suites::{Profile, SuiteKind, SuitesFile};
 
@@ -17,6 +18,8 @@ fn builtin_suites_parse() {
             "throughput",
             "sustained",
             "streaming",
+            "messages",
+            "messages-stream",
             "overhead",
             "frontier",
             "faults"
@@ -44,7 +47,12 @@ fn builtin_suites_parse() {
         f.suite("faults").unwrap().kind,
         SuiteKind::Faults(_)
     ));
-    assert!(f.select("all").unwrap().len() == 7);
+    assert!(f.select("all").unwrap().len() == 9);
+    // The Anthropic API, plain and streaming.
+    for name in ["messages", "messages-stream"] {
+        assert_eq!(f.suite(name).unwrap().request.api, Api::Anthropic, "{name}");
+    }
+    assert!(f.suite("messages-stream").unwrap().request.stream);
     assert_eq!(f.select("baseline,overhead").unwrap().len(), 2);
     let err = f.suite("nope").unwrap_err().to_string();
     assert!(err.contains("nope") && err.contains("baseline"), "{err}");
@@ -123,7 +131,7 @@ fn bad_values_are_named() {
     let text = BUILTIN_SUITES.replace("step: 10s", "step: 10 parsecs");
     let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
     assert!(
-        err.contains("suites[5].frontier.step") && err.contains("parsecs"),
+        err.contains("suites[7].frontier.step") && err.contains("parsecs"),
         "{err}"
     );
 

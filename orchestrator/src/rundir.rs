@@ -92,6 +92,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RigCheck {
+    /// The mock's best whole second of the check.
     pub requests_per_s: f64,
     pub vus: u64,
     pub duration_s: f64,

@@ -4,7 +4,7 @@
 
 use super::data::{headline_phase, RunData};
 use super::format::{self, MISSING};
-use super::model::{cell, row, table, TableView};
+use super::model::{cell, rate_and_p99, row, table, TableView};
 use crate::load::result::StageResult;
 
 /// The stages of `target`'s headline phase in `suite` (empty without stages).
@@ -17,20 +17,12 @@ fn stages_of<'a>(run: &'a RunData, target: &str, suite: &str) -> &'a [StageResul
 
 /// One stage's cell: `2,345 req/s · p99 1.20 ms`, with its errors when there were any.
 fn stage_text(s: &StageResult) -> String {
-    let p99 = if s.latency_ms.count > 0 {
-        format::latency_ms(s.latency_ms.p99)
-    } else {
-        MISSING.to_string()
-    };
     let errors = if s.errors > 0 {
         format!(" · {} errors", format::thousands(s.errors as i64))
     } else {
         String::new()
     };
-    format!(
-        "{} req/s · p99 {p99}{errors}",
-        format::rate(s.requests_per_s)
-    )
+    format!("{}{errors}", rate_and_p99(s.requests_per_s, &s.latency_ms))
 }
 
 /// The per-stage table of `suite`, when some target's headline phase has stages.

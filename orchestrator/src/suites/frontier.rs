@@ -146,14 +146,20 @@ fn bracket(rungs: &[FrontierRung], bound: f64) -> (Option<&FrontierRung>, Option
     (pass, miss)
 }
 
-/// Three significant figures, as text (`1410`, `14.1`): rung names and rates stay readable.
+/// Three significant figures, as text (`1410`, `14.1`, `10`): rung names and rates stay
+/// readable.
 fn sig3(x: f64) -> String {
     if x <= 0.0 || !x.is_finite() {
         return format!("{x}");
     }
     let decimals = (2.0 - x.log10().floor()).max(0.0) as usize;
     let k = 10f64.powf(x.log10().floor() - 2.0);
-    format!("{:.*}", decimals, (x / k).round() * k)
+    let text = format!("{:.*}", decimals, (x / k).round() * k);
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 fn round3(x: f64) -> f64 {
@@ -523,5 +529,7 @@ mod tests {
         assert_eq!(rung_name(1414.2), "rate-1410");
         assert_eq!(rung_name(14.142), "rate-14.1");
         assert_eq!(rung_name(2000.0), "rate-2000");
+        assert_eq!(rung_name(10.0), "rate-10");
+        assert_eq!(rung_name(1.5), "rate-1.5");
     }
 }

@@ -6,11 +6,14 @@
 //!   manifest.json            Manifest: how the run was made, what happened to each target
 //!   raw/<target>-<suite>.json the load generator's result for one target and suite
 //!   stats/<target>-<suite>.json ContainerStats: the target container's per-second samples
+//!   raw/<target>-<suite>.r<N>.json, stats/<target>-<suite>.r<N>.json
+//!                            repeat N (2, 3, …) of a repeated suite (repeat 1 is unsuffixed)
 //!   all_results.json         every result as {target_id, metrics, timestamp} (reports)
 //!   summary.md, report.html  rendered by `orchestrator report`
 //! results/latest -> <run-id>
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -49,6 +52,25 @@ impl RunDir {
             .join(STATS_DIR)
             .join(format!("{target}-{suite}.json"))
     }
+    /// The raw file of repeat `n` (1-based; repeat 1 is [`RunDir::raw`]).
+    pub fn raw_repeat(&self, target: &str, suite: &str, n: u32) -> PathBuf {
+        self.root.join(RAW_DIR).join(repeat_file(target, suite, n))
+    }
+    /// The stats file of repeat `n` (1-based; repeat 1 is [`RunDir::stats`]).
+    pub fn stats_repeat(&self, target: &str, suite: &str, n: u32) -> PathBuf {
+        self.root
+            .join(STATS_DIR)
+            .join(repeat_file(target, suite, n))
+    }
+}
+
+/// `<target>-<suite>.json` for repeat 1, `<target>-<suite>.r<n>.json` after it.
+pub fn repeat_file(target: &str, suite: &str, n: u32) -> String {
+    if n <= 1 {
+        format!("{target}-{suite}.json")
+    } else {
+        format!("{target}-{suite}.r{n}.json")
+    }
 }
 
 /// How a run ended.
@@ -85,6 +107,17 @@ pub struct Manifest {
     /// The rig check made before the first target (absent in older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rig: Option<RigCheck>,
+    /// Suites measured more than once per target, and how many times (planned; a repeat
+    /// whose files are missing was not reached).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub repeats: BTreeMap<String, u32>,
+}
+
+impl Manifest {
+    /// Planned repeats of `suite` (1 when it is not repeated).
+    pub fn repeats_of(&self, suite: &str) -> u32 {
+        self.repeats.get(suite).copied().unwrap_or(1)
+    }
 }
 
 /// The mock's own requests/s at a fixed concurrency before the run, against the figure
@@ -237,6 +270,14 @@ mod tests {
         assert_eq!(
             d.stats("litellm", "sustained"),
             Path::new("results/20261124-1/stats/litellm-sustained.json")
+        );
+        assert_eq!(
+            d.raw_repeat("gateway", "baseline", 1),
+            d.raw("gateway", "baseline")
+        );
+        assert_eq!(
+            d.stats_repeat("gateway", "overhead", 3),
+            Path::new("results/20261124-1/stats/gateway-overhead.r3.json")
         );
     }
 

@@ -517,6 +517,41 @@ fn check_thresholds(run_dir: &Path, log: &str) {
     assert!(html.contains("<td class=\"failed\">✗ fail ("));
 }
 
+/// Baseline and overhead repeat three times in rounds that interleave the targets: every
+/// repeat's files exist, round 2 starts after round 1 ended for every target, and the
+/// reports give medians over the repeats.
+fn check_repeats(run_dir: &Path, manifest: &Manifest, log: &str) {
+    let want: Vec<(String, u32)> = vec![("baseline".into(), 3), ("overhead".into(), 3)];
+    assert_eq!(
+        manifest.repeats.clone().into_iter().collect::<Vec<_>>(),
+        want
+    );
+    for t in ["direct", "nginx", "gateway", "litellm"] {
+        for s in ["baseline", "overhead"] {
+            for n in 2..=3 {
+                let path = run_dir.join(format!("raw/{t}-{s}.r{n}.json"));
+                let raw: SuiteResult = serde_json::from_str(
+                    &std::fs::read_to_string(&path)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+                )
+                .unwrap();
+                let ok: u64 = raw.phases.iter().map(|p| p.requests.ok).sum();
+                assert!(ok > 0, "{t}/{s} repeat {n}: no request completed");
+                assert!(run_dir.join(format!("stats/{t}-{s}.r{n}.json")).is_file());
+            }
+        }
+    }
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` not in the log:\n{log}"))
+    };
+    assert!(at("suite  litellm/overhead #1/3 (") < at("suite  direct/baseline #2/3 ("));
+    assert!(at("suite  litellm/overhead #2/3 (") < at("suite  direct/baseline #3/3 ("));
+    let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(md.contains("× 3 repeats)"), "no repeats in the captions");
+    assert!(md.contains("- Over repeats (rounds interleaving the targets)"));
+}
+
 #[test]
 fn run_all_quick_against_four_targets() {
     // One lab per machine (fixed ports): wait for another run, e.g. a concurrent
@@ -617,6 +652,7 @@ fn run_all_quick_against_four_targets() {
     check_faults(&run_dir, &log);
     check_floor(&run_dir, &manifest);
     check_thresholds(&run_dir, &log);
+    check_repeats(&run_dir, &manifest, &log);
     check_rig_and_costs(&run_dir, &results, &manifest);
     check_dashboards(&watcher.join().unwrap(), &run_dir, &manifest);
 
@@ -636,6 +672,8 @@ fn run_all_quick_against_four_targets() {
         }
         std::thread::sleep(Duration::from_secs(1));
     };
+    // Points of a later repeat carry their repeat as a tag.
+    assert!(body.contains("\"repeat\":\"3\""), "no repeat 3 in the sink");
     for (metric, target) in [
         ("lab_load_requests_per_s", "gateway"),
         ("lab_load_requests_per_s", "litellm"),

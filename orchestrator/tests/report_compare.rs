@@ -30,9 +30,14 @@ fn a_regression_beyond_the_threshold_exits_2_and_is_listed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    // The fixture's windows are steady: zero-width intervals, so the change is outside them.
+    // Baseline has three repeats (±4 %) in both runs: the permutation test decides.
     assert!(
-        stdout.contains("- ⛔ gateway/baseline: p99 rose 611 µs ± 0 µs → 794 µs ± 0 µs (+30.0 %), beyond 10.0 % (95 % intervals apart)"),
+        stdout.contains("- ⛔ gateway/baseline: p99 rose 611 µs ± 21.4 µs → 794 µs ± 27.8 µs (+30.0 %), beyond 10.0 % (permutation p = 0.050)"),
+        "{stdout}"
+    );
+    // The other suites' windows are steady: zero-width intervals, apart after the change.
+    assert!(
+        stdout.contains("- ⛔ gateway/streaming: p99 rose 24.4 ms ± 0 µs → 31.8 ms ± 0 µs (+30.0 %), beyond 10.0 % (95 % intervals apart)"),
         "{stdout}"
     );
     // The ramp has no interval: the threshold alone decides, and says so.
@@ -51,7 +56,7 @@ fn a_regression_beyond_the_threshold_exits_2_and_is_listed() {
         .unwrap();
     assert_eq!(
         row,
-        "| p99 | 520 µs ± 0 µs → 520 µs ± 0 µs (±0 %) | 560 µs ± 0 µs → 560 µs ± 0 µs (±0 %) | 611 µs ± 0 µs → 794 µs ± 0 µs (+30.0 %) ⛔ | 410 ms ± 0 µs → 410 ms ± 0 µs (±0 %) |"
+        "| p99 | 520 µs ± 18.2 µs → 520 µs ± 18.2 µs (±0 %) | 560 µs ± 19.6 µs → 560 µs ± 19.6 µs (±0 %) | 611 µs ± 21.4 µs → 794 µs ± 27.8 µs (+30.0 %) ⛔ | 410 ms ± 14.3 ms → 410 ms ± 14.3 ms (±0 %) |"
     );
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), stdout);
 
@@ -192,4 +197,42 @@ fn a_run_compared_with_itself_has_no_regression() {
     );
     assert!(!stdout.contains("within noise ("), "{stdout}");
     assert!(stdout.contains("(±0 %)"), "{stdout}");
+}
+
+#[test]
+fn with_three_repeats_compare_uses_a_permutation_test() {
+    let results = gen::temp_dir("compare-repeats");
+    // Repeats spread ±10 %: a 12 % slower gateway mixes with them.
+    gen::write_repeated_run(&results, "run-a", 1.0, &[1.0, 1.1, 0.9]);
+    gen::write_repeated_run(&results, "run-b", 1.12, &[0.9, 1.0, 1.1]);
+    let out = compare(&results, &["--threshold", "10"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("beyond 10.0 % but within noise (permutation p = "),
+        "{stdout}"
+    );
+    // Repeats spread ±1 %, 30 % slower: every repeat of b is worse than every one of a,
+    // the smallest p three against three can give (1 in 20).
+    gen::write_repeated_run(&results, "run-c", 1.0, &[1.0, 1.01, 0.99]);
+    gen::write_repeated_run(&results, "run-d", 1.3, &[0.99, 1.0, 1.01]);
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args([
+            "compare",
+            "run-c",
+            "run-d",
+            "--threshold",
+            "10",
+            "--results",
+        ])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("- ⛔ gateway/baseline: p99 rose")
+            && stdout.contains("(permutation p = 0.050)"),
+        "{stdout}"
+    );
 }

@@ -59,17 +59,25 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     let p99 = md_row(&md, "baseline", "p99");
     let gcol = column(&md, "baseline", "gateway");
     let lcol = column(&md, "baseline", "litellm");
-    // The fixture's seconds are steady: zero-width intervals.
+    // Baseline repeats three times (×1, ×1.04, ×0.97): the median (repeat 1's figure)
+    // with its interval over the repeats, and the caption says so.
     assert_eq!(
         p99[gcol],
-        format!("{} ± 0 µs", format::latency_ms(g.latency_ms.p99))
+        format!("{} ± 21.4 µs", format::latency_ms(g.latency_ms.p99))
     );
-    assert_eq!(p99[gcol], "611 µs ± 0 µs");
-    assert_eq!(p99[lcol], "410 ms ± 0 µs");
+    assert_eq!(p99[gcol], "611 µs ± 21.4 µs");
+    assert_eq!(p99[lcol], "410 ms ± 14.3 ms");
+    assert!(md.contains("gateway: phase `steady` (10 VUs, 10.0 s, × 3 repeats)"));
+    assert!(
+        md.contains("- Over repeats (rounds interleaving the targets): each figure is the median")
+    );
+    assert!(md.contains("| repeats | baseline × 3, in rounds interleaving the targets"));
+    // Other suites ran once; their seconds are steady: zero-width intervals.
+    assert_eq!(md_row(&md, "streaming", "p99")[gcol], "24.4 ms ± 0 µs");
 
     // Ratios: gateway vs litellm throughput, latency added over direct in µs.
     let rps = md_row(&md, "baseline", "requests/s");
-    assert_eq!(rps[gcol], "18,000 ± 0");
+    assert_eq!(rps[gcol], "18,000 ± 625");
     let vs = column(&md, "baseline", "gateway vs litellm");
     assert_eq!(
         rps[vs],
@@ -82,7 +90,8 @@ fn tables_show_the_fixture_numbers_side_by_side() {
 
     // Errors with their share, memory from the stats file, streaming rows only where streamed.
     let errors = md_row(&md, "baseline", "errors");
-    assert_eq!(errors[gcol], "360 (0.200 %)");
+    // Summed over the three repeats (360 in repeat 1).
+    assert_eq!(errors[gcol], "1,077 (0.200 %)");
     let mem = md_row(&md, "baseline", "peak memory");
     assert!(mem[gcol].starts_with("22.0 MiB"), "{mem:?}");
     assert!(md_row(&md, "streaming", "TTFT p50")[gcol].contains(" ms ± "));
@@ -389,7 +398,8 @@ fn committed_sample_run_matches_the_generator() {
             }
         }
     }
-    assert_eq!(files.len(), 1 + 18 + 13);
+    // Baseline repeats three times: two more raw files per target, stats for all but direct.
+    assert_eq!(files.len(), 1 + (18 + 2 * 4) + (13 + 2 * 3));
     for rel in files {
         let want = std::fs::read_to_string(dir.join(&rel)).unwrap();
         let path = committed.join("sample-run").join(&rel);
@@ -440,14 +450,14 @@ fn a_manifest_warning_marks_its_cells_and_the_headline() {
     let gcol = column(&md, "throughput", "gateway");
     assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000 ⚠2");
     assert_eq!(md_row(&md, "throughput", "p99")[gcol], "1.22 ms ⚠2");
-    assert_eq!(md_row(&md, "baseline", "requests/s")[gcol], "18,000 ± 0");
+    assert_eq!(md_row(&md, "baseline", "requests/s")[gcol], "18,000 ± 625");
     let head = &md[..md.find("## How this run was made").unwrap()];
     assert!(
         head.contains("in `throughput` (27,000 vs 570 req/s), p99 1.22 ms vs 820 ms ⚠2\n"),
         "{head}"
     );
     assert!(head.contains(
-        "in `baseline` (18,000 ± 0 vs 380 ± 0 req/s), p99 611 µs ± 0 µs vs 410 ms ± 0 µs\n"
+        "in `baseline` (18,000 ± 625 vs 380 ± 13.2 req/s), p99 611 µs ± 21.4 µs vs 410 ms ± 14.3 ms\n"
     ));
 }
 

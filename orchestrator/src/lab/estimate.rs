@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::lab::run::DIRECT;
+use crate::report::format::duration as human;
 use crate::suites::{Profile, SuiteDef};
 
 /// Bringing up the mocks, Prometheus and the sink, and the teardown at the end.
@@ -24,34 +25,31 @@ fn target_setup(target: &str) -> Duration {
 /// The estimate of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Estimate {
-    /// Every chosen suite once, at the run's profile.
+    /// Every chosen suite as many times as it repeats, at the run's profile.
     pub suites_per_target: Duration,
-    /// The stack and every target's container start.
+    /// The stack and every target's container start, once per round of repeats.
     pub setup: Duration,
+    /// Rounds: the most repeats of any chosen suite (each round restarts every target).
+    pub rounds: u32,
     pub total: Duration,
     pub targets: usize,
 }
 
 /// Estimates a run of `suites` against each of `targets` in turn at `profile`.
 pub fn estimate(suites: &[SuiteDef], targets: &[String], profile: Profile) -> Estimate {
-    let suites_per_target: Duration = suites.iter().map(|s| s.estimated_duration(profile)).sum();
-    let setup = STACK_SETUP + targets.iter().map(|t| target_setup(t)).sum::<Duration>();
+    let suites_per_target: Duration = suites
+        .iter()
+        .map(|s| s.estimated_duration(profile) * s.repeats)
+        .sum();
+    let rounds = suites.iter().map(|s| s.repeats).max().unwrap_or(1);
+    let starts = targets.iter().map(|t| target_setup(t)).sum::<Duration>() * rounds;
+    let setup = STACK_SETUP + starts;
     Estimate {
         suites_per_target,
         setup,
+        rounds,
         total: suites_per_target * targets.len() as u32 + setup,
         targets: targets.len(),
-    }
-}
-
-/// `1 h 5 min`, `12 min 30 s`, `45 s`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, s) => format!("{s} s"),
-        (0, m, 0) => format!("{m} min"),
-        (0, m, s) => format!("{m} min {s} s"),
-        (h, m, _) => format!("{h} h {m} min"),
     }
 }
 
@@ -59,12 +57,13 @@ impl Estimate {
     /// The line printed before a run starts.
     pub fn line(&self, profile: Profile) -> String {
         format!(
-            "estimate: about {} ({} profile: {} of suites per target × {} target(s), plus about {} of container starts; image builds not counted)",
+            "estimate: about {} ({} profile: {} of suites per target, repeats included, × {} target(s), plus about {} of container starts over {} round(s); image builds not counted)",
             human(self.total),
             profile.name(),
             human(self.suites_per_target),
             self.targets,
-            human(self.setup)
+            human(self.setup),
+            self.rounds
         )
     }
 }
@@ -83,15 +82,15 @@ mod tests {
         (one(&rest), one(&faults))
     }
 
-    /// The figures README.md gives: quick about 107 s of suites per target plus about
-    /// 2 min of `faults`; full about 23 min plus 5 min.
+    /// The figures README.md gives: quick about 2 min of suites per target (baseline and
+    /// overhead three times) plus about 2 min of `faults`; full about 26 min plus 5 min.
     #[test]
     fn matches_the_readme_per_target() {
         let (suites, faults) = split(Profile::Quick);
-        assert_eq!(suites.as_secs(), 107, "{suites:?}");
+        assert_eq!(suites.as_secs(), 119, "{suites:?}");
         assert!((100..=130).contains(&faults.as_secs()), "{faults:?}");
         let (suites, faults) = split(Profile::Full);
-        assert_eq!(suites.as_secs() / 60, 23, "{suites:?}");
+        assert_eq!(suites.as_secs() / 60, 26, "{suites:?}");
         assert!((270..=300).contains(&faults.as_secs()), "{faults:?}");
     }
 
@@ -103,16 +102,15 @@ mod tests {
             .map(String::from)
             .collect();
         let e = estimate(&f.suites, &targets, Profile::Quick);
-        assert_eq!(e.setup, Duration::from_secs(20 + 5 + 5 + 40));
+        // Three rounds (baseline and overhead repeat three times): every target starts thrice.
+        assert_eq!(e.rounds, 3);
+        assert_eq!(e.setup, Duration::from_secs(20 + 3 * (5 + 5 + 40)));
         assert_eq!(e.total, e.suites_per_target * 4 + e.setup);
         let line = e.line(Profile::Quick);
-        // README.md: "quick against the four default targets: about 15 min, full: about 1 h 55 min".
-        assert!(line.starts_with("estimate: about 15 min"), "{line}");
+        // README.md: "quick against the four default targets: about 18 min, full: about 2 h 6 min".
+        assert!(line.starts_with("estimate: about 18 min"), "{line}");
         assert!(line.contains("4 target(s)"), "{line}");
         let full = estimate(&f.suites, &targets, Profile::Full).line(Profile::Full);
-        assert!(full.starts_with("estimate: about 1 h 55 min"), "{full}");
-        assert_eq!(human(Duration::from_secs(750)), "12 min 30 s");
-        assert_eq!(human(Duration::from_secs(3900)), "1 h 5 min");
-        assert_eq!(human(Duration::from_secs(45)), "45 s");
+        assert!(full.starts_with("estimate: about 2 h 6 min"), "{full}");
     }
 }

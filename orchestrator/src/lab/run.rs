@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// shows the verdicts either way).
     #[arg(long)]
     pub fail_on_thresholds: bool,
+    /// Measure every chosen suite N times per target (default: each suite's `repeats`
+    /// in the suites file), in rounds that interleave the targets.
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<u32>,
 }
 
 /// The control target: the mock upstream called directly.
@@ -111,6 +115,7 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?
     };
+    let suites = with_repeats(suites, a.repeat)?;
     let targets: Vec<String> = match &a.targets {
         Some(t) => t.clone(),
         None => lab
@@ -156,6 +161,24 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
         keep: a.keep,
         fail_on_thresholds: a.fail_on_thresholds,
     })
+}
+
+/// Applies `--repeat N` to every suite.
+fn with_repeats(mut suites: Vec<SuiteDef>, repeat: Option<u32>) -> anyhow::Result<Vec<SuiteDef>> {
+    let Some(n) = repeat else { return Ok(suites) };
+    let max = crate::suites::def::MAX_REPEATS;
+    if !(1..=max).contains(&n) {
+        bail!("--repeat {n}: must be within 1..={max}");
+    }
+    for s in &mut suites {
+        s.repeats = n;
+    }
+    Ok(suites)
+}
+
+/// Rounds of a run: the most repeats of any suite.
+fn rounds(suites: &[SuiteDef]) -> u32 {
+    suites.iter().map(|s| s.repeats).max().unwrap_or(1)
 }
 
 /// Entry point of `orchestrator run`.
@@ -385,6 +408,12 @@ async fn new_manifest(
         config: lab.redacted_config(),
         warnings: Vec::new(),
         rig: None,
+        repeats: plan
+            .suites
+            .iter()
+            .filter(|s| s.repeats > 1)
+            .map(|s| (s.name.clone(), s.repeats))
+            .collect(),
     })
 }
 
@@ -668,14 +697,20 @@ async fn run_targets(
         );
     }
     rig_check(ctx, st, mock_url).await?;
-    for (i, target) in plan.targets.iter().enumerate() {
-        if cancel.is_cancelled() {
-            break;
-        }
-        let service = target_service(target);
-        let choice = choices.get(service).context("no image")?;
-        if !run_target(ctx, &sink, st, i, choice, mock_url).await? {
-            break;
+    // Rounds interleave the targets (A B C, A B C) so that drift hits all alike.
+    for round in 1..=rounds(&plan.suites) {
+        for (i, target) in plan.targets.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            if matches!(st.manifest.targets[i].outcome, TargetOutcome::Failed { .. }) {
+                continue;
+            }
+            let service = target_service(target);
+            let choice = choices.get(service).context("no image")?;
+            if !run_target(ctx, &sink, st, (i, round), choice, mock_url).await? {
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -729,13 +764,14 @@ async fn start_target(
     })
 }
 
-/// Starts target `i` (unless it is `direct`), runs every suite against it, stops it.
-/// `Ok(false)` when the run was interrupted while the target started.
+/// Starts target `i` (unless it is `direct`), runs the suites of this round against it
+/// (round r: the suites repeated at least r times), stops it. `Ok(false)` when the run was
+/// interrupted while the target started.
 async fn run_target(
     ctx: &Ctx<'_>,
     sink: &Option<Arc<InfluxSink>>,
     st: &mut RunState,
-    i: usize,
+    (i, round): (usize, u32),
     choice: &ImageChoice,
     mock_url: &str,
 ) -> anyhow::Result<bool> {
@@ -761,11 +797,17 @@ async fn run_target(
         ..TargetSpec::default()
     };
     let mut failed = false;
-    for def in &ctx.plan.suites {
+    for def in ctx.plan.suites.iter().filter(|d| d.repeats >= round) {
         if cancel.is_cancelled() {
             break;
         }
-        if let Err(f) = measure(ctx, sink, st, def, &spec, &container).await? {
+        let at = Measured {
+            def,
+            spec: &spec,
+            container: &container,
+            repeat: round,
+        };
+        if let Err(f) = measure(ctx, sink, st, &at).await? {
             fail_target(st, i, target, Some(&def.name), &f);
             failed = true;
             break;
@@ -932,6 +974,22 @@ fn watch_target(ctx: &Ctx<'_>, container: &str) -> (CancelToken, tokio::task::Jo
     (suite_cancel, task)
 }
 
+/// One repeat of one suite against one target.
+struct Measured<'a> {
+    def: &'a SuiteDef,
+    spec: &'a TargetSpec,
+    container: &'a str,
+    /// 1-based.
+    repeat: u32,
+}
+
+impl Measured<'_> {
+    /// The suite as the console and the live page name it (`overhead #2/3` when repeated).
+    fn label(&self) -> String {
+        watch::repeat_label(&self.def.name, self.repeat, self.def.repeats)
+    }
+}
+
 /// One suite against one target: the suite in process, the container sampled every
 /// second, every point to the sink and the live page; raw and stats files written.
 /// `Ok(Err(_))` when the target died during the suite.
@@ -939,24 +997,25 @@ async fn measure(
     ctx: &Ctx<'_>,
     sink: &Option<Arc<InfluxSink>>,
     st: &mut RunState,
-    def: &SuiteDef,
-    spec: &TargetSpec,
-    container: &str,
+    at: &Measured<'_>,
 ) -> anyhow::Result<Result<(), ServiceFailure>> {
+    let (def, spec, container) = (at.def, at.spec, at.container);
     let (target, suite, profile) = (spec.name.as_str(), def.name.as_str(), ctx.plan.profile);
+    let label = at.label();
     let tags = SeriesTags {
         run_id: st.manifest.run_id.clone(),
         target: target.to_string(),
         suite: suite.to_string(),
+        repeat: at.repeat,
     };
     let estimate = def.estimated_duration(profile);
     eprintln!(
-        "suite  {target}/{suite} ({} profile, about {} s)",
+        "suite  {target}/{label} ({} profile, about {} s)",
         profile.name(),
         estimate.as_secs()
     );
     ctx.live
-        .suite_started(target, suite, estimate.as_secs_f64());
+        .suite_started(target, &label, estimate.as_secs_f64());
     let t0 = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let sampler = spawn_sampler(ctx, sink, &tags, container, t0, stop_rx);
@@ -988,41 +1047,28 @@ async fn measure(
     } else {
         0
     };
-    record_suite(ctx, st, def, result, stats, sink_errors)?;
+    record_suite(ctx, st, at, result, stats, sink_errors)?;
     eprintln!(
-        "suite  {target}/{suite}: done in {:.0} s; {written} load points to the sink",
+        "suite  {target}/{label}: done in {:.0} s; {written} load points to the sink",
         t0.elapsed().as_secs_f64(),
     );
     Ok(stack::check_alive(ctx.docker, container).await)
 }
 
-/// Judges the suite's thresholds, writes its raw result and container stats, raises its
-/// warnings, and shows its key figures on the live page.
+/// Writes the suite's raw result and container stats (of this repeat), judges its
+/// thresholds on every repeat so far, raises its warnings, and shows its key figures on the
+/// live page.
 fn record_suite(
     ctx: &Ctx<'_>,
     st: &mut RunState,
-    def: &SuiteDef,
+    at: &Measured<'_>,
     result: crate::load::SuiteResult,
     stats: ContainerStats,
     sink_errors: usize,
 ) -> anyhow::Result<()> {
     let (target, suite) = (stats.target.clone(), stats.suite.clone());
-    let mut entry = crate::report::data::Entry {
-        raw_file: st.dir.raw(&target, &suite).display().to_string(),
-        target: target.clone(),
-        suite: suite.clone(),
-        result: Some(result),
-        stats: Some(stats),
-    };
-    if let Some(checks) = thresholds::judge_entry(def, &mut entry) {
-        eprintln!("{}", thresholds::summary_line(&target, &suite, &checks));
-        if checks.iter().any(|c| c.pass == Some(false)) {
-            st.thresholds_missed.push(format!("{target}/{suite}"));
-        }
-    }
-    if let Some(stats) = &entry.stats {
-        write_json(&st.dir.stats(&target, &suite), stats)?;
-    }
+    write_json(&st.dir.stats_repeat(&target, &suite, at.repeat), &stats)?;
+    write_json(&st.dir.raw_repeat(&target, &suite, at.repeat), &result)?;
     if sink_errors > 0 {
         st.warn(
             WarningKind::Other,
@@ -1031,20 +1077,51 @@ fn record_suite(
             format!("{sink_errors} points could not be written to the sink"),
         );
     }
-    if let Some(result) = &entry.result {
-        write_json(&st.dir.raw(&target, &suite), result)?;
-        for w in &result.warnings {
-            if w.kind == crate::load::result::ResultWarningKind::LoadGeneratorBound {
-                st.warn(
-                    WarningKind::LoadGeneratorBound,
-                    Some(&target),
-                    Some(&suite),
-                    w.message.clone(),
-                );
-            }
+    for w in &result.warnings {
+        if w.kind == crate::load::result::ResultWarningKind::LoadGeneratorBound {
+            st.warn(
+                WarningKind::LoadGeneratorBound,
+                Some(&target),
+                Some(&suite),
+                w.message.clone(),
+            );
         }
     }
+    let one = crate::report::data::Entry {
+        raw_file: String::new(),
+        target: target.clone(),
+        suite: suite.clone(),
+        result: Some(result),
+        stats: Some(stats),
+        repeats: Vec::new(),
+    };
     ctx.live
-        .suite_done(&target, &suite, &KeyFigures::of(&entry));
+        .suite_done(&target, &at.label(), &KeyFigures::of(&one));
+    judge_thresholds(st, at.def, &target, at.repeat)?;
     st.save()
+}
+
+/// Judges the suite's thresholds on its figures over every repeat so far (medians when
+/// repeated) and stores the verdict in repeat 1's raw file, the one the reports read.
+fn judge_thresholds(
+    st: &mut RunState,
+    def: &SuiteDef,
+    target: &str,
+    repeat: u32,
+) -> anyhow::Result<()> {
+    let suite = def.name.as_str();
+    let mut entry = crate::report::data::Entry::read(&st.dir, target, suite, repeat)?;
+    let Some(checks) = thresholds::judge_entry(def, &mut entry) else {
+        return Ok(());
+    };
+    eprintln!("{}", thresholds::summary_line(target, suite, &checks));
+    let key = format!("{target}/{suite}");
+    st.thresholds_missed.retain(|k| *k != key);
+    if checks.iter().any(|c| c.pass == Some(false)) {
+        st.thresholds_missed.push(key);
+    }
+    if let Some(result) = &entry.result {
+        write_json(&st.dir.raw(target, suite), result)?;
+    }
+    Ok(())
 }

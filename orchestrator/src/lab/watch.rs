@@ -33,18 +33,34 @@ pub struct Watch {
     exporter: Option<(Server, tokio::task::JoinHandle<()>)>,
 }
 
-/// Every (target, suite) pair in run order, with its estimated duration.
+/// Every (target, suite, repeat) in run order (rounds of repeats interleave the
+/// targets), with its estimated duration.
 pub fn plan_items(targets: &[String], suites: &[SuiteDef], profile: Profile) -> Vec<PlanItem> {
-    targets
-        .iter()
-        .flat_map(|t| {
-            suites.iter().map(move |s| PlanItem {
-                target: t.clone(),
-                suite: s.name.clone(),
-                estimate_s: s.estimated_duration(profile).as_secs_f64(),
+    let rounds = suites.iter().map(|s| s.repeats).max().unwrap_or(1);
+    (1..=rounds)
+        .flat_map(|round| {
+            targets.iter().flat_map(move |t| {
+                suites
+                    .iter()
+                    .filter(move |s| s.repeats >= round)
+                    .map(move |s| PlanItem {
+                        target: t.clone(),
+                        suite: repeat_label(&s.name, round, s.repeats),
+                        estimate_s: s.estimated_duration(profile).as_secs_f64(),
+                    })
             })
         })
         .collect()
+}
+
+/// A suite's name on the console and the live page: `overhead #2/3` for repeat 2 of 3,
+/// the bare name when the suite runs once.
+pub fn repeat_label(suite: &str, repeat: u32, repeats: u32) -> String {
+    if repeats > 1 {
+        format!("{suite} #{repeat}/{repeats}")
+    } else {
+        suite.to_string()
+    }
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -152,5 +168,50 @@ impl Watch {
         if let Some((_, watcher)) = &self.exporter {
             watcher.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::suites::SuitesFile;
+
+    #[test]
+    fn repeats_run_in_rounds_that_interleave_the_targets() {
+        let file = SuitesFile::builtin().unwrap();
+        let suites: Vec<SuiteDef> = ["baseline", "throughput", "overhead"]
+            .iter()
+            .map(|n| file.suite(n).unwrap())
+            .collect();
+        assert_eq!(
+            suites.iter().map(|s| s.repeats).collect::<Vec<_>>(),
+            [3, 1, 3]
+        );
+        let targets = vec!["direct".to_string(), "gateway".to_string()];
+        let items = plan_items(&targets, &suites, Profile::Quick);
+        let order: Vec<String> = items
+            .iter()
+            .map(|i| format!("{}/{}", i.target, i.suite))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "direct/baseline #1/3",
+                "direct/throughput",
+                "direct/overhead #1/3",
+                "gateway/baseline #1/3",
+                "gateway/throughput",
+                "gateway/overhead #1/3",
+                "direct/baseline #2/3",
+                "direct/overhead #2/3",
+                "gateway/baseline #2/3",
+                "gateway/overhead #2/3",
+                "direct/baseline #3/3",
+                "direct/overhead #3/3",
+                "gateway/baseline #3/3",
+                "gateway/overhead #3/3",
+            ]
+        );
     }
 }

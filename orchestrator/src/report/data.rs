@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::ReportError;
 use crate::load::result::{PhaseResult, SuiteResult};
-use crate::rundir::{ContainerStats, Manifest, RunDir, TargetOutcome};
+use crate::rundir::{repeat_file, ContainerStats, Manifest, RunDir, TargetOutcome};
 
 /// Everything a run directory holds, as read from disk.
 #[derive(Debug, Clone)]
@@ -27,6 +27,64 @@ pub struct Entry {
     /// Path of the raw file, relative to the run directory (for messages).
     pub raw_file: String,
     pub stats: Option<ContainerStats>,
+    /// Repeats 2, 3, … of a repeated suite, in order (repeat 1 is `result` and `stats`);
+    /// a repeat without a raw file (not reached) is left out.
+    pub repeats: Vec<Repeat>,
+}
+
+/// One later repeat of a suite against a target.
+#[derive(Debug, Clone)]
+pub struct Repeat {
+    pub result: SuiteResult,
+    pub stats: Option<ContainerStats>,
+}
+
+impl Entry {
+    /// Reads one (target, suite) and its `repeats - 1` later repeats from `rd`: a missing
+    /// raw or stats file is recorded as missing, a broken one is an error naming it.
+    pub fn read(rd: &RunDir, target: &str, suite: &str, repeats: u32) -> Result<Self, ReportError> {
+        let read = |n: u32| -> Result<(Option<SuiteResult>, Option<ContainerStats>), ReportError> {
+            let raw = rd.raw_repeat(target, suite, n);
+            let result = read_optional::<SuiteResult>(&raw)?;
+            if let Some(r) = &result {
+                if r.target != target || r.suite != suite {
+                    return Err(ReportError::Invalid {
+                        path: raw,
+                        message: format!(
+                            "holds target `{}` suite `{}`, expected target `{target}` suite `{suite}`",
+                            r.target, r.suite
+                        ),
+                    });
+                }
+            }
+            let stats = read_optional::<ContainerStats>(&rd.stats_repeat(target, suite, n))?;
+            Ok((result, stats))
+        };
+        let (result, stats) = read(1)?;
+        let mut later = Vec::new();
+        for n in 2..=repeats {
+            if let (Some(result), stats) = read(n)? {
+                later.push(Repeat { result, stats });
+            }
+        }
+        Ok(Entry {
+            target: target.to_string(),
+            suite: suite.to_string(),
+            result,
+            raw_file: format!(
+                "{}/{}",
+                crate::rundir::RAW_DIR,
+                repeat_file(target, suite, 1)
+            ),
+            stats,
+            repeats: later,
+        })
+    }
+
+    /// How many repeats were measured (0 without a result).
+    pub fn measured_repeats(&self) -> usize {
+        usize::from(self.result.is_some()) + self.repeats.len()
+    }
 }
 
 impl RunData {
@@ -40,27 +98,12 @@ impl RunData {
         let mut entries = Vec::new();
         for t in &manifest.targets {
             for suite in &manifest.suites {
-                let raw = rd.raw(&t.name, suite);
-                let result = read_optional::<SuiteResult>(&raw)?;
-                if let Some(r) = &result {
-                    if r.target != t.name || r.suite != *suite {
-                        return Err(ReportError::Invalid {
-                            path: raw,
-                            message: format!(
-                                "holds target `{}` suite `{}`, expected target `{}` suite `{}`",
-                                r.target, r.suite, t.name, suite
-                            ),
-                        });
-                    }
-                }
-                let stats = read_optional::<ContainerStats>(&rd.stats(&t.name, suite))?;
-                entries.push(Entry {
-                    target: t.name.clone(),
-                    suite: suite.clone(),
-                    result,
-                    raw_file: format!("{}/{}-{}.json", crate::rundir::RAW_DIR, t.name, suite),
-                    stats,
-                });
+                entries.push(Entry::read(
+                    &rd,
+                    &t.name,
+                    suite,
+                    manifest.repeats_of(suite),
+                )?);
             }
         }
         Ok(Self {

@@ -6,7 +6,8 @@ use serde::Serialize;
 use super::cost;
 use super::data::{headline_phase, Entry};
 use super::noise::{FigureNoise, Noise};
-use crate::load::result::Summary;
+use crate::load::result::{SuiteResult, Summary};
+use crate::rundir::ContainerStats;
 
 /// Headline figures of one (target, suite), taken from its headline phase and stats.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -53,6 +54,9 @@ pub struct KeyFigures {
     pub frontier: Option<Vec<FrontierFigure>>,
     /// 95 % intervals and CVs of the figures that have one, by table row key.
     pub noise: Noise,
+    /// Repeats the figures are medians of (`None`: measured once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,16 +69,140 @@ fn measured(s: &Summary) -> bool {
     s.count > 0
 }
 
+/// Reads a figure of [`KeyFigures`].
+type Get = fn(&KeyFigures) -> Option<f64>;
+/// Writes it.
+type Set = fn(&mut KeyFigures, f64);
+
+/// The figures a repeated suite reports as the median of its repeats, by table row key.
+/// Counts are summed instead, peak memory is the highest, and the frontier and memory
+/// trend are repeat 1's (those suites are long and not repeated by default).
+const OVER_REPEATS: &[(&str, Get, Set)] = &[
+    (
+        "requests_per_s",
+        |k| k.requests_per_s,
+        |k, v| k.requests_per_s = Some(v),
+    ),
+    ("ok_per_s", |k| k.ok_per_s, |k, v| k.ok_per_s = Some(v)),
+    ("p50", |k| k.p50_ms, |k, v| k.p50_ms = Some(v)),
+    ("p90", |k| k.p90_ms, |k, v| k.p90_ms = Some(v)),
+    ("p95", |k| k.p95_ms, |k, v| k.p95_ms = Some(v)),
+    ("p99", |k| k.p99_ms, |k, v| k.p99_ms = Some(v)),
+    ("p99_9", |k| k.p99_9_ms, |k, v| k.p99_9_ms = Some(v)),
+    ("max", |k| k.max_ms, |k, v| k.max_ms = Some(v)),
+    (
+        "ttft_p50",
+        |k| k.ttft_p50_ms,
+        |k, v| k.ttft_p50_ms = Some(v),
+    ),
+    (
+        "ttft_p99",
+        |k| k.ttft_p99_ms,
+        |k, v| k.ttft_p99_ms = Some(v),
+    ),
+    ("itl_p50", |k| k.itl_p50_ms, |k, v| k.itl_p50_ms = Some(v)),
+    ("itl_p99", |k| k.itl_p99_ms, |k, v| k.itl_p99_ms = Some(v)),
+    (
+        "output_tokens_per_s",
+        |k| k.output_tokens_per_s,
+        |k, v| k.output_tokens_per_s = Some(v),
+    ),
+    (
+        "added_p50",
+        |k| k.added_p50_us,
+        |k, v| k.added_p50_us = Some(v),
+    ),
+    (
+        "added_p99",
+        |k| k.added_p99_us,
+        |k, v| k.added_p99_us = Some(v),
+    ),
+    (
+        "claimed_p50",
+        |k| k.claimed_p50_us,
+        |k, v| k.claimed_p50_us = Some(v),
+    ),
+    (
+        "claimed_p99",
+        |k| k.claimed_p99_us,
+        |k, v| k.claimed_p99_us = Some(v),
+    ),
+    ("cpu", |k| k.cpu_percent, |k, v| k.cpu_percent = Some(v)),
+    (
+        "cpu_per_request",
+        |k| k.cpu_us_per_request,
+        |k, v| k.cpu_us_per_request = Some(v),
+    ),
+    (
+        "generator_cpu",
+        |k| k.generator_cpu_percent,
+        |k, v| k.generator_cpu_percent = Some(v),
+    ),
+];
+
 impl KeyFigures {
+    /// The figures of one (target, suite): of its one measurement, or over its repeats.
     pub fn of(e: &Entry) -> Self {
+        let first = Self::of_one(e.result.as_ref(), e.stats.as_ref());
+        if e.repeats.is_empty() || e.result.is_none() {
+            return first;
+        }
+        let later = e
+            .repeats
+            .iter()
+            .map(|r| Self::of_one(Some(&r.result), r.stats.as_ref()));
+        Self::over_repeats(&std::iter::once(first).chain(later).collect::<Vec<_>>())
+    }
+
+    /// Several repeats' figures as one: medians with their interval over the repeats
+    /// (a figure missing from any repeat stays repeat 1's, without an interval).
+    fn over_repeats(all: &[KeyFigures]) -> Self {
+        let mut k = all[0].clone();
+        k.noise = Noise::default();
+        for (key, get, set) in OVER_REPEATS {
+            let values: Vec<f64> = all.iter().filter_map(get).collect();
+            if values.len() != all.len() {
+                continue;
+            }
+            let Some((median, mut n)) = FigureNoise::of_repeats(&values) else {
+                continue;
+            };
+            set(&mut k, median);
+            // A paired figure stays "below resolution" when most repeats were.
+            let below: Vec<bool> = all
+                .iter()
+                .filter_map(|r| r.noise.get(key).and_then(|f| f.below_resolution))
+                .collect();
+            if !below.is_empty() {
+                n.below_resolution = Some(below.iter().filter(|b| **b).count() * 2 > all.len());
+            }
+            k.noise.figures.insert(key.to_string(), n);
+        }
+        let sum = |get: fn(&KeyFigures) -> Option<u64>| all.iter().map(get).sum::<Option<u64>>();
+        k.requests = sum(|r| r.requests);
+        k.ok = sum(|r| r.ok);
+        k.errors = sum(|r| r.errors);
+        if let (Some(e), Some(n)) = (k.errors, k.requests.filter(|n| *n > 0)) {
+            k.error_percent = Some(e as f64 * 100.0 / n as f64);
+        }
+        k.peak_memory_bytes = all.iter().filter_map(|r| r.peak_memory_bytes).max();
+        k.generator_bound = all
+            .iter()
+            .filter_map(|r| r.generator_bound)
+            .reduce(|a, b| a || b);
+        k.repeats = Some(all.len());
+        k
+    }
+
+    fn of_one(result: Option<&SuiteResult>, stats: Option<&ContainerStats>) -> Self {
         let mut k = KeyFigures::default();
-        if let Some(stats) = &e.stats {
+        if let Some(stats) = stats {
             if !stats.samples.is_empty() {
                 k.cpu_percent = Some(stats.mean_cpu_percent());
                 k.peak_memory_bytes = Some(stats.peak_memory_bytes());
             }
         }
-        let Some(r) = &e.result else { return k };
+        let Some(r) = result else { return k };
         let mut paired = Vec::new();
         if let Some(o) = &r.overhead {
             if let Some(pd) = &o.paired {
@@ -135,7 +263,7 @@ impl KeyFigures {
             k.itl_p50_ms = Some(t.p50);
             k.itl_p99_ms = Some(t.p99);
         }
-        if let Some(st) = &e.stats {
+        if let Some(st) = stats {
             k.cpu_us_per_request = cost::cpu_us_per_request(p, st);
             if let Some(m) = cost::memory_trend(p, st) {
                 k.memory_plateau_bytes = Some(m.plateau_bytes);
@@ -153,10 +281,80 @@ impl KeyFigures {
             ("output_tokens_per_s", k.output_tokens_per_s),
             ("cpu", k.cpu_percent),
         ];
-        k.noise = Noise::of_phase(p, e.stats.as_ref(), &headline);
+        k.noise = Noise::of_phase(p, stats, &headline);
         for (key, n) in paired {
             k.noise.figures.insert(key.to_string(), n);
         }
         k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::report::noise::Method;
+
+    fn one(rps: f64, p99: f64, errors: u64, memory: u64) -> KeyFigures {
+        KeyFigures {
+            requests_per_s: Some(rps),
+            p99_ms: Some(p99),
+            requests: Some(100),
+            ok: Some(100 - errors),
+            errors: Some(errors),
+            peak_memory_bytes: Some(memory),
+            generator_bound: Some(errors > 0),
+            ..KeyFigures::default()
+        }
+    }
+
+    #[test]
+    fn repeats_give_medians_with_intervals_and_summed_counts() {
+        let k = KeyFigures::over_repeats(&[
+            one(100.0, 2.0, 0, 10),
+            one(110.0, 3.0, 1, 30),
+            one(90.0, 1.0, 0, 20),
+        ]);
+        assert_eq!((k.requests_per_s, k.p99_ms), (Some(100.0), Some(2.0)));
+        assert_eq!(
+            (k.requests, k.ok, k.errors),
+            (Some(300), Some(299), Some(1))
+        );
+        assert!((k.error_percent.unwrap() - 100.0 / 300.0).abs() < 1e-12);
+        assert_eq!(k.peak_memory_bytes, Some(30));
+        assert_eq!((k.generator_bound, k.repeats), (Some(true), Some(3)));
+        let n = k.noise.get("requests_per_s").unwrap();
+        assert_eq!((n.method, n.samples), (Method::Repeats, 3));
+        assert!(n.lo >= 90.0 && n.hi <= 110.0 && n.lo < n.hi, "{n:?}");
+        assert!(n.unstable, "a CV of 10 % is over 5 %: {n:?}");
+        // Not measured in any repeat: no figure, no interval.
+        assert!(k.p50_ms.is_none() && k.noise.get("p50").is_none());
+    }
+
+    #[test]
+    fn a_paired_figure_stays_below_resolution_when_most_repeats_were() {
+        let paired = |us: f64, below: bool| {
+            let mut k = KeyFigures {
+                added_p50_us: Some(us),
+                ..KeyFigures::default()
+            };
+            let mut n = FigureNoise::of_repeats(&[us, us + 1.0]).unwrap().1;
+            n.below_resolution = Some(below);
+            k.noise.figures.insert("added_p50".into(), n);
+            k
+        };
+        let k =
+            KeyFigures::over_repeats(&[paired(5.0, true), paired(7.0, true), paired(9.0, false)]);
+        assert_eq!(k.added_p50_us, Some(7.0));
+        assert_eq!(
+            k.noise.get("added_p50").unwrap().below_resolution,
+            Some(true)
+        );
+        let k =
+            KeyFigures::over_repeats(&[paired(5.0, false), paired(7.0, true), paired(9.0, false)]);
+        assert_eq!(
+            k.noise.get("added_p50").unwrap().below_resolution,
+            Some(false)
+        );
     }
 }

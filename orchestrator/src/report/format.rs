@@ -115,6 +115,17 @@ pub fn change(pct: f64) -> String {
 }
 
 /// Formats an optional figure, or [`MISSING`].
+/// A length of time as people say it: `1 h 5 min`, `12 min 30 s`, `45 s`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
 pub fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| MISSING.to_string())
 }
@@ -122,6 +133,15 @@ pub fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_spoken() {
+        let d = std::time::Duration::from_secs;
+        assert_eq!(duration(d(750)), "12 min 30 s");
+        assert_eq!(duration(d(3900)), "1 h 5 min");
+        assert_eq!(duration(d(45)), "45 s");
+        assert_eq!(duration(d(120)), "2 min");
+    }
 
     #[test]
     fn latencies_pick_a_unit() {

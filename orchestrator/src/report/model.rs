@@ -662,13 +662,34 @@ fn ratio_text(kind: Kind, a: Option<f64>, b: Option<f64>, b_name: &str) -> Strin
     }
 }
 
+/// The manifest's repeats as the run-info table shows them.
+fn repeats_line(m: &crate::rundir::Manifest) -> String {
+    if m.repeats.is_empty() {
+        return "every suite once".to_string();
+    }
+    let each: Vec<String> = m
+        .repeats
+        .iter()
+        .map(|(s, n)| format!("{s} × {n}"))
+        .collect();
+    format!(
+        "{}, in rounds interleaving the targets; other suites once",
+        each.join(", ")
+    )
+}
+
 fn phase_caption(run: &RunData, suite: &str, targets: &[String]) -> String {
     let mut parts = Vec::new();
     for t in targets {
-        let Some(r) = run.entry(t, suite).and_then(|e| e.result.as_ref()) else {
+        let Some(e) = run.entry(t, suite) else {
             continue;
         };
+        let Some(r) = e.result.as_ref() else { continue };
         let Some(p) = headline_phase(r) else { continue };
+        let repeats = match e.measured_repeats() {
+            n if n > 1 => format!(", × {n} repeats"),
+            _ => String::new(),
+        };
         let load = match p.model {
             LoadModel::Closed if p.vus == Some(1) => "1 VU".to_string(),
             LoadModel::Closed => format!("{} VUs", p.vus.unwrap_or(0)),
@@ -679,7 +700,7 @@ fn phase_caption(run: &RunData, suite: &str, targets: &[String]) -> String {
         };
         let stream = if p.stream { ", streaming" } else { "" };
         parts.push(format!(
-            "{t}: phase `{}` ({load}{stream}, {})",
+            "{t}: phase `{}` ({load}{stream}, {}{repeats})",
             p.name,
             format::latency_ms(p.duration_s * 1000.0)
         ));
@@ -1097,6 +1118,13 @@ pub fn build(run: &RunData) -> ReportView {
         kv("suites", m.suites.join(", ")),
         kv("started", m.started_at.to_rfc3339()),
         kv("finished", format::opt(m.finished_at, |t| t.to_rfc3339())),
+        kv(
+            "took",
+            format::opt(m.finished_at, |t| {
+                format::duration((t - m.started_at).to_std().unwrap_or_default())
+            }),
+        ),
+        kv("repeats", repeats_line(m)),
         kv("git commit", format::opt(m.git_commit.clone(), |c| c)),
         kv(
             "machine",

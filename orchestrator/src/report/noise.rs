@@ -329,8 +329,10 @@ pub fn footnotes(per_target: &[(&str, &Noise)]) -> Vec<String> {
     }
     if methods.contains(&Method::Repeats) {
         out.push(format!(
-            "Over repeats: the median of the repeats, ± half its 95 % bootstrap interval; \
-             `unstable`: CV of the repeats over {UNSTABLE_CV_PERCENT} %."
+            "Over repeats (rounds interleaving the targets): each figure is the median of the \
+             repeats, ± half its 95 % bootstrap interval; `unstable`: CV of the repeats over \
+             {UNSTABLE_CV_PERCENT} %. Requests and errors are summed over the repeats, peak \
+             memory is the highest; charts show repeat 1."
         ));
     }
     if methods.contains(&Method::Paired) {
@@ -342,9 +344,9 @@ pub fn footnotes(per_target: &[(&str, &Noise)]) -> Vec<String> {
                 .to_string(),
         );
     }
-    if !methods.is_empty() {
+    if methods.contains(&Method::BlockBootstrap) || methods.contains(&Method::Paired) {
         out.push(
-            "p90, p95, p99.9, max, errors, TTFT p99, inter-token latency, peak \
+            "Measured once: p90, p95, p99.9, max, errors, TTFT p99, inter-token latency, peak \
              memory, the load generator's CPU and frontier rates have no interval: the \
              per-second windows do not carry them."
                 .to_string(),

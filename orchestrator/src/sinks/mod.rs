@@ -43,6 +43,8 @@ pub struct SeriesTags {
     pub run_id: String,
     pub target: String,
     pub suite: String,
+    /// Repeat of the suite (1-based), a tag so that repeats stay apart.
+    pub repeat: u32,
 }
 
 impl InfluxSink {
@@ -99,6 +101,7 @@ pub fn load_point(
         .tag("run_id", tags.run_id.as_str())
         .tag("target", tags.target.as_str())
         .tag("suite", tags.suite.as_str())
+        .tag("repeat", tags.repeat.to_string())
         .tag("phase", phase)
         .field("requests", p.requests as i64)
         .field("ok", p.ok as i64)
@@ -130,6 +133,7 @@ pub fn container_points(
                 .tag("run_id", tags.run_id.as_str())
                 .tag("target", tags.target.as_str())
                 .tag("suite", tags.suite.as_str())
+                .tag("repeat", tags.repeat.to_string())
                 .tag("container", stats.container.as_str())
                 .field("cpu_percent", s.cpu_percent)
                 .field("memory_bytes", s.memory_bytes as i64)
@@ -157,6 +161,7 @@ mod tests {
             run_id: "20261124-090000".into(),
             target: "gateway".into(),
             suite: "baseline".into(),
+            repeat: 1,
         };
         let stats = ContainerStats {
             target: "gateway".into(),

@@ -113,6 +113,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             result: Some(result),
             raw_file: String::new(),
             stats: None,
+            repeats: Vec::new(),
         };
         if let Some(checks) = super::thresholds::judge_entry(def, &mut entry) {
             eprintln!(

@@ -493,6 +493,8 @@ struct SuiteRaw {
     /// Pass/fail expressions on the suite's figures (`p99 < 5ms`), see [`Threshold`].
     #[serde(default)]
     thresholds: Vec<String>,
+    /// Times the lab runs the suite per target (rounds interleaved across targets).
+    repeats: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -530,7 +532,15 @@ pub struct SuiteDef {
     pub profiles: Profiles,
     /// Judged per target after the suite ran.
     pub thresholds: Vec<Threshold>,
+    /// Times `orchestrator run` measures the suite per target, in rounds that interleave
+    /// the targets (A B C A B C); its figures are then medians with an interval over the
+    /// repeats. `--repeat` overrides it.
+    pub repeats: u32,
 }
+
+/// Most repeats a suite may ask for: beyond it a typo (`repeats: 30`) would silently
+/// multiply the run's length.
+pub const MAX_REPEATS: u32 = 10;
 
 /// Suite profile: `full`, or `quick` (under a tenth of the time, for CI and first tries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -761,7 +771,14 @@ impl SuitesFile {
                 kind,
                 profiles: raw.profiles.clone(),
                 thresholds: Vec::new(),
+                repeats: s.repeats.unwrap_or(1),
             };
+            if !(1..=MAX_REPEATS).contains(&def.repeats) {
+                return Err(invalid(
+                    &def.name,
+                    format!("`repeats` must be within 1..={MAX_REPEATS}"),
+                ));
+            }
             def.thresholds = s
                 .thresholds
                 .iter()

@@ -131,12 +131,27 @@ fn meets(r: &FrontierRung, bound: f64) -> bool {
     r.met_bounds_ms.iter().any(|b| (b - bound).abs() < 1e-9)
 }
 
-/// For one bound: the lowest rate that missed it, and the highest rate below that which
-/// met it. Rungs above the first miss that passed anyway (noise) do not raise the frontier.
+/// Whether `r` missing `bound` caps the frontier there. A miss on p99 alone by a rung
+/// under its sample count does not when a fully sampled rung above it met the bound: the
+/// short rung's p99 is the max of a handful of samples, the long one's is evidence.
+fn caps(rungs: &[FrontierRung], r: &FrontierRung, bound: f64) -> bool {
+    if meets(r, bound) {
+        return false;
+    }
+    let weak = r.under_sampled && r.fails.is_empty();
+    !(weak
+        && rungs
+            .iter()
+            .any(|s| s.rate_per_s > r.rate_per_s && !s.under_sampled && meets(s, bound)))
+}
+
+/// For one bound: the lowest rate that missed it (see [`caps`]), and the highest rate below
+/// that which met it. Rungs above the first miss that passed anyway (noise) do not raise the
+/// frontier.
 fn bracket(rungs: &[FrontierRung], bound: f64) -> (Option<&FrontierRung>, Option<&FrontierRung>) {
     let miss = rungs
         .iter()
-        .filter(|r| !meets(r, bound))
+        .filter(|r| caps(rungs, r, bound))
         .min_by(|a, b| a.rate_per_s.total_cmp(&b.rate_per_s));
     let hi = miss.map_or(f64::INFINITY, |r| r.rate_per_s);
     let pass = rungs
@@ -372,6 +387,36 @@ mod tests {
             .filter(|r| r.search == RungSearch::Bisect)
             .count();
         assert!(bisect <= 10, "{bisect} bisection rungs");
+    }
+
+    #[test]
+    fn a_p99_miss_on_too_few_samples_does_not_cap_a_sound_pass_above_it() {
+        let f = def(20);
+        // 10/s for 30 s: 300 samples, under 1,000; its p99 (a max) hit 1.96 ms once.
+        let s = search(&f, &full(), Profile::Full, |plan| {
+            let mut j = synthetic(&f, plan);
+            if plan.rate == 10.0 {
+                assert!(j.rung.under_sampled, "{:?}", j.rung);
+                j.rung.p99_ms = Some(1.96);
+                j.rung.met_bounds_ms.retain(|b| *b > 1.96);
+            }
+            Ok::<_, ()>(Some(j))
+        })
+        .unwrap();
+        let points = frontier_of(&f.bounds_ms, &s, &[]);
+        let (lo, hi) = (points[0].max_rate_per_s, points[0].failed_rate_per_s);
+        assert!(
+            lo.is_some_and(|lo| lo <= 3800.0) && hi.is_some_and(|hi| 3800.0 < hi),
+            "{points:?}"
+        );
+        // Without a sound pass above it, the short rung's miss stands.
+        let only_low: Vec<FrontierRung> = s
+            .rungs
+            .iter()
+            .filter(|r| r.rate_per_s <= 20.0)
+            .cloned()
+            .collect();
+        assert!(caps(&only_low, &only_low[0], 1.0));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Stop(args) => crate::lab::cli::stop(args),
         Command::Status(args) => crate::lab::cli::status(args),
         Command::List(args) => crate::lab::list::list(args),
-        Command::Run(args) => crate::lab::run::run(args),
+        Command::Run(args) => crate::lab::cli::run(args),
         Command::Report(args) => crate::report::cli::report(args),
         Command::Compare(args) => crate::report::cli::compare(args),
     }

@@ -13,6 +13,10 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
+    // The library's progress lines and warnings go to stderr.
+    orchestrator::load::notes::install(Some(std::sync::Arc::new(
+        orchestrator::load::notes::Stderr,
+    )));
     match orchestrator::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(err) => {

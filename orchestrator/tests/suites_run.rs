@@ -273,6 +273,7 @@ fn run_suite_from_a_runtime_reports_points() {
                     }
                 }
                 Event::PhaseFinished { .. } => finished += 1,
+                Event::Note { .. } => {}
             }
         }
         assert_eq!(started, (1, 1));

@@ -34,6 +34,20 @@ pub struct StatusArgs {
 }
 
 /// `orchestrator images`: pull or build every image the stack needs.
+/// `orchestrator run`: runs the lab, then prints where its results and report are.
+pub fn run(a: crate::lab::run::RunArgs) -> anyhow::Result<i32> {
+    let (code, run_dir, rendered) = crate::lab::run::run(a)?;
+    println!("results: {}", run_dir.display());
+    match rendered {
+        Ok(paths) => {
+            println!("report:  {}", paths.report_html.display());
+            println!("summary: {}", paths.summary_md.display());
+        }
+        Err(e) => eprintln!("report: rendering failed: {e}"),
+    }
+    Ok(code)
+}
+
 pub fn images(a: ImagesArgs) -> anyhow::Result<i32> {
     let lab = Lab::load(&a.lab)?;
     let mode = lab.image_mode(&a.lab)?;

@@ -57,8 +57,8 @@ pub async fn ensure_all(
             .await?
         };
         match &choice.unavailable {
-            Some(why) => eprintln!("image  {name:<14} unavailable: {why}"),
-            None => eprintln!("image  {name:<14} {}", choice.image),
+            Some(why) => crate::note!("image  {name:<14} unavailable: {why}"),
+            None => crate::note!("image  {name:<14} {}", choice.image),
         }
         out.insert(name.clone(), choice);
     }
@@ -90,7 +90,7 @@ async fn official_or_offline(
             });
         }
         if !*registry_down {
-            eprintln!("pull   {}", svc.image);
+            crate::note!("pull   {}", svc.image);
             match docker.pull(&svc.image, pull_timeout).await {
                 Ok(()) => {
                     return Ok(ImageChoice {
@@ -102,7 +102,7 @@ async fn official_or_offline(
                     })
                 }
                 Err(e) if mode == ImageMode::Auto => {
-                    eprintln!("pull failed ({e}); building images locally (offline mode)");
+                    crate::note!("pull failed ({e}); building images locally (offline mode)");
                     *registry_down = true;
                 }
                 Err(e) => return Err(e.into()),
@@ -165,7 +165,7 @@ async fn build_offline(
     } else {
         Vec::new()
     };
-    eprintln!("build  {repo}:{tag} (on {DEBIAN_BASE}; a few minutes the first time)");
+    crate::note!("build  {repo}:{tag} (on {DEBIAN_BASE}; a few minutes the first time)");
     let spec = ContainerSpec {
         name: format!("{}-build-{}", lab.name, name),
         image: DEBIAN_BASE.into(),
@@ -299,7 +299,7 @@ async fn ensure_debian_base(docker: &Docker, lab: &Lab) -> anyhow::Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("{}-debootstrap-{}", lab.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("build  {DEBIAN_BASE} (debootstrap --variant=minbase bookworm from {mirror})");
+    crate::note!("build  {DEBIAN_BASE} (debootstrap --variant=minbase bookworm from {mirror})");
     let status = tokio::process::Command::new("debootstrap")
         .args(["--variant=minbase", "bookworm"])
         .arg(&dir)
@@ -378,7 +378,7 @@ fn build_rust_binaries(lab: &Lab, bins: &[String]) -> anyhow::Result<BTreeMap<St
     for b in bins {
         cmd.args(["-p", b]);
     }
-    eprintln!(
+    crate::note!(
         "build  static binaries {} (cargo build --release --target {TRIPLE})",
         bins.join(", ")
     );
@@ -419,7 +419,7 @@ async fn scratch_image(
     let tag = format!("{version}-{}", &content_hash(&data)[..12]);
     let image = format!("{repo}:{tag}");
     if docker.image_id(&image).await?.is_none() {
-        eprintln!("build  {image} (FROM scratch, {} bytes)", data.len());
+        crate::note!("build  {image} (FROM scratch, {} bytes)", data.len());
         let mut t = TarBuilder::new();
         let dockerfile = format!("FROM scratch\nCOPY {bin} /{bin}\nENTRYPOINT [\"/{bin}\"]\n");
         t.file("Dockerfile", 0o644, dockerfile.as_bytes())?;

@@ -43,7 +43,7 @@ pub fn acquire(wait: Duration) -> anyhow::Result<LabLock> {
             return Ok(LabLock { _file: Some(file) });
         }
         if !told {
-            eprintln!(
+            crate::note!(
                 "waiting for another lab run on this machine to finish (lock {}; up to {} s)",
                 path.display(),
                 wait.as_secs()

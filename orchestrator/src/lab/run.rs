@@ -181,11 +181,11 @@ fn rounds(suites: &[SuiteDef]) -> u32 {
     suites.iter().map(|s| s.repeats).max().unwrap_or(1)
 }
 
-/// Entry point of `orchestrator run`.
-pub fn run(a: RunArgs) -> anyhow::Result<i32> {
+/// Entry point of `orchestrator run`: the exit code, the run directory and the report.
+pub fn run(a: RunArgs) -> anyhow::Result<RunOutcome> {
     let plan = prepare(&a)?;
     let estimate = crate::lab::estimate::estimate(&plan.suites, &plan.targets, plan.profile);
-    eprintln!("{}", estimate.line(plan.profile));
+    crate::note!("{}", estimate.line(plan.profile));
     let mode = plan.lab.image_mode(&a.lab)?;
     let wait = plan
         .lab
@@ -219,17 +219,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         )
     })?;
     let rt = runtime()?;
-    let (code, run_dir, rendered) = rt.block_on(run_lab(&plan, &choices))?;
-    drop(rt);
-    println!("results: {}", run_dir.display());
-    match rendered {
-        Ok(paths) => {
-            println!("report:  {}", paths.report_html.display());
-            println!("summary: {}", paths.summary_md.display());
-        }
-        Err(e) => eprintln!("report: rendering failed: {e}"),
-    }
-    Ok(code)
+    rt.block_on(run_lab(&plan, &choices))
 }
 
 fn read_trim(path: &str) -> String {
@@ -318,7 +308,7 @@ impl RunState {
         write_json(&self.dir.manifest(), &self.manifest)
     }
     fn warn(&mut self, kind: WarningKind, target: Option<&str>, suite: Option<&str>, msg: String) {
-        eprintln!("warning: {msg}");
+        crate::note!("warning: {msg}");
         self.manifest.warnings.push(Warning {
             kind,
             target: target.map(str::to_string),
@@ -342,7 +332,7 @@ fn cancel_on_ctrl_c() -> CancelToken {
     let token = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping the current suite, keeping what was measured");
+            crate::note!("\ninterrupted: stopping the current suite, keeping what was measured");
             token.cancel();
         }
     });
@@ -458,7 +448,7 @@ async fn rig_check(ctx: &Ctx<'_>, st: &mut RunState, mock_url: &str) -> anyhow::
         &st.manifest.run_id,
         &measured,
     )?;
-    eprintln!(
+    crate::note!(
         "rig    {}: {}",
         if check.qualified {
             "qualified"
@@ -512,7 +502,7 @@ fn record_dashboards(st: &mut RunState, w: &watch::Watch) {
 }
 
 /// What `run_lab` hands back: exit code, run directory, the report (or why not).
-type RunOutcome = (i32, PathBuf, Result<RenderedPaths, ReportError>);
+pub type RunOutcome = (i32, PathBuf, Result<RenderedPaths, ReportError>);
 
 async fn run_lab(
     plan: &Plan,
@@ -522,7 +512,7 @@ async fn run_lab(
     let docker = Docker::connect().await?;
     let cancel = cancel_on_ctrl_c();
     let (run_id, dir) = create_run_dir(&plan.results)?;
-    eprintln!("run    {run_id} -> {}", dir.root.display());
+    crate::note!("run    {run_id} -> {}", dir.root.display());
     let mock = lab.service("mock-upstream")?;
     let mock_url =
         stack::base_url(mock).context("mock-upstream has no port in x-lab-health-url")?;
@@ -541,7 +531,7 @@ async fn run_lab(
     let dashboards = watch::start(lab, &docker, choices, live.clone()).await;
     record_dashboards(&mut st, &dashboards);
     for line in dashboards.banner(lab) {
-        eprintln!("{line}");
+        crate::note!("{line}");
     }
     st.save()?;
 
@@ -577,7 +567,7 @@ async fn run_lab(
     let code = if cancel.is_cancelled() {
         130
     } else if plan.fail_on_thresholds && !st.thresholds_missed.is_empty() {
-        eprintln!("thresholds missed in: {}", st.thresholds_missed.join(", "));
+        crate::note!("thresholds missed in: {}", st.thresholds_missed.join(", "));
         thresholds::EXIT_THRESHOLDS
     } else {
         0
@@ -735,7 +725,7 @@ async fn start_target(
     let target = ctx.plan.targets[i].as_str();
     let service = target_service(target);
     let container = lab.container_name(service);
-    eprintln!(
+    crate::note!(
         "target {target}: starting on cpuset {}",
         lab.service(service)?.cpuset
     );
@@ -758,7 +748,7 @@ async fn start_target(
             Started::Failed
         }
         Ok(Ok(waited)) => {
-            eprintln!("target {target}: ready in {:.1} s", waited.as_secs_f64());
+            crate::note!("target {target}: ready in {:.1} s", waited.as_secs_f64());
             Started::Ready
         }
     })
@@ -1009,7 +999,7 @@ async fn measure(
         repeat: at.repeat,
     };
     let estimate = def.estimated_duration(profile);
-    eprintln!(
+    crate::note!(
         "suite  {target}/{label} ({} profile, about {} s)",
         profile.name(),
         estimate.as_secs()
@@ -1048,7 +1038,7 @@ async fn measure(
         0
     };
     record_suite(ctx, st, at, result, stats, sink_errors)?;
-    eprintln!(
+    crate::note!(
         "suite  {target}/{label}: done in {:.0} s; {written} load points to the sink",
         t0.elapsed().as_secs_f64(),
     );
@@ -1114,7 +1104,7 @@ fn judge_thresholds(
     let Some(checks) = thresholds::judge_entry(def, &mut entry) else {
         return Ok(());
     };
-    eprintln!("{}", thresholds::summary_line(target, suite, &checks));
+    crate::note!("{}", thresholds::summary_line(target, suite, &checks));
     let key = format!("{target}/{suite}");
     st.thresholds_missed.retain(|k| *k != key);
     if checks.iter().any(|c| c.pass == Some(false)) {

@@ -569,7 +569,7 @@ pub async fn bring_up(
             .get(*name)
             .with_context(|| format!("no image for `{name}`"))?;
         if let Some(why) = &choice.unavailable {
-            eprintln!("skip   {name}: {why}");
+            crate::note!("skip   {name}: {why}");
             continue;
         }
         let container = start_service(docker, lab, name, choice).await?;
@@ -577,7 +577,7 @@ pub async fn bring_up(
         let waited = wait_ready(docker, &container, url, ready_timeout(name))
             .await
             .map_err(|f| anyhow::anyhow!("{name} did not become ready: {f}"))?;
-        eprintln!("ready  {name:<14} {url} ({:.1} s)", waited.as_secs_f64());
+        crate::note!("ready  {name:<14} {url} ({:.1} s)", waited.as_secs_f64());
     }
     Ok(())
 }

@@ -181,7 +181,7 @@ impl Live {
                 let row = load_row(t, point);
                 s.series.entry(key).or_default().load.push(row);
             }
-            Event::PhaseFinished { .. } => {}
+            Event::PhaseFinished { .. } | Event::Note { .. } => {}
         }
     }
 

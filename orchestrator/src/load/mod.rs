@@ -49,6 +49,7 @@
 pub mod cli;
 pub mod engine;
 mod http;
+pub mod notes;
 pub mod request;
 pub mod result;
 mod stats;
@@ -113,7 +114,7 @@ pub fn cancel_on_ctrl_c(token: &CancelToken) {
                 if tokio::signal::ctrl_c().await.is_err() {
                     return;
                 }
-                eprintln!("\ninterrupted: stopping and reporting what was measured (Ctrl-C again to quit)");
+                crate::note!("\ninterrupted: stopping and reporting what was measured (Ctrl-C again to quit)");
                 token.cancel();
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
@@ -144,6 +145,9 @@ pub enum Event {
         suite: String,
         result: Box<PhaseResult>,
     },
+    /// A line for the operator from library code ([`notes`]): the lab's progress and
+    /// warnings.
+    Note { text: String },
 }
 
 /// Receives [`Event`]s from the generator's coordinator thread. Must not block for long.

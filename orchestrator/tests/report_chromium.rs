@@ -34,8 +34,13 @@ fn report_renders_in_chromium_with_every_chart_and_table() {
     let (status, dom, stderr) = chromium(&results.join("profile-dom"), &["--dump-dom"], &url);
     assert!(status.success(), "{stderr}");
     // Charts: latency curve, requests/s and p99 over time, CPU and memory for each of the five
-    // suites, plus the frontier chart.
-    assert_eq!(dom.matches("<svg").count(), 5 * 5 + 1, "charts in the DOM");
+    // suites, plus the frontier chart and the throughput ramp's two scaling charts
+    // (requests/s and p99 against virtual users).
+    assert_eq!(
+        dom.matches("<svg").count(),
+        5 * 5 + 1 + 2,
+        "charts in the DOM"
+    );
     assert!(dom.matches("<polyline").count() >= 5 * 5 * 2);
     // Tables: run info, targets, services, "Against the floor", one per suite, the phases of
     // overhead and frontier, the thresholds of baseline and overhead, the stages of the

@@ -169,6 +169,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
             }),
         },
     );
+    scaling_charts(&mut out, run, suite);
     push(
         &mut out,
         LineChart {
@@ -204,9 +205,109 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
     out
 }
 
+/// Per stage of a ramp (`throughput`): `pick` of each stage against the virtual users it
+/// ramped to. Ramp-down stages are left out, and of stages at the same level the last one
+/// (the plateau, when the load had settled) is kept.
+fn by_vus(
+    e: &super::data::Entry,
+    pick: fn(&crate::load::result::StageResult) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    let Some(p) = e.result.as_ref().and_then(headline_phase) else {
+        return Vec::new();
+    };
+    let mut pts: Vec<(f64, f64)> = Vec::new();
+    let mut level = 0;
+    for s in &p.stages {
+        if s.target_vus == 0 || s.target_vus < level {
+            continue;
+        }
+        level = s.target_vus;
+        let Some(v) = pick(s) else { continue };
+        match pts.last_mut() {
+            Some(last) if last.0 == s.target_vus as f64 => last.1 = v,
+            _ => pts.push((s.target_vus as f64, v)),
+        }
+    }
+    pts
+}
+
+/// Where each target stops scaling: requests/s and p99 per stage against virtual users.
+fn scaling_charts(out: &mut Vec<ChartView>, run: &RunData, suite: &str) {
+    push(
+        out,
+        LineChart {
+            bands: Vec::new(),
+            title: format!("{suite}: requests/s against virtual users (per stage)"),
+            x: axis("virtual users", Scale::Linear, num_tick, true),
+            y: axis("requests/s", Scale::Linear, num_tick, true),
+            series: series(run, suite, |e| by_vus(e, |s| Some(s.requests_per_s))),
+        },
+    );
+    push(
+        out,
+        LineChart {
+            bands: Vec::new(),
+            title: format!("{suite}: p99 against virtual users (per stage)"),
+            x: axis("virtual users", Scale::Linear, num_tick, true),
+            y: axis("p99 latency", Scale::Log10, ms_tick, false),
+            series: series(run, suite, |e| {
+                by_vus(e, |s| (s.latency_ms.count > 0).then_some(s.latency_ms.p99))
+            }),
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::result::{StageResult, Summary};
+
+    #[test]
+    fn scaling_points_follow_the_ramp_up_and_keep_the_plateau() {
+        let stage = |i: u64, vus: u64, rps: f64| StageResult {
+            stage: i,
+            target_vus: vus,
+            peak_active_vus: vus,
+            duration_s: 1.0,
+            requests: rps as u64,
+            errors: 0,
+            requests_per_s: rps,
+            latency_ms: Summary {
+                count: 1,
+                p99: rps / 1000.0,
+                ..Summary::default()
+            },
+        };
+        let mut p = crate::load::result::tests::sample_phase(false);
+        p.stages = vec![
+            stage(0, 5, 100.0),
+            stage(1, 10, 180.0),
+            stage(2, 10, 200.0),
+            stage(3, 0, 50.0),
+        ];
+        let result: crate::load::result::SuiteResult = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "suite": "throughput", "target": "gateway", "url": "http://x",
+            "profile": "quick", "started_at": "2026-12-06T00:00:00Z",
+            "finished_at": "2026-12-06T00:00:10Z", "interrupted": false, "phases": [],
+            "frontier": null, "overhead": null, "warnings": []
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = super::super::data::Entry {
+            target: "gateway".into(),
+            suite: "throughput".into(),
+            result: Some(crate::load::result::SuiteResult {
+                phases: vec![p],
+                ..result
+            }),
+            raw_file: String::new(),
+            stats: None,
+            repeats: Vec::new(),
+        };
+        assert_eq!(
+            by_vus(&e, |s| Some(s.requests_per_s)),
+            [(5.0, 100.0), (10.0, 200.0)]
+        );
+    }
 
     #[test]
     fn tick_labels_are_short() {

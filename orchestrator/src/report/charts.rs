@@ -1,9 +1,10 @@
 //! The HTML report's charts for one suite, drawn with [`super::svg`].
 
 use super::data::{headline_phase, RunData};
+use super::figures::KeyFigures;
 use super::format;
 use super::model::ChartView;
-use super::svg::{Axis, LineChart, Scale, Series};
+use super::svg::{Axis, Bar, BarChart, LineChart, Scale, Series};
 
 /// A fixed colour per known target, so every chart agrees; any other target (a gateway
 /// added to the compose file) takes one of the rest by its position in the run.
@@ -170,6 +171,7 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
         },
     );
     scaling_charts(&mut out, run, suite);
+    interval_charts(&mut out, run, suite);
     push(
         &mut out,
         LineChart {
@@ -203,6 +205,73 @@ pub fn suite_charts(run: &RunData, suite: &str) -> Vec<ChartView> {
         },
     );
     out
+}
+
+/// The suite's requests/s and p99 per target as bars with their 95 % intervals as error
+/// bars; left out when no target has an interval for the figure.
+fn interval_charts(out: &mut Vec<ChartView>, run: &RunData, suite: &str) {
+    let figs: Vec<(String, KeyFigures)> = run
+        .target_names()
+        .into_iter()
+        .filter_map(|t| Some((t.clone(), KeyFigures::of(run.entry(&t, suite)?))))
+        .collect();
+    let specs = [
+        Figure {
+            key: "requests_per_s",
+            label: "requests/s",
+            get: |k| k.requests_per_s,
+            tick: num_tick,
+        },
+        Figure {
+            key: "p99",
+            label: "p99 latency",
+            get: |k| k.p99_ms,
+            tick: ms_tick,
+        },
+    ];
+    for Figure {
+        key,
+        label,
+        get,
+        tick,
+    } in specs
+    {
+        if figs.iter().all(|(_, k)| k.noise.get(key).is_none()) {
+            continue;
+        }
+        let bars = figs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (t, k))| {
+                Some(Bar {
+                    name: t.clone(),
+                    color: color(t, i),
+                    value: get(k)?,
+                    interval: k.noise.get(key).map(|n| (n.lo, n.hi)),
+                })
+            })
+            .collect();
+        let chart = BarChart {
+            title: format!("{suite}: {label} per target, 95 % interval"),
+            y: axis(label, Scale::Linear, tick, true),
+            bars,
+        };
+        if let Some(svg) = chart.to_svg() {
+            out.push(ChartView {
+                title: chart.title,
+                svg,
+            });
+        }
+    }
+}
+
+/// A figure drawn with its interval: its noise key, axis label, how to read it and print
+/// its ticks.
+struct Figure {
+    key: &'static str,
+    label: &'static str,
+    get: fn(&KeyFigures) -> Option<f64>,
+    tick: fn(f64) -> String,
 }
 
 /// Per stage of a ramp (`throughput`): `pick` of each stage against the virtual users it

@@ -283,6 +283,86 @@ impl LineChart {
     }
 }
 
+/// One bar: a target's figure and, when it has one, its 95 % interval (drawn as a whisker).
+pub struct Bar {
+    pub name: String,
+    pub color: String,
+    pub value: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+/// Bars side by side on a linear axis from zero, with error bars: a suite's headline figure
+/// per target and its interval, so overlapping intervals can be seen at a glance.
+pub struct BarChart {
+    pub title: String,
+    pub y: Axis,
+    pub bars: Vec<Bar>,
+}
+
+impl BarChart {
+    /// The chart as an `<svg>` element, or `None` without a bar.
+    pub fn to_svg(&self) -> Option<String> {
+        let tops = self
+            .bars
+            .iter()
+            .flat_map(|b| [Some(b.value), b.interval.map(|i| i.1)])
+            .flatten();
+        let (y0, y1) = range(tops, true, Scale::Linear)?;
+        let pw = W - LEFT - RIGHT;
+        let ph = H - TOP - BOTTOM;
+        let py = |y: f64| TOP + ph - (y.clamp(y0, y1) - y0) / (y1 - y0) * ph;
+        let title = esc(&self.title);
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            r##"<svg class="chart bars" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="system-ui, sans-serif" role="img" aria-label="{title}"><title>{title}</title><rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/><text x="{LEFT}" y="16" font-size="13" font-weight="bold">{title}</text>"##
+        );
+        for t in Scale::Linear.ticks(y0, y1) {
+            let y = py(t);
+            let label = esc(&(self.y.format)(t));
+            let _ = write!(
+                s,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e7eb"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{label}</text>"##,
+                LEFT + pw,
+                LEFT - 4.0,
+                y + 3.0
+            );
+        }
+        let slot = pw / self.bars.len() as f64;
+        for (i, b) in self.bars.iter().enumerate() {
+            let (color, name) = (esc(&b.color), esc(&b.name));
+            let mid = LEFT + slot * (i as f64 + 0.5);
+            let (w, top) = (slot * 0.5, py(b.value));
+            let _ = write!(
+                s,
+                r#"<rect class="bar" x="{:.1}" y="{top:.1}" width="{w:.1}" height="{:.1}" fill="{color}" fill-opacity="0.8"/><text x="{mid:.1}" y="{:.1}" font-size="11" text-anchor="middle">{name}</text>"#,
+                mid - w / 2.0,
+                TOP + ph - top,
+                TOP + ph + 14.0
+            );
+            if let Some((lo, hi)) = b.interval {
+                let (a, z, cap) = (py(lo), py(hi), w / 4.0);
+                let _ = write!(
+                    s,
+                    r##"<path class="whisker" d="M{mid:.1},{a:.1}V{z:.1}M{:.1},{a:.1}H{:.1}M{:.1},{z:.1}H{:.1}" stroke="#111827" stroke-width="1.5" fill="none"/>"##,
+                    mid - cap,
+                    mid + cap,
+                    mid - cap,
+                    mid + cap
+                );
+            }
+        }
+        let _ = write!(
+            s,
+            r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#9ca3af"/><text x="14" y="{:.1}" font-size="11" text-anchor="middle" transform="rotate(-90 14 {:.1})">{}</text></svg>"##,
+            TOP + ph / 2.0,
+            TOP + ph / 2.0,
+            esc(&self.y.label)
+        );
+        Some(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +431,39 @@ mod tests {
             linear_ticks(0.0, 100.0),
             vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
         );
+    }
+
+    #[test]
+    fn bars_carry_their_whiskers_and_none_without_bars() {
+        let axis = || Axis {
+            label: "requests/s".into(),
+            scale: Scale::Linear,
+            format: ms,
+            from_zero: true,
+        };
+        let bar = |name: &str, value: f64, interval| Bar {
+            name: name.into(),
+            color: "#123456".into(),
+            value,
+            interval,
+        };
+        let chart = BarChart {
+            title: "baseline <x>".into(),
+            y: axis(),
+            bars: vec![
+                bar("gateway", 100.0, Some((90.0, 110.0))),
+                bar("litellm", 5.0, None),
+            ],
+        };
+        let svg = chart.to_svg().unwrap_or_default();
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 2);
+        assert_eq!(svg.matches(r#"class="whisker""#).count(), 1);
+        assert!(svg.contains("baseline &lt;x&gt;") && svg.ends_with("</svg>"));
+        let empty = BarChart {
+            title: String::new(),
+            y: axis(),
+            bars: Vec::new(),
+        };
+        assert!(empty.to_svg().is_none());
     }
 }

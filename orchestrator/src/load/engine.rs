@@ -733,6 +733,7 @@ fn phase_result(
         percentile_curve: curve(&total.latency),
         timeseries,
         latency_by_due_ms: Vec::new(),
+        histograms: super::merge::histograms_of(total, stream),
     }
 }
 
@@ -1229,6 +1230,7 @@ mod tests {
             percentile_curve: vec![],
             timeseries: vec![],
             latency_by_due_ms: vec![],
+            histograms: None,
         };
         let w = phase_warnings(&r);
         let bound = w

@@ -49,6 +49,7 @@
 pub mod cli;
 pub mod engine;
 mod http;
+pub mod merge;
 pub mod notes;
 pub mod request;
 pub mod result;

@@ -96,6 +96,25 @@ pub struct PhaseResult {
     /// for closed phases and in older results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency_by_due_ms: Vec<Summary>,
+    /// The phase's HDR histograms, so results of several generators merge exactly
+    /// ([`crate::load::merge`]); absent in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<PhaseHistograms>,
+}
+
+/// HDR histograms of a phase in microseconds, each serialized as HdrHistogram's V2 format
+/// with deflate, base64-encoded (what HdrHistogram's own tools read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseHistograms {
+    pub latency_us: String,
+    pub ttfb_us: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_us: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_us: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_us: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -619,6 +638,7 @@ pub(crate) mod tests {
             }],
             timeseries: vec![TimePoint::default()],
             latency_by_due_ms: vec![s.clone(); 4],
+            histograms: None,
         }
     }
 

@@ -1,0 +1,249 @@
+//! Results of one phase run by several generators at once (each with its share of the
+//! rate or of the virtual users), merged exactly: HDR histograms added and their
+//! percentiles read again (never averages of percentiles), counts and rates summed, the
+//! per-second series summed second by second, every generator's cost kept.
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+
+use super::result::{GeneratorCost, PhaseHistograms, PhaseResult, RequestCounts, TimePoint};
+use super::stats::{curve, histogram, summary, Tally};
+
+/// Why phases could not be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Empty,
+    #[error("generator {0}'s result has no histograms (written by an older orchestrator?)")]
+    NoHistograms(usize),
+    #[error("generator {index}'s {which} histogram: {why}")]
+    Histogram {
+        index: usize,
+        which: &'static str,
+        why: String,
+    },
+}
+
+/// `h` as V2 + deflate, base64.
+pub fn encode(h: &Histogram<u64>) -> Option<String> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new().serialize(h, &mut bytes).ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The inverse of [`encode`].
+pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| e.to_string())?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// The histograms of a tally, for its phase's result (`None` if one fails to serialize).
+pub(crate) fn histograms_of(t: &Tally, stream: bool) -> Option<PhaseHistograms> {
+    let opt = |h: &Histogram<u64>| {
+        if stream {
+            encode(h).map(Some)
+        } else {
+            Some(None)
+        }
+    };
+    Some(PhaseHistograms {
+        latency_us: encode(&t.latency)?,
+        ttfb_us: encode(&t.ttfb)?,
+        ttft_us: opt(&t.ttft)?,
+        itl_us: opt(&t.itl)?,
+        tpot_us: opt(&t.tpot)?,
+    })
+}
+
+/// The sum of one histogram over every part (`None` when the parts do not carry it).
+fn added(
+    parts: &[(usize, &PhaseHistograms)],
+    which: &'static str,
+    get: fn(&PhaseHistograms) -> Option<&String>,
+) -> Result<Option<Histogram<u64>>, MergeError> {
+    let mut sum = histogram();
+    let mut any = false;
+    for (index, h) in parts {
+        let Some(text) = get(h) else { continue };
+        let one = decode(text).map_err(|why| MergeError::Histogram {
+            index: *index,
+            which,
+            why,
+        })?;
+        sum.add(&one).map_err(|e| MergeError::Histogram {
+            index: *index,
+            which,
+            why: format!("{e:?}"),
+        })?;
+        any = true;
+    }
+    Ok(any.then_some(sum))
+}
+
+/// One phase from the same phase run by several generators at the same time.
+pub fn merge_phases(parts: &[PhaseResult]) -> Result<PhaseResult, MergeError> {
+    let first = parts.first().ok_or(MergeError::Empty)?;
+    let hs: Vec<(usize, &PhaseHistograms)> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.histograms
+                .as_ref()
+                .map(|h| (i, h))
+                .ok_or(MergeError::NoHistograms(i))
+        })
+        .collect::<Result<_, _>>()?;
+    let latency = added(&hs, "latency", |h| Some(&h.latency_us))?.unwrap_or_else(histogram);
+    let ttfb = added(&hs, "ttfb", |h| Some(&h.ttfb_us))?.unwrap_or_else(histogram);
+    let ttft = added(&hs, "ttft", |h| h.ttft_us.as_ref())?;
+    let itl = added(&hs, "itl", |h| h.itl_us.as_ref())?;
+    let tpot = added(&hs, "tpot", |h| h.tpot_us.as_ref())?;
+    let mut out = first.clone();
+    out.duration_s = parts.iter().map(|p| p.duration_s).fold(0.0, f64::max);
+    out.vus = parts.iter().map(|p| p.vus).sum();
+    out.target_rate_per_s = parts.iter().map(|p| p.target_rate_per_s).sum();
+    out.requests = counts(parts);
+    let sum = |f: fn(&PhaseResult) -> f64| parts.iter().map(f).sum::<f64>();
+    out.throughput.requests_per_s = sum(|p| p.throughput.requests_per_s);
+    out.throughput.ok_per_s = sum(|p| p.throughput.ok_per_s);
+    out.throughput.output_tokens_per_s = sum(|p| p.throughput.output_tokens_per_s);
+    out.output_tokens = parts.iter().map(|p| p.output_tokens).sum();
+    out.latency_ms = summary(&latency);
+    out.ttfb_ms = summary(&ttfb);
+    out.ttft_ms = ttft.as_ref().map(summary);
+    out.itl_ms = itl.as_ref().map(summary);
+    out.tpot_ms = tpot.as_ref().map(summary);
+    out.percentile_curve = curve(&latency);
+    out.generator = GeneratorCost {
+        cpu_seconds: sum(|p| p.generator.cpu_seconds),
+        cpu_percent: sum(|p| p.generator.cpu_percent),
+        threads: parts.iter().map(|p| p.generator.threads).sum(),
+        cores: parts.iter().map(|p| p.generator.cores).sum(),
+        bound: parts.iter().any(|p| p.generator.bound),
+    };
+    out.timeseries = series(parts);
+    // Per stage and per due-time quarter there is no histogram to add: left out.
+    out.stages = Vec::new();
+    out.latency_by_due_ms = Vec::new();
+    out.histograms = Some(PhaseHistograms {
+        latency_us: encode(&latency).unwrap_or_default(),
+        ttfb_us: encode(&ttfb).unwrap_or_default(),
+        ttft_us: ttft.as_ref().and_then(encode),
+        itl_us: itl.as_ref().and_then(encode),
+        tpot_us: tpot.as_ref().and_then(encode),
+    });
+    Ok(out)
+}
+
+fn counts(parts: &[PhaseResult]) -> RequestCounts {
+    let mut c = RequestCounts::default();
+    for p in parts {
+        let r = &p.requests;
+        c.total += r.total;
+        c.ok += r.ok;
+        c.dropped += r.dropped;
+        c.errors.connect += r.errors.connect;
+        c.errors.timeout += r.errors.timeout;
+        c.errors.http_429 += r.errors.http_429;
+        c.errors.http_4xx += r.errors.http_4xx;
+        c.errors.http_5xx += r.errors.http_5xx;
+        c.errors.malformed += r.errors.malformed;
+        c.errors.stream_cut += r.errors.stream_cut;
+        c.errors.connection += r.errors.connection;
+    }
+    if c.total > 0 {
+        c.error_percent = c.errors.total() as f64 * 100.0 / c.total as f64;
+    }
+    c
+}
+
+/// Second by second: counts and rates summed. A second's p50/p99 cannot be merged without
+/// its histogram; the merged series carries the highest of the generators' (an upper
+/// bound), while the phase's own percentiles above are exact.
+fn series(parts: &[PhaseResult]) -> Vec<TimePoint> {
+    let n = parts.iter().map(|p| p.timeseries.len()).max().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let mut t = TimePoint::default();
+            for w in parts.iter().filter_map(|p| p.timeseries.get(i)) {
+                t.t_s = t.t_s.max(w.t_s);
+                t.active_vus += w.active_vus;
+                t.target_rate_per_s += w.target_rate_per_s;
+                t.requests += w.requests;
+                t.ok += w.ok;
+                t.errors += w.errors;
+                t.dropped += w.dropped;
+                t.requests_per_s += w.requests_per_s;
+                t.p50_ms = t.p50_ms.max(w.p50_ms);
+                t.p99_ms = t.p99_ms.max(w.p99_ms);
+                t.ttft_p50_ms = t.ttft_p50_ms.max(w.ttft_p50_ms);
+                t.output_tokens += w.output_tokens;
+            }
+            t
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::load::result::tests::sample_phase;
+
+    fn part(latencies_us: &[u64]) -> PhaseResult {
+        let mut t = Tally::new();
+        for &us in latencies_us {
+            t.latency.record(us).unwrap();
+            t.ttfb.record(us / 2).unwrap();
+        }
+        let mut p = sample_phase(false);
+        p.requests.total = latencies_us.len() as u64;
+        p.requests.ok = latencies_us.len() as u64;
+        p.latency_ms = summary(&t.latency);
+        p.histograms = histograms_of(&t, false);
+        p
+    }
+
+    #[test]
+    fn histograms_round_trip_through_v2_deflate_base64() {
+        let mut h = histogram();
+        for v in [100, 200, 300, 40_000] {
+            h.record(v).unwrap();
+        }
+        let back = decode(&encode(&h).unwrap()).unwrap();
+        assert_eq!((back.len(), back.max(), back.min()), (4, h.max(), h.min()));
+        assert!(decode("not base64!").is_err());
+    }
+
+    #[test]
+    fn merged_percentiles_are_those_of_all_samples_not_averages() {
+        // Generator A saw 1,000 fast answers, B 90 fast and 10 slow: B's p99 is slow, but
+        // of all 1,100 answers under 1 % were slow, so the merged p99 is fast; averaging the
+        // parts' p99s would give about 50 ms.
+        let a = part(&[1000; 1000]);
+        let mut mixed = vec![1000; 90];
+        mixed.extend([100_000; 10]);
+        let b = part(&mixed);
+        let merged = merge_phases(&[a, b.clone()]).unwrap();
+        let mut all = histogram();
+        for v in [1000u64; 1090].iter().chain(&[100_000; 10]) {
+            all.record(*v).unwrap();
+        }
+        assert_eq!(merged.latency_ms, summary(&all));
+        assert_eq!(merged.requests.total, 1100);
+        assert!(merged.latency_ms.p99 < 1.1 && b.latency_ms.p99 > 99.0);
+        // No histogram, no exact merge.
+        let mut old = b;
+        old.histograms = None;
+        assert!(matches!(
+            merge_phases(&[part(&[1]), old]),
+            Err(MergeError::NoHistograms(1))
+        ));
+        assert!(matches!(merge_phases(&[]), Err(MergeError::Empty)));
+    }
+}

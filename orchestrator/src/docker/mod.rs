@@ -7,7 +7,7 @@ pub mod tar;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -74,6 +74,8 @@ pub struct ContainerSpec {
     pub privileged: bool,
     pub labels: HashMap<String, String>,
     pub healthcheck: Option<HealthSpec>,
+    /// `(name, soft, hard)` resource limits (`nofile`).
+    pub ulimits: Vec<(String, u64, u64)>,
 }
 
 /// A container found by label.
@@ -315,6 +317,16 @@ impl Docker {
                 memory_swap: spec.memory_bytes,
                 binds: Some(spec.binds.clone()),
                 privileged: Some(spec.privileged),
+                ulimits: (!spec.ulimits.is_empty()).then(|| {
+                    spec.ulimits
+                        .iter()
+                        .map(|(name, soft, hard)| ResourcesUlimits {
+                            name: Some(name.clone()),
+                            soft: Some(i64::try_from(*soft).unwrap_or(i64::MAX)),
+                            hard: Some(i64::try_from(*hard).unwrap_or(i64::MAX)),
+                        })
+                        .collect()
+                }),
                 init: None,
                 ..Default::default()
             }),

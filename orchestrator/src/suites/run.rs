@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::def::{FrontierDef, Profile, SuiteDef, SuiteKind};
+use super::def::{FrontierDef, Phase, Profile, ProfileDef, SuiteDef, SuiteKind};
 use super::faults::{self, FaultControl};
 use super::paired;
 use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan, RoundLog};
@@ -244,6 +244,19 @@ pub fn run_suite_blocking(
             }
             frontier = Some(frontier_of(f, &phases));
         }
+        SuiteKind::Phases(list) => {
+            for ph in list {
+                for (name, shape) in phase_shapes(ph, profile, def.max_in_flight) {
+                    let mut spec = ph.request.clone();
+                    target.apply(&mut spec);
+                    let r = PreparedRequest::new(&spec, &target.url)?;
+                    let Some((out, _)) = run(&name, shape, vec![(name.clone(), r)])? else {
+                        break;
+                    };
+                    phases.extend(out);
+                }
+            }
+        }
         SuiteKind::Faults(f) => {
             let control = target.faults.as_ref().ok_or_else(|| LoadError::Config {
                 what: format!("suite `{}`", def.name),
@@ -285,6 +298,38 @@ pub fn run_suite_blocking(
         thresholds: None,
         warnings,
     })
+}
+
+/// The measured phases of one `phases:` entry: its closed shape, or one open phase per
+/// rate (`<name>-<rate>rps`).
+fn phase_shapes(
+    ph: &Phase,
+    profile: &ProfileDef,
+    max_in_flight: usize,
+) -> Vec<(String, LoadShape)> {
+    if let Some(c) = &ph.def.closed {
+        let (start_vus, stages, iterations) = c.shape(profile);
+        let shape = LoadShape::Closed {
+            start_vus,
+            stages,
+            iterations,
+        };
+        return vec![(ph.def.name.clone(), shape)];
+    }
+    let Some(o) = &ph.def.open else {
+        return Vec::new();
+    };
+    o.rates
+        .iter()
+        .map(|&rate| {
+            let shape = LoadShape::Open {
+                rate_per_s: rate,
+                duration: profile.scale(o.step.0),
+                max_in_flight: o.max_in_flight.unwrap_or(max_in_flight),
+            };
+            (format!("{}-{rate}rps", ph.def.name), shape)
+        })
+        .collect()
 }
 
 fn overhead_of(phases: &[PhaseResult], direct_url: &str) -> Option<Overhead> {

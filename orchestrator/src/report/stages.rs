@@ -215,3 +215,92 @@ pub fn table_of(run: &RunData, suite: &str, targets: &[String]) -> Option<TableV
         .collect();
     Some(table(targets.to_vec(), rows, "stage"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::load::result::tests::sample_phase;
+    use crate::rundir::{ContainerStats, StatsSample};
+
+    fn entry(memory: &[(f64, u64)]) -> Entry {
+        let samples = memory
+            .iter()
+            .map(|&(t, memory_bytes)| StatsSample {
+                t,
+                cpu_percent: 0.0,
+                memory_bytes,
+                throttled_periods: 0,
+                throttled_time_ns: 0,
+                cpu_total_ns: None,
+            })
+            .collect();
+        Entry {
+            target: "t".into(),
+            suite: "realistic".into(),
+            result: None,
+            raw_file: String::new(),
+            stats: Some(ContainerStats {
+                target: "t".into(),
+                suite: "realistic".into(),
+                container: "c".into(),
+                samples,
+            }),
+            repeats: Vec::new(),
+        }
+    }
+
+    /// A stream stage of 1,000 streams from 10 s to 12 s into a phase that started at 5 s.
+    fn phase(ttft_p99: f64) -> PhaseResult {
+        let mut p = sample_phase(true);
+        p.started_s = Some(5.0);
+        let s = &mut p.stages[0];
+        (s.start_s, s.duration_s, s.peak_active_vus, s.target_vus) = (Some(10.0), 2.0, 1000, 1000);
+        s.ttft_ms.as_mut().unwrap().p99 = ttft_p99;
+        p
+    }
+
+    #[test]
+    fn stream_stages_show_added_latency_and_memory_per_stream() {
+        let mib = 1024 * 1024;
+        // Idle 10 MiB at the suite's start; 30 MiB at the stage's peak; 90 MiB later on.
+        let gw_entry = entry(&[
+            (0.5, 10 * mib),
+            (15.5, 30 * mib),
+            (16.5, 20 * mib),
+            (18.0, 90 * mib),
+        ]);
+        let (gw, direct) = (phase(60.0), phase(52.0));
+        let d_entry = entry(&[]);
+        let found = [
+            Some(Found {
+                stage: &direct.stages[0],
+                phase: &direct,
+                entry: &d_entry,
+            }),
+            Some(Found {
+                stage: &gw.stages[0],
+                phase: &gw,
+                entry: &gw_entry,
+            }),
+        ];
+        let rows = stream_rows(0, &found, Some(0));
+        let text = |key: &str, col: usize| {
+            let r = rows.iter().find(|r| r.key == key).unwrap();
+            (r.label.clone(), r.cells[col].text.clone())
+        };
+        let (label, ttft) = text("stage_ttft", 1);
+        assert_eq!(label, "stage 1 (1,000 streams): TTFT p99 (vs direct)");
+        assert_eq!(ttft, "60.0 ms (+8.00 ms)");
+        // Direct against itself: no added figure.
+        assert_eq!(text("stage_ttft", 0).1, "52.0 ms");
+        // (30 - 10) MiB over 1,000 streams.
+        assert_eq!(text("stage_memory", 1).1, "30.0 MiB · 20.5 KiB / stream");
+        assert_eq!(text("stage_memory", 0).1, MISSING);
+        assert!(
+            text("stage_errors", 1).1.ends_with("1 rig refused"),
+            "{:?}",
+            rows[3].cells[1].text
+        );
+    }
+}

@@ -34,6 +34,8 @@ fn list_names_every_target_suite_and_profile() {
             .find(|l| l.split_whitespace().next() == Some(suite.name.as_str()))
             .unwrap_or_else(|| panic!("suite {} missing:\n{text}", suite.name));
         assert!(line.contains(&suite.description), "{line}");
+        let repeated = format!("Repeated {} times.", suite.repeats);
+        assert_eq!(line.contains(&repeated), suite.repeats > 1, "{line}");
     }
     for profile in ["quick", "full"] {
         assert!(names.contains(&profile), "{profile} missing:\n{text}");

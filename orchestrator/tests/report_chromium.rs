@@ -39,10 +39,10 @@ fn report_renders_in_chromium_with_every_chart_and_table() {
     assert!(dom.matches("<polyline").count() >= 5 * 5 * 2);
     // Tables: run info, targets, services, "Against the floor", one per suite, the phases of
     // overhead and frontier, the thresholds of baseline and overhead, the stages of the
-    // throughput ramp.
+    // throughput ramp, the frontier search.
     assert_eq!(
         dom.matches("<table").count(),
-        3 + 1 + 5 + 2 + 2 + 1,
+        3 + 1 + 5 + 2 + 2 + 1 + 1,
         "tables in the DOM"
     );
     for suite in gen::SUITES {

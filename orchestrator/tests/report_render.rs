@@ -638,3 +638,56 @@ fn without_nginx_the_floor_section_says_why() {
     let sec = &html[html.find("id=\"floor\"").unwrap()..];
     assert!(!sec[..sec.find("</section>").unwrap()].contains("<table"));
 }
+
+#[test]
+fn the_frontier_search_shows_samples_misses_and_rough_rungs() {
+    let (_keep, _dir, md, html) = render_fixture(false);
+    // Columns of the search table are the targets, in the order of the suite table.
+    let lcol = column(&md, "frontier", "litellm");
+    let gcol = column(&md, "frontier", "gateway");
+    // The rate found, its rung's p99 and samples, the rate that missed above it and why.
+    let b10 = md_row(&md, "frontier", "p99 ≤ 10.0 ms");
+    assert_eq!(
+        b10[gcol],
+        "18,000 req/s · p99 3.05 ms · 179,640 samples · 36,000 missed (saturated)"
+    );
+    // litellm's rungs rest on under 1,000 samples: said in the search table, in the suite
+    // table's frontier row and in the phases table.
+    let b1s = md_row(&md, "frontier", "p99 ≤ 1.00 s");
+    assert!(
+        b1s[lcol].starts_with("95.0 req/s · p99 ")
+            && b1s[lcol].ends_with(" · 949 samples (under 1,000: rough) · 190 missed (p99)"),
+        "{}",
+        b1s[lcol]
+    );
+    assert_eq!(
+        md_row(&md, "frontier", "max rate @ p99 ≤ 1.00 s")[lcol],
+        "95.0 (949 samples)"
+    );
+    assert_eq!(
+        md_row(&md, "frontier", "rungs under 1,000 samples")[lcol],
+        "1 of 4 (95.0 req/s)"
+    );
+    assert_eq!(
+        md_row(&md, "frontier", "rungs under 1,000 samples")[gcol],
+        "none"
+    );
+    assert!(md_row(&md, "frontier", "rate-95")[lcol].ends_with(" · 949 samples"));
+    assert!(md_row(&md, "frontier", "rate-760")[lcol].ends_with(" · ✗ saturated"));
+    assert!(md_row(
+        &md,
+        "frontier",
+        "saturated (median of first → last quarter)"
+    )[gcol]
+        .starts_with("36,000 (p50 "));
+    assert!(html.contains("<h3>Frontier search</h3>"));
+    // Every target's frontier on the one chart.
+    let chart = &html[html.find("frontier: highest rate sustained").unwrap()..];
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    for t in ["direct", "nginx", "gateway", "litellm"] {
+        assert!(
+            chart.contains(&format!(">{t}<")),
+            "{t} in the frontier chart"
+        );
+    }
+}

@@ -226,6 +226,21 @@ fn bad_values_are_named() {
     let text = BUILTIN_SUITES.replace("api: openai", "api: grpc");
     let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
     assert!(err.contains("defaults.request.api"), "{err}");
+
+    let text = BUILTIN_SUITES.replace("resolution_percent: 10", "resolution_percent: 0");
+    assert_ne!(text, BUILTIN_SUITES);
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("frontier") && err.contains("resolution_percent"),
+        "{err}"
+    );
+    let text = BUILTIN_SUITES.replace(
+        "max_rung: 30s",
+        "max_rung: 30s
+      max_rungs: 3",
+    );
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(err.contains("max_rungs"), "{err}");
 }
 
 #[test]

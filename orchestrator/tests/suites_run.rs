@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_support::{start, Reply};
+use orchestrator::load::result::{RungFail, RungSearch};
 use orchestrator::load::{ChannelObserver, Event};
 use orchestrator::suites::{
     run_suite, run_suite_blocking, Profile, RunOpts, SuitesFile, TargetSpec,
@@ -40,6 +41,7 @@ suites:
       bounds_ms: [1, 200, 1000]
       max_error_percent: 0.1
       stop_error_percent: 5
+      min_samples: 50
   - name: front-tight
     description: d
     frontier:
@@ -48,6 +50,17 @@ suites:
       bounds_ms: [1, 10, 30]
       max_error_percent: 0.1
       stop_error_percent: 5
+      min_samples: 50
+  - name: front-queue
+    description: d
+    frontier:
+      rates: [100, 300]
+      step: 1s
+      bounds_ms: [5000]
+      max_error_percent: 0.1
+      stop_error_percent: 5
+      min_samples: 100
+      max_bisections: 3
 "#;
 
 #[test]
@@ -132,6 +145,66 @@ fn frontier_finds_the_rate_under_each_bound() {
         (fr[1].achieved_rate_per_s.unwrap() - 400.0).abs() < 20.0,
         "{fr:?}"
     );
+}
+
+/// A server that serves one request at a time in 4 ms (250/s), queueing the rest: at
+/// 300/s its latency climbs through the rung while p99 stays far under the 5 s bound, so
+/// only the saturation check fails the rung; bisection then finds the rate below 250/s.
+#[test]
+fn frontier_fails_a_saturated_rung_and_bisects_below_it() {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    let service = Duration::from_millis(4);
+    let free_at = Arc::new(Mutex::new(Instant::now()));
+    let server = start(Arc::new(move |_| {
+        let mut free = free_at.lock().unwrap();
+        let now = Instant::now();
+        let done = (*free).max(now) + service;
+        *free = done;
+        Reply::Json {
+            delay: done - now,
+            status: 200,
+            body: None,
+        }
+    }));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let r = run_suite_blocking(
+        &f.suite("front-queue").unwrap(),
+        &TargetSpec::new("s", &server.url()),
+        &RunOpts {
+            profile: Profile::Full,
+            threads: 1,
+            ..RunOpts::default()
+        },
+        None,
+    )
+    .unwrap();
+    let search = r.frontier_search.unwrap();
+    let top = search.rungs.iter().find(|g| g.rate_per_s == 300.0).unwrap();
+    assert_eq!(top.fails, [RungFail::Saturated], "{top:?}");
+    assert!(top.p99_ms.unwrap() < 5000.0, "{top:?}");
+    assert!(
+        top.last_quarter_p50_ms.unwrap() > 2.0 * top.first_quarter_p50_ms.unwrap(),
+        "{top:?}"
+    );
+    let bisect: Vec<f64> = search
+        .rungs
+        .iter()
+        .filter(|g| g.search == RungSearch::Bisect)
+        .map(|g| g.rate_per_s)
+        .collect();
+    assert_eq!(bisect.len(), 3, "{search:?}");
+    assert_eq!(bisect[0], 173.0, "the geometric middle of 100 and 300");
+    let fr = &r.frontier.unwrap()[0];
+    let found = fr.max_rate_per_s.unwrap();
+    assert!((170.0..250.0).contains(&found), "{fr:?}");
+    let failed = fr.failed_rate_per_s.unwrap();
+    assert!(failed > found && failed <= 300.0, "{fr:?}");
+    assert!(fr.failed_because.contains(&RungFail::Saturated), "{fr:?}");
+    // Every rung is a phase, and the rung lasted long enough for 100 samples (1 s).
+    assert_eq!(r.phases.len(), search.rungs.len());
+    assert!(search.rungs.iter().all(|g| g.duration_s == 1.0));
+    assert!(!fr.under_sampled && fr.samples.unwrap() >= 100, "{fr:?}");
 }
 
 #[test]

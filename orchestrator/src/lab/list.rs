@@ -40,7 +40,10 @@ impl Catalog {
             suites: suites
                 .suites
                 .iter()
-                .map(|s| entry(&s.name, &s.description))
+                .map(|s| match s.repeats {
+                    1 => entry(&s.name, &s.description),
+                    n => entry(&s.name, &format!("{} Repeated {n} times.", s.description)),
+                })
                 .collect(),
             profiles: profiles(suites),
         }

@@ -157,6 +157,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         interrupted: out.interrupted,
         phases: out.results,
         frontier: None,
+        frontier_search: None,
         overhead: None,
         faults: None,
         thresholds: None,

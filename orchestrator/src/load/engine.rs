@@ -18,7 +18,7 @@ use super::result::{
     GeneratorCost, LoadModel, PhaseResult, RequestCounts, ResultWarning, ResultWarningKind,
     StageResult, Throughput, TimePoint,
 };
-use super::stats::{curve, summary, ErrorClass, OkSample, Recorder, Tally};
+use super::stats::{curve, histogram, summary, ErrorClass, OkSample, Recorder, Tally, DUE_PARTS};
 use super::sys;
 use super::{CancelToken, Event, LoadError, Observer};
 
@@ -609,10 +609,20 @@ fn collect_results(
     let mut warnings = Vec::new();
     for i in 0..plan.requests.len() {
         let mut total = Tally::new();
+        let mut by_due: Vec<hdrhistogram::Histogram<u64>> = Vec::new();
         for th in &shared.threads {
-            total.merge(&lock(th)[i].total);
+            let rec = &lock(th)[i];
+            total.merge(&rec.total);
+            if !rec.by_due.is_empty() && by_due.is_empty() {
+                by_due = (0..DUE_PARTS).map(|_| histogram()).collect();
+            }
+            for (acc, h) in by_due.iter_mut().zip(&rec.by_due) {
+                // Same bounds on both sides: adding cannot fail.
+                let _ = acc.add(h);
+            }
         }
         let mut r = phase_result(plan, i, &total, m, std::mem::take(&mut run.series[i]));
+        r.latency_by_due_ms = by_due.iter().map(summary).collect();
         r.stages = stage_results(&plan.shape, &run.stages[i], r.stream);
         warnings.extend(phase_warnings(&r));
         if let Some(w) = lag_warning(&r.name, &total.lag) {
@@ -736,6 +746,7 @@ fn phase_result(
         },
         percentile_curve: curve(&total.latency),
         timeseries,
+        latency_by_due_ms: Vec::new(),
     }
 }
 
@@ -891,6 +902,8 @@ struct Sender<'a> {
     scratch: Scratch,
     /// Kept by closed VUs of interleaved plans (see [`RoundLog`]).
     log: Option<RoundLog>,
+    /// Open model: the schedule's start and length, to file latency by due part.
+    schedule: Option<(Instant, f64)>,
 }
 
 impl<'a> Sender<'a> {
@@ -902,6 +915,7 @@ impl<'a> Sender<'a> {
             conns: (0..plan.requests.len()).map(|_| None).collect(),
             scratch: Scratch::new(),
             log: None,
+            schedule: None,
         }
     }
 
@@ -924,6 +938,10 @@ impl<'a> Sender<'a> {
                 }
             };
         let us = |a: Instant| a.saturating_duration_since(from).as_micros() as u64;
+        let due_part = self.schedule.map(|(start, len)| {
+            let at = from.saturating_duration_since(start).as_secs_f64() / len.max(1e-9);
+            ((at * DUE_PARTS as f64) as usize).min(DUE_PARTS - 1)
+        });
         if let Some(log) = &mut self.log {
             log.latency_us[idx].push(res.as_ref().map_or(FAILED, |t| us(t.end)));
             if let Some(c) = res.as_ref().ok().and_then(|t| t.claimed_us) {
@@ -948,6 +966,7 @@ impl<'a> Sender<'a> {
                 ttft_us: first_token.map(us),
                 gaps_us: &self.scratch.gaps,
                 tokens,
+                due_part,
             }),
             Err(class) => {
                 rec.error(class);
@@ -1026,7 +1045,8 @@ struct Schedule {
 async fn open_loop(s: &Schedule, plan: &PhasePlan, shared: &Arc<Shared>) -> Result<(), LoadError> {
     let timer = sys::PreciseTimer::new().map_err(LoadError::Runtime)?;
     let n = plan.requests.len();
-    let mut pool = Pool::new(plan, shared, s.thread, s.max_slots);
+    let span = (s.end - s.start).as_secs_f64();
+    let mut pool = Pool::new(plan, shared, s.thread, s.max_slots, (s.start, span));
     let mut k: u64 = 0;
     let mut since_yield = 0u32;
     loop {
@@ -1079,6 +1099,8 @@ struct Pool<'a> {
     shared: &'a Arc<Shared>,
     thread: usize,
     max: usize,
+    /// The schedule's start and length (see [`Sender`]).
+    schedule: (Instant, f64),
     slots: Vec<Rc<Slot>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     idle: Rc<RefCell<Vec<usize>>>,
@@ -1086,12 +1108,19 @@ struct Pool<'a> {
 }
 
 impl<'a> Pool<'a> {
-    fn new(plan: &'a PhasePlan, shared: &'a Arc<Shared>, thread: usize, max: usize) -> Self {
+    fn new(
+        plan: &'a PhasePlan,
+        shared: &'a Arc<Shared>,
+        thread: usize,
+        max: usize,
+        schedule: (Instant, f64),
+    ) -> Self {
         Self {
             plan,
             shared,
             thread,
             max,
+            schedule,
             slots: Vec::new(),
             tasks: Vec::new(),
             idle: Rc::new(RefCell::new(Vec::new())),
@@ -1126,8 +1155,10 @@ impl<'a> Pool<'a> {
         let shared = self.shared.clone();
         let plan = self.plan.clone();
         let thread = self.thread;
+        let schedule = self.schedule;
         self.tasks.push(tokio::task::spawn_local(async move {
             let mut sender = Sender::new(&plan, &shared, thread);
+            sender.schedule = Some(schedule);
             loop {
                 if let Some((due, i)) = slot.job.take() {
                     shared.active.fetch_add(1, Ordering::Relaxed);
@@ -1221,6 +1252,7 @@ mod tests {
             },
             percentile_curve: vec![],
             timeseries: vec![],
+            latency_by_due_ms: vec![],
         };
         let w = phase_warnings(&r);
         let bound = w

@@ -32,6 +32,10 @@ pub struct SuiteResult {
     pub phases: Vec<PhaseResult>,
     /// `frontier` suite only: the highest arrival rate sustained under each p99 bound.
     pub frontier: Option<Vec<FrontierPoint>>,
+    /// `frontier` suite only: the search behind it, every rung in the order run. Absent in
+    /// results written before the search existed (fixed steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontier_search: Option<FrontierSearch>,
     /// `overhead` suite only: latency the target adds over calling the upstream directly.
     pub overhead: Option<Overhead>,
     /// `faults` suite only: per fault phase, what the client saw and what reached each
@@ -87,6 +91,11 @@ pub struct PhaseResult {
     pub percentile_curve: Vec<CurvePoint>,
     /// One point per second of the phase.
     pub timeseries: Vec<TimePoint>,
+    /// Open model: latency of successful requests by due time, the schedule cut into four
+    /// equal parts (a queue building up shows as latency rising from part to part); absent
+    /// for closed phases and in older results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_by_due_ms: Vec<Summary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +260,101 @@ pub struct FrontierPoint {
     pub p99_ms: Option<f64>,
     /// Name of the phase (step) it came from.
     pub phase: Option<String>,
+    /// Successful requests of that rung: what its p99 rests on. Absent in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// That rung's p99 rests on fewer samples than the search asks (`min_samples`, 1,000):
+    /// near the maximum of a handful, a rough figure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub under_sampled: bool,
+    /// The lowest rate that missed the bound: the frontier lies between `max_rate_per_s`
+    /// and it. Absent when every rung met the bound (the ladder's top) or in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_rate_per_s: Option<f64>,
+    /// Why that rung missed the bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_because: Vec<RungFail>,
+}
+
+/// The frontier search: coarse rungs over the configured ladder, then bisection between
+/// the last rate meeting a bound and the first missing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontierSearch {
+    /// Samples a rung's p99 should rest on; rungs with fewer are `under_sampled`.
+    pub min_samples: u64,
+    /// Bisection stops when the first failing rate is within this share (percent) above
+    /// the last passing one.
+    pub resolution_percent: f64,
+    /// Bisection rungs allowed; a bracket still wider than the resolution when they ran out
+    /// is left as it is (`failed_rate_per_s` shows how wide).
+    pub max_bisections: u64,
+    pub rungs: Vec<FrontierRung>,
+}
+
+/// One rung of the frontier search: an open-model phase at one rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontierRung {
+    /// The `PhaseResult` it measured (`rate-2000`).
+    pub phase: String,
+    /// `coarse` (the configured ladder) or `bisect`.
+    pub search: RungSearch,
+    pub rate_per_s: f64,
+    /// Scheduled length: long enough for `min_samples` at this rate, within the cap.
+    pub duration_s: f64,
+    /// Successful requests: what its p99 rests on.
+    pub samples: u64,
+    pub under_sampled: bool,
+    /// None without a successful request.
+    pub p99_ms: Option<f64>,
+    /// Median latency of the requests due in the first and in the last quarter of the
+    /// rung (the saturation check); None when a quarter had too few answers to judge.
+    pub first_quarter_p50_ms: Option<f64>,
+    pub last_quarter_p50_ms: Option<f64>,
+    /// What fails the rung for every bound (p99 is judged per bound: `met_bounds_ms`).
+    pub fails: Vec<RungFail>,
+    /// The p99 bounds it met.
+    pub met_bounds_ms: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RungSearch {
+    Coarse,
+    Bisect,
+}
+
+/// Why a rung missed a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RungFail {
+    /// p99 above the bound.
+    P99,
+    /// Errors at or over `max_error_percent`.
+    Errors,
+    /// Requests dropped at the in-flight cap.
+    Dropped,
+    /// The load generator could not keep the schedule: its limit, not the target's.
+    GeneratorBound,
+    /// Latency rose over the rung: the target queues and would miss any bound given time.
+    Saturated,
+    /// Not one successful request.
+    NoAnswers,
+}
+
+impl RungFail {
+    /// Short label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            RungFail::P99 => "p99",
+            RungFail::Errors => "errors",
+            RungFail::Dropped => "dropped",
+            RungFail::GeneratorBound => "generator bound",
+            RungFail::Saturated => "saturated",
+            RungFail::NoAnswers => "no answers",
+        }
+    }
 }
 
 /// Latency added by the target over the upstream called directly, measured interleaved
@@ -542,6 +646,7 @@ pub(crate) mod tests {
                 latency_ms: 2.0,
             }],
             timeseries: vec![TimePoint::default()],
+            latency_by_due_ms: vec![s.clone(); 4],
         }
     }
 
@@ -570,7 +675,29 @@ pub(crate) mod tests {
                 achieved_rate_per_s: None,
                 p99_ms: None,
                 phase: None,
+                samples: Some(10),
+                under_sampled: true,
+                failed_rate_per_s: Some(20.0),
+                failed_because: vec![RungFail::P99, RungFail::Saturated],
             }]),
+            frontier_search: Some(FrontierSearch {
+                min_samples: 1000,
+                resolution_percent: 10.0,
+                max_bisections: 6,
+                rungs: vec![FrontierRung {
+                    phase: "rate-20".into(),
+                    search: RungSearch::Bisect,
+                    rate_per_s: 20.0,
+                    duration_s: 2.0,
+                    samples: 40,
+                    under_sampled: true,
+                    p99_ms: Some(3.0),
+                    first_quarter_p50_ms: Some(1.0),
+                    last_quarter_p50_ms: None,
+                    fails: vec![RungFail::Saturated],
+                    met_bounds_ms: vec![5.0],
+                }],
+            }),
             faults: None,
             thresholds: Some(vec![ThresholdCheck {
                 name: "p99".into(),

@@ -124,13 +124,23 @@ pub(crate) struct OkSample<'a> {
     pub ttft_us: Option<u64>,
     pub gaps_us: &'a [u64],
     pub tokens: u64,
+    /// Open model: which part of the phase's schedule the request was due in (see
+    /// [`DUE_PARTS`]).
+    pub due_part: Option<usize>,
 }
+
+/// Open model: the schedule is cut into this many equal parts by due time, and latency is
+/// kept per part, so a queue that builds over the phase shows as latency rising from part
+/// to part (the frontier's saturation check).
+pub const DUE_PARTS: usize = 4;
 
 /// What one worker thread recorded for one request kind: the whole phase and the current
 /// one-second interval (the interval keeps only what the time series needs).
 pub(crate) struct Recorder {
     pub total: Tally,
     pub interval: Tally,
+    /// Open model: latency of successful requests by due part (empty for closed phases).
+    pub by_due: Vec<Histogram<u64>>,
 }
 
 impl Recorder {
@@ -138,6 +148,7 @@ impl Recorder {
         Self {
             total: Tally::new(),
             interval: Tally::new(),
+            by_due: Vec::new(),
         }
     }
 
@@ -152,6 +163,14 @@ impl Recorder {
             // The interval keeps the gaps too: ramp stages report their inter-token p99.
             for &g in s.gaps_us {
                 t.itl.saturating_record(g.max(1));
+            }
+        }
+        if let Some(part) = s.due_part {
+            if self.by_due.is_empty() {
+                self.by_due = (0..DUE_PARTS).map(|_| histogram()).collect();
+            }
+            if let Some(h) = self.by_due.get_mut(part) {
+                h.saturating_record(s.latency_us.max(1));
             }
         }
         let t = &mut self.total;
@@ -242,6 +261,7 @@ mod tests {
                 ttft_us: Some(500),
                 gaps_us: &[100, 200],
                 tokens: 3,
+                due_part: None,
             });
         }
         r.error(ErrorClass::Http429);

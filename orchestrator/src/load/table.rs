@@ -107,14 +107,23 @@ pub fn render(r: &SuiteResult) -> String {
     if let Some(f) = &r.frontier {
         let _ = writeln!(out, "frontier (highest rate with p99 under the bound):");
         for p in f {
+            let samples = match (p.samples, p.under_sampled) {
+                (Some(n), true) => format!(", {n} samples: under the minimum, rough"),
+                (Some(n), false) => format!(", {n} samples"),
+                (None, _) => String::new(),
+            };
+            let missed = p.failed_rate_per_s.map_or(String::new(), |r| {
+                let why: Vec<&str> = p.failed_because.iter().map(|f| f.label()).collect();
+                format!("; {r} req/s missed ({})", why.join(", "))
+            });
             let _ = match p.max_rate_per_s {
                 Some(rate) => writeln!(
                     out,
-                    "  p99 <= {:>6} ms: {rate} req/s (p99 {:.3} ms)",
+                    "  p99 <= {:>6} ms: {rate} req/s (p99 {:.3} ms{samples}){missed}",
                     p.p99_bound_ms,
                     p.p99_ms.unwrap_or(0.0)
                 ),
-                None => writeln!(out, "  p99 <= {:>6} ms: none", p.p99_bound_ms),
+                None => writeln!(out, "  p99 <= {:>6} ms: none{missed}", p.p99_bound_ms),
             };
         }
     }

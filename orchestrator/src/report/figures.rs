@@ -174,7 +174,10 @@ impl KeyFigures {
                 .filter_map(|r| r.noise.get(key).and_then(|f| f.below_resolution))
                 .collect();
             if !below.is_empty() {
-                n.below_resolution = Some(below.iter().filter(|b| **b).count() * 2 > all.len());
+                let most = below.iter().filter(|b| **b).count() * 2 > all.len();
+                n.below_resolution = Some(most);
+                // Near zero a CV means nothing: the resolution judges the spread instead.
+                n.unstable &= !most;
             }
             k.noise.figures.insert(key.to_string(), n);
         }

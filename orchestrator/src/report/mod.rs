@@ -11,6 +11,7 @@ pub mod faults;
 pub mod figures;
 pub mod floor;
 pub mod format;
+pub mod frontier;
 pub mod links;
 pub mod model;
 pub mod noise;

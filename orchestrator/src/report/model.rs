@@ -315,6 +315,9 @@ pub struct SuiteView {
     pub stages: Option<TableView>,
     /// The `faults` suite: per phase and target, what the client saw and the upstreams did.
     pub faults: Option<TableView>,
+    /// The `frontier` suite's search: per bound the rate found, its samples, the rung that
+    /// missed above it and why; saturated and under-sampled rungs.
+    pub frontier: Option<TableView>,
     /// The suite's thresholds against each target, with each target's verdict.
     pub thresholds: Option<TableView>,
     pub notes: Vec<Note>,
@@ -804,12 +807,24 @@ fn suite_table(
                 .find(|p| (p.p99_bound_ms - bound).abs() < 1e-9)
                 .and_then(|p| p.max_rate_per_s)
         };
+        // A rate whose rung rests on too few samples says so (the search table has more).
+        let under = |t: &String| {
+            run.entry(t, suite)
+                .and_then(|e| e.result.as_ref())
+                .and_then(|r| r.frontier.as_ref())
+                .and_then(|f| f.iter().find(|p| (p.p99_bound_ms - bound).abs() < 1e-9))
+                .filter(|p| p.under_sampled && p.max_rate_per_s.is_some())
+                .and_then(|p| p.samples)
+        };
         let mut cells: Vec<CellView> = targets
             .iter()
             .zip(&figs)
             .zip(&status)
             .map(|((t, f), (_, class))| {
-                let text = format::opt(get(f), format::rate);
+                let mut text = format::opt(get(f), format::rate);
+                if let Some(n) = under(t) {
+                    text.push_str(&format!(" ({} samples)", format::thousands(n as i64)));
+                }
                 let class = if text == MISSING && *class == "ok" {
                     "missing"
                 } else {
@@ -889,7 +904,10 @@ fn phases_table(
                 .zip(targets)
                 .map(|(r, t)| {
                     let p = r.and_then(|r| r.phases.iter().find(|p| &p.name == name));
-                    let text = p.map_or(MISSING.to_string(), phase_text);
+                    let mut text = p.map_or(MISSING.to_string(), phase_text);
+                    if let Some(verdict) = r.and_then(|r| super::frontier::rung_verdict(r, name)) {
+                        text.push_str(&verdict);
+                    }
                     let marks: Vec<usize> = notes
                         .iter()
                         .filter(|n| {
@@ -1095,6 +1113,7 @@ pub fn build(run: &RunData) -> ReportView {
             phases: phases_table(run, s, &targets, &notes),
             stages: super::stages::table_of(run, s, &targets),
             faults: super::faults::table_of(run, s, &targets),
+            frontier: super::frontier::table_of(run, s, &targets),
             thresholds: super::thresholds::table_of(run, s, &targets),
             notes: shown,
             noise_notes: noise_notes(run, s, &targets),

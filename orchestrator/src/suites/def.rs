@@ -380,20 +380,104 @@ impl Faults {
     }
 }
 
-/// Stepped arrival rates; the highest rate meeting each p99 bound.
+/// A search on the open-model rate: coarse rungs over `rates`, then bisection between the
+/// last rate meeting each p99 bound and the first missing it (see `suites::frontier`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrontierDef {
-    /// Arrival rates to try, ascending.
+    /// The coarse ladder: arrival rates to try, ascending.
     pub rates: Vec<f64>,
-    /// Length of each step.
+    /// Shortest rung (scaled by the profile).
     pub step: Dur,
     pub bounds_ms: Vec<f64>,
-    /// A step meets a bound only with errors under this share (percent).
+    /// A rung meets a bound only with errors under this share (percent).
     pub max_error_percent: f64,
-    /// Stop stepping once errors exceed this share (percent) or p99 exceeds the largest bound.
+    /// Stop the ladder once errors exceed this share (percent), p99 exceeds the largest
+    /// bound or the rung saturates.
     pub stop_error_percent: f64,
     pub max_in_flight: Option<usize>,
+    /// Samples a rung's p99 should rest on: a rung lasts `min_samples / rate` when that is
+    /// longer than `step`.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u64,
+    /// Longest rung (scaled by the profile, never under `step`): bounds the rule above at
+    /// low rates; a rung it cuts short is marked under-sampled.
+    #[serde(default = "default_max_rung")]
+    pub max_rung: Dur,
+    /// Bisection stops when the first failing rate is within this share (percent) above
+    /// the last passing one.
+    #[serde(default = "default_resolution")]
+    pub resolution_percent: f64,
+    /// Bisection rungs at most (all bounds together), full and quick profile: bounds the
+    /// suite's length whatever the target does.
+    #[serde(default = "default_bisections")]
+    pub max_bisections: u32,
+    #[serde(default = "default_quick_bisections")]
+    pub quick_max_bisections: u32,
+}
+
+fn default_min_samples() -> u64 {
+    1000
+}
+fn default_max_rung() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_resolution() -> f64 {
+    10.0
+}
+fn default_bisections() -> u32 {
+    6
+}
+fn default_quick_bisections() -> u32 {
+    3
+}
+
+impl FrontierDef {
+    /// A rung at `rate` under a profile: the scaled step, or long enough for `min_samples`
+    /// answers when that is longer, up to the scaled `max_rung`.
+    pub fn rung_duration(&self, p: &ProfileDef, rate: f64) -> Duration {
+        let step = p.scale(self.step.0);
+        let cap = p.scale(self.max_rung.0).max(step);
+        // Whole milliseconds, rounded up: `min_samples` due requests fit in.
+        let need_ms = (self.min_samples as f64 * 1000.0 / rate.max(1e-9)).ceil();
+        let need = Duration::from_millis(need_ms.min(u64::MAX as f64) as u64);
+        need.max(step).min(cap)
+    }
+
+    pub fn max_bisections(&self, profile: Profile) -> u32 {
+        match profile {
+            Profile::Full => self.max_bisections,
+            Profile::Quick => self.quick_max_bisections,
+        }
+    }
+
+    /// Every coarse rung (the ladder may stop earlier) and every bisection rung allowed,
+    /// each of those as long as the ladder's mean rung (its rate is not known beforehand),
+    /// with warm-ups before the first rung and before each bisection rung.
+    pub fn estimated_duration(&self, profile: Profile, p: &ProfileDef, warm: Duration) -> Duration {
+        let coarse: Duration = self.rates.iter().map(|&r| self.rung_duration(p, r)).sum();
+        let mean = coarse / self.rates.len().max(1) as u32;
+        warm + coarse + (warm + mean) * self.max_bisections(profile)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.rates.is_empty() || self.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err("`frontier.rates` must be non-empty and positive".into());
+        }
+        if self.rates.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("`frontier.rates` must ascend".into());
+        }
+        if self.bounds_ms.is_empty() {
+            return Err("`frontier.bounds_ms` is empty".into());
+        }
+        if !(self.resolution_percent > 0.0 && self.resolution_percent.is_finite()) {
+            return Err("`frontier.resolution_percent` must be positive".into());
+        }
+        if self.min_samples == 0 {
+            return Err("`frontier.min_samples` must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// Open model at stepped rates: one measured phase per rate, each after its own warm-up.
@@ -608,7 +692,7 @@ impl ClosedDef {
 
 impl SuiteDef {
     /// Scheduled time of the suite under a profile, warm-ups included (iteration-limited
-    /// phases count only their warm-up; frontier counts every step).
+    /// phases count only their warm-up; frontier counts every rung it may run).
     pub fn estimated_duration(&self, profile: Profile) -> Duration {
         let p = self.profiles.get(profile);
         let warm = if self.warmup {
@@ -620,7 +704,7 @@ impl SuiteDef {
             SuiteKind::Closed(c) => warm + closed_duration(c, p),
             SuiteKind::Open(o) => warm + p.scale(o.duration.0),
             SuiteKind::Overhead(o) => warm + p.scale(o.duration.0),
-            SuiteKind::Frontier(f) => (warm + p.scale(f.step.0)) * f.rates.len() as u32,
+            SuiteKind::Frontier(f) => f.estimated_duration(profile, p, warm),
             SuiteKind::Faults(f) => warm + f.estimated_duration(profile),
             SuiteKind::Phases(ph) => ph.iter().map(|x| x.estimated_duration(p, warm)).sum(),
         }
@@ -757,20 +841,7 @@ impl SuitesFile {
                     }
                 }
                 SuiteKind::Overhead(_) | SuiteKind::Faults(_) | SuiteKind::Phases(_) => {}
-                SuiteKind::Frontier(f) => {
-                    if f.rates.is_empty() || f.rates.iter().any(|r| r.is_nan() || *r <= 0.0) {
-                        return Err(invalid(
-                            &s.name,
-                            "`frontier.rates` must be non-empty and positive".into(),
-                        ));
-                    }
-                    if f.rates.windows(2).any(|w| w[0] >= w[1]) {
-                        return Err(invalid(&s.name, "`frontier.rates` must ascend".into()));
-                    }
-                    if f.bounds_ms.is_empty() {
-                        return Err(invalid(&s.name, "`frontier.bounds_ms` is empty".into()));
-                    }
-                }
+                SuiteKind::Frontier(f) => f.validate().map_err(|why| invalid(&s.name, why))?,
             }
             if suites.iter().any(|d: &SuiteDef| d.name == s.name) {
                 return Err(invalid(&s.name, "defined twice".into()));

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod def;
 pub mod faults;
+pub mod frontier;
 pub mod paired;
 pub mod run;
 pub mod thresholds;

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::def::{FrontierDef, Phase, Profile, ProfileDef, SuiteDef, SuiteKind};
+use super::def::{Phase, Profile, ProfileDef, SuiteDef, SuiteKind};
 use super::faults::{self, FaultControl};
-use super::paired;
+use super::{frontier, paired};
 use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan, RoundLog};
 use crate::load::request::{PreparedRequest, RequestSpec};
-use crate::load::result::{FrontierPoint, Overhead, PhaseResult, SuiteResult, SCHEMA_VERSION};
+use crate::load::result::{Overhead, PhaseResult, SuiteResult, SCHEMA_VERSION};
 use crate::load::{CancelToken, LoadError, Observer};
 
 /// What to measure: a name for the results and the URL(s) to load.
@@ -115,17 +115,20 @@ pub fn run_suite_blocking(
     let mut warnings = Vec::new();
     let mut interrupted = false;
     let mut frontier = None;
+    let mut frontier_search = None;
     let mut overhead = None;
     let mut faults_result = None;
 
+    // `warm`: a warm-up at the phase's first load level first (when the profile has one).
     let mut run = |name: &str,
                    shape: LoadShape,
-                   requests: Vec<(String, PreparedRequest)>|
+                   requests: Vec<(String, PreparedRequest)>,
+                   warm: bool|
      -> Result<Option<Ran>, LoadError> {
         if engine.cancel.is_cancelled() {
             return Ok(None);
         }
-        if !warmup.is_zero() {
+        if warm && !warmup.is_zero() {
             let warm_shape = match &shape {
                 LoadShape::Closed {
                     start_vus, stages, ..
@@ -189,7 +192,12 @@ pub fn run_suite_blocking(
                 stages,
                 iterations,
             };
-            if let Some((r, _)) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
+            if let Some((r, _)) = run(
+                &def.name,
+                shape,
+                vec![(def.name.clone(), req.clone())],
+                true,
+            )? {
                 phases.extend(r);
             }
         }
@@ -199,7 +207,12 @@ pub fn run_suite_blocking(
                 duration: profile.scale(o.duration.0),
                 max_in_flight: o.max_in_flight.unwrap_or(def.max_in_flight),
             };
-            if let Some((r, _)) = run(&def.name, shape, vec![(def.name.clone(), req.clone())])? {
+            if let Some((r, _)) = run(
+                &def.name,
+                shape,
+                vec![(def.name.clone(), req.clone())],
+                true,
+            )? {
                 phases.extend(r);
             }
         }
@@ -216,7 +229,7 @@ pub fn run_suite_blocking(
                 ("direct".to_string(), direct.clone()),
                 ("control".to_string(), direct),
             ];
-            if let Some((r, rounds)) = run(&def.name, shape, requests)? {
+            if let Some((r, rounds)) = run(&def.name, shape, requests, true)? {
                 overhead = overhead_of(&r, &direct_url).map(|o| Overhead {
                     paired: paired::paired(&rounds),
                     ..o
@@ -225,24 +238,25 @@ pub fn run_suite_blocking(
             }
         }
         SuiteKind::Frontier(f) => {
-            let step = profile.scale(f.step.0);
-            for &rate in &f.rates {
+            let max_in_flight = f.max_in_flight.unwrap_or(def.max_in_flight);
+            let search = frontier::search(f, profile, opts.profile, |rung| {
                 let shape = LoadShape::Open {
-                    rate_per_s: rate,
-                    duration: step,
-                    max_in_flight: f.max_in_flight.unwrap_or(def.max_in_flight),
+                    rate_per_s: rung.rate,
+                    duration: rung.duration,
+                    max_in_flight,
                 };
-                let name = format!("rate-{rate}");
-                let Some((r, _)) = run(&name, shape, vec![(name.clone(), req.clone())])? else {
-                    break;
+                let requests = vec![(rung.name.clone(), req.clone())];
+                let Some((r, _)) = run(&rung.name, shape, requests, rung.warm)? else {
+                    return Ok(None);
                 };
-                let stop = r.first().is_none_or(|p| step_fails_hard(f, p));
+                let judged = r
+                    .first()
+                    .map(|p| frontier::judge(f, p, rung.search, rung.duration));
                 phases.extend(r);
-                if stop {
-                    break;
-                }
-            }
-            frontier = Some(frontier_of(f, &phases));
+                Ok::<_, LoadError>(judged)
+            })?;
+            frontier = Some(frontier::frontier_of(&f.bounds_ms, &search, &phases));
+            frontier_search = Some(search);
         }
         SuiteKind::Phases(list) => {
             for ph in list {
@@ -250,7 +264,7 @@ pub fn run_suite_blocking(
                     let mut spec = ph.request.clone();
                     target.apply(&mut spec);
                     let r = PreparedRequest::new(&spec, &target.url)?;
-                    let Some((out, _)) = run(&name, shape, vec![(name.clone(), r)])? else {
+                    let Some((out, _)) = run(&name, shape, vec![(name.clone(), r)], true)? else {
                         break;
                     };
                     phases.extend(out);
@@ -292,6 +306,7 @@ pub fn run_suite_blocking(
         interrupted,
         phases,
         frontier,
+        frontier_search,
         overhead,
         faults: faults_result,
         // Judged by the caller, which may know more figures (the container's memory).
@@ -354,40 +369,3 @@ fn overhead_of(phases: &[PhaseResult], direct_url: &str) -> Option<Overhead> {
 
 /// A measured phase's results, and its rounds when its requests were interleaved.
 type Ran = (Vec<PhaseResult>, Vec<RoundLog>);
-
-/// Whether a frontier step meets a p99 bound.
-pub fn step_meets(f: &FrontierDef, p: &PhaseResult, bound_ms: f64) -> bool {
-    p.requests.ok > 0
-        && p.latency_ms.p99 <= bound_ms
-        && p.requests.error_percent < f.max_error_percent
-        && p.requests.dropped == 0
-        && !p.generator.bound
-}
-
-/// Whether stepping should stop after this step.
-fn step_fails_hard(f: &FrontierDef, p: &PhaseResult) -> bool {
-    let largest = f.bounds_ms.iter().copied().fold(0.0, f64::max);
-    let scheduled = p.target_rate_per_s.unwrap_or(0.0) * p.duration_s;
-    p.requests.ok == 0
-        || p.latency_ms.p99 > largest
-        || p.requests.error_percent > f.stop_error_percent
-        || (scheduled > 0.0 && p.requests.dropped as f64 * 100.0 / scheduled > f.stop_error_percent)
-        || p.generator.bound
-}
-
-/// For each bound, the highest rate met before the first step that missed it.
-pub fn frontier_of(f: &FrontierDef, steps: &[PhaseResult]) -> Vec<FrontierPoint> {
-    f.bounds_ms
-        .iter()
-        .map(|&bound| {
-            let best = steps.iter().take_while(|p| step_meets(f, p, bound)).last();
-            FrontierPoint {
-                p99_bound_ms: bound,
-                max_rate_per_s: best.and_then(|p| p.target_rate_per_s),
-                achieved_rate_per_s: best.map(|p| p.throughput.requests_per_s),
-                p99_ms: best.map(|p| p.latency_ms.p99),
-                phase: best.map(|p| p.name.clone()),
-            }
-        })
-        .collect()
-}

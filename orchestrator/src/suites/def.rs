@@ -488,6 +488,9 @@ pub struct SteppedOpenDef {
     /// Length of each step.
     pub step: Dur,
     pub max_in_flight: Option<usize>,
+    /// Skip the higher rates once a step's errors and drops exceed this share of its
+    /// scheduled requests (percent): a saturated target would only wait out timeouts.
+    pub stop_error_percent: Option<f64>,
 }
 
 /// One entry of a `phases:` suite: its own request overrides and load, either closed

@@ -267,7 +267,11 @@ pub fn run_suite_blocking(
                     let Some((out, _)) = run(&name, shape, vec![(name.clone(), r)], true)? else {
                         break;
                     };
+                    let stop = out.first().is_some_and(|p| step_overwhelmed(ph, p));
                     phases.extend(out);
+                    if stop {
+                        break;
+                    }
                 }
             }
         }
@@ -345,6 +349,17 @@ fn phase_shapes(
             (format!("{}-{rate}rps", ph.def.name), shape)
         })
         .collect()
+}
+
+/// Whether an open step failed so much (errors and drops over `stop_error_percent` of the
+/// scheduled requests) that higher rates would only wait out timeouts.
+fn step_overwhelmed(ph: &Phase, p: &PhaseResult) -> bool {
+    let Some(stop) = ph.def.open.as_ref().and_then(|o| o.stop_error_percent) else {
+        return false;
+    };
+    let scheduled = p.target_rate_per_s.unwrap_or(0.0) * p.duration_s;
+    let failed = (p.requests.errors.total() + p.requests.dropped) as f64;
+    scheduled > 0.0 && failed * 100.0 / scheduled > stop
 }
 
 fn overhead_of(phases: &[PhaseResult], direct_url: &str) -> Option<Overhead> {

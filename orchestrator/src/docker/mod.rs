@@ -37,6 +37,21 @@ impl DockerError {
     }
 }
 
+/// A start that runc refused because a `ulimits:` value is above the Docker daemon's own
+/// hard limit says so, and which setting to lower.
+fn rlimit_hint(name: &str, source: bollard::errors::Error) -> DockerError {
+    let text = source.to_string();
+    if text.contains("error setting rlimit") {
+        return DockerError::Failed {
+            what: format!("start container {name}"),
+            message: format!(
+                "a `ulimits:` value is above the Docker daemon's own hard limit (see `grep 'open files' /proc/$(pidof dockerd)/limits`): lower LAB_NOFILE in .env.benchmark ({text})"
+            ),
+        };
+    }
+    DockerError::api(format!("start container {name}"))(source)
+}
+
 /// Is this a "no such container/image" answer?
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
@@ -350,7 +365,7 @@ impl Docker {
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(DockerError::api(format!("start container {name}")))
+            .map_err(|source| rlimit_hint(name, source))
     }
 
     /// Waits for a container to exit and returns its exit code.

@@ -716,11 +716,15 @@ services:
         assert!(!f.services["nginx"].redundant);
         assert!(f.services["gateway"].redundant);
         // Every measured service and mock may hold the realistic suite's 2,000 streams
-        // (twice: client side and upstream side) without running out of descriptors.
+        // (twice: client side and upstream side) without running out of descriptors, and
+        // stays under the lab machines' dockerd hard limit (20,000), which runc cannot pass.
         for (name, s) in &f.services {
             if s.role != Role::Monitoring {
                 let n = s.ulimits.as_ref().and_then(|u| u.nofile);
-                assert!(n.is_some_and(|n| n.soft >= 65536), "{name}: {n:?}");
+                assert!(
+                    n.is_some_and(|n| (8192..20000).contains(&n.hard)),
+                    "{name}: {n:?}"
+                );
             }
         }
     }

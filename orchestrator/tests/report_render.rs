@@ -248,7 +248,12 @@ fn warnings_sit_next_to_the_numbers_they_affect() {
     let gcol = column(&md, "frontier", "gateway");
     assert_eq!(md_row(&md, "frontier", "status")[gcol], "ok ⚠4");
     assert_eq!(md_row(&md, "frontier", "requests/s")[gcol], "18,000 ± 0");
-    assert!(md_row(&md, "frontier", "rate-4500")[gcol].ends_with("4,500 req/s · p99 1.22 ms ⚠4"));
+    // The step's errors are in its cell (the phases table shows errors per level).
+    let step = &md_row(&md, "frontier", "rate-4500")[gcol];
+    assert!(
+        step.contains("4,500 req/s · p99 1.22 ms · ") && step.ends_with(" errors ⚠4"),
+        "{step}"
+    );
     // Direct has no stats file: missing, never 0.
     assert_eq!(md_row(&md, "baseline", "CPU (mean)")[dcol], format::MISSING);
     // HTML: the marker in the same cell.

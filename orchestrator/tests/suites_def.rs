@@ -22,7 +22,9 @@ fn builtin_suites_parse() {
             "messages-stream",
             "overhead",
             "frontier",
-            "faults"
+            "faults",
+            "realistic",
+            "prompt-sizes"
         ]
     );
     let streaming = f.suite("streaming").unwrap();
@@ -47,7 +49,30 @@ fn builtin_suites_parse() {
         f.suite("faults").unwrap().kind,
         SuiteKind::Faults(_)
     ));
-    assert!(f.select("all").unwrap().len() == 9);
+    assert!(f.select("all").unwrap().len() == 11);
+    // Seed 004's shape: unary steps with a 10 ms upstream, then held stream levels.
+    let SuiteKind::Phases(ph) = &f.suite("realistic").unwrap().kind else {
+        panic!("realistic is not a phases suite");
+    };
+    let rates = ph[0].def.open.as_ref().unwrap().rates.clone();
+    assert_eq!(rates, [100.0, 500.0, 1000.0, 2000.0]);
+    assert!(ph[0]
+        .request
+        .headers
+        .contains(&("x-mock-latency-ms".to_string(), "10".to_string())));
+    assert!(!ph[0].request.stream && ph[1].request.stream);
+    let stages = ph[1].def.closed.as_ref().unwrap().stages.clone().unwrap();
+    let held: Vec<u64> = stages
+        .iter()
+        .filter(|s| !s.duration.0.is_zero())
+        .map(|s| s.target)
+        .collect();
+    assert_eq!(held, [100, 500, 1000, 2000]);
+    let SuiteKind::Phases(ph) = &f.suite("prompt-sizes").unwrap().kind else {
+        panic!("prompt-sizes is not a phases suite");
+    };
+    let sizes: Vec<usize> = ph.iter().map(|p| p.request.prompt.len()).collect();
+    assert_eq!(sizes, [4_000, 40_000]);
     // The Anthropic API, plain and streaming.
     for name in ["messages", "messages-stream"] {
         assert_eq!(f.suite(name).unwrap().request.api, Api::Anthropic, "{name}");
@@ -77,6 +102,19 @@ fn quick_takes_under_a_tenth_of_full() {
             .map(|s| s.estimated_duration(p))
             .sum()
     };
+    // The CI lab test runs every suite on four targets: the new ones stay short in quick,
+    // and a few minutes per target in full.
+    let est = |n: &str, p: Profile| f.suite(n).unwrap().estimated_duration(p);
+    assert_eq!(
+        est("realistic", Profile::Quick),
+        Duration::from_millis(17_006)
+    );
+    assert_eq!(est("realistic", Profile::Full), Duration::from_secs(205));
+    assert_eq!(
+        est("prompt-sizes", Profile::Quick),
+        Duration::from_millis(6_002)
+    );
+    assert_eq!(est("prompt-sizes", Profile::Full), Duration::from_secs(70));
     let (full, quick) = (total(Profile::Full), total(Profile::Quick));
     assert!(full > Duration::from_secs(20 * 60), "full {full:?}");
     assert!(quick * 10 < full, "quick {quick:?} vs full {full:?}");
@@ -151,6 +189,39 @@ fn bad_values_are_named() {
         err.contains("overhead") && err.contains("only one"),
         "{err}"
     );
+
+    // `phases:` entries: unknown keys and bad shapes are named with their phase.
+    let text = BUILTIN_SUITES.replace(
+        "request: {prompt_tokens: 1000}",
+        "request: {prompt_tokns: 1000}",
+    );
+    assert_ne!(text, BUILTIN_SUITES);
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("phases[0].request") && err.contains("prompt_tokns"),
+        "{err}"
+    );
+    let text = BUILTIN_SUITES.replace(
+        "{prompt_tokens: 1000}\n        closed: {vus: 10, duration: 30s}",
+        "{prompt_tokens: 1000}\n        closed: {vus: 10}",
+    );
+    assert_ne!(text, BUILTIN_SUITES);
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("prompt-sizes")
+            && err.contains("phase `prompt-1k`")
+            && err.contains("iterations"),
+        "{err}"
+    );
+    let text = BUILTIN_SUITES.replace("rates: [100, 500, 1000, 2000]", "rates: [100, -5]");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("phase `unary`") && err.contains("positive"),
+        "{err}"
+    );
+    let text = BUILTIN_SUITES.replace("name: prompt-10k", "name: prompt-1k");
+    let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();
+    assert!(err.contains("defined twice"), "{err}");
 
     let text = BUILTIN_SUITES.replace("api: openai", "api: grpc");
     let err = SuitesFile::parse(&text, "x.yaml").unwrap_err().to_string();

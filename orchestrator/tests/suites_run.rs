@@ -30,6 +30,15 @@ suites:
     description: d
     closed:
       stages: [{duration: 1s, target: 3}, {duration: 1s, target: 3}]
+  - name: steps
+    description: d
+    phases:
+      - name: unary
+        open: {rates: [20, 40, 80], step: 500ms, stop_error_percent: 25}
+      - name: held
+        closed:
+          start_vus: 2
+          stages: [{duration: 1s, target: 2}, {duration: 0s, target: 4}, {duration: 1s, target: 4}]
   - name: over
     description: d
     overhead: {duration: 2s}
@@ -322,4 +331,34 @@ fn iteration_suite_runs_exactly_its_iterations() {
     .unwrap();
     assert_eq!(r.phases[0].requests.ok, 20);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
+
+#[test]
+fn phases_suites_step_rates_and_stop_once_overwhelmed() {
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let def = f.suite("steps").unwrap();
+    let opts = RunOpts {
+        profile: Profile::Full,
+        threads: 1,
+        ..RunOpts::default()
+    };
+    let ok = start(Arc::new(|_| Reply::ok(1)));
+    let r = run_suite_blocking(&def, &TargetSpec::new("s", &ok.url()), &opts, None).unwrap();
+    let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["unary-20rps", "unary-40rps", "unary-80rps", "held"]);
+    assert_eq!(r.phases[2].target_rate_per_s, Some(80.0));
+    // The held levels are stages of one closed phase; the jump between them has none.
+    let held: Vec<u64> = r.phases[3].stages.iter().map(|s| s.target_vus).collect();
+    assert_eq!(held, [2, 4], "{:?}", r.phases[3].stages);
+    assert_eq!(r.phases[3].stages[1].start_s, Some(1.0));
+
+    let failing = start(Arc::new(|_| Reply::Json {
+        delay: Duration::from_millis(1),
+        status: 500,
+        body: None,
+    }));
+    let r = run_suite_blocking(&def, &TargetSpec::new("s", &failing.url()), &opts, None).unwrap();
+    let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+    // Every answer a 500: the first rate is the last; the closed phase still runs.
+    assert_eq!(names, ["unary-20rps", "held"]);
 }

@@ -7,7 +7,7 @@ pub mod tar;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -35,6 +35,21 @@ impl DockerError {
         let what = what.into();
         move |source| DockerError::Api { what, source }
     }
+}
+
+/// A start that runc refused because a `ulimits:` value is above the Docker daemon's own
+/// hard limit says so, and which setting to lower.
+fn rlimit_hint(name: &str, source: bollard::errors::Error) -> DockerError {
+    let text = source.to_string();
+    if text.contains("error setting rlimit") {
+        return DockerError::Failed {
+            what: format!("start container {name}"),
+            message: format!(
+                "a `ulimits:` value is above the Docker daemon's own hard limit (see `grep 'open files' /proc/$(pidof dockerd)/limits`): lower LAB_NOFILE in .env.benchmark ({text})"
+            ),
+        };
+    }
+    DockerError::api(format!("start container {name}"))(source)
 }
 
 /// Is this a "no such container/image" answer?
@@ -74,6 +89,8 @@ pub struct ContainerSpec {
     pub privileged: bool,
     pub labels: HashMap<String, String>,
     pub healthcheck: Option<HealthSpec>,
+    /// `(name, soft, hard)` resource limits (`nofile`).
+    pub ulimits: Vec<(String, u64, u64)>,
 }
 
 /// A container found by label.
@@ -315,6 +332,16 @@ impl Docker {
                 memory_swap: spec.memory_bytes,
                 binds: Some(spec.binds.clone()),
                 privileged: Some(spec.privileged),
+                ulimits: (!spec.ulimits.is_empty()).then(|| {
+                    spec.ulimits
+                        .iter()
+                        .map(|(name, soft, hard)| ResourcesUlimits {
+                            name: Some(name.clone()),
+                            soft: Some(i64::try_from(*soft).unwrap_or(i64::MAX)),
+                            hard: Some(i64::try_from(*hard).unwrap_or(i64::MAX)),
+                        })
+                        .collect()
+                }),
                 init: None,
                 ..Default::default()
             }),
@@ -338,7 +365,7 @@ impl Docker {
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(DockerError::api(format!("start container {name}")))
+            .map_err(|source| rlimit_hint(name, source))
     }
 
     /// Waits for a container to exit and returns its exit code.

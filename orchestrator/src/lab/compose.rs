@@ -71,6 +71,9 @@ pub struct Service {
     pub privileged: bool,
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// Resource limits; only `nofile` (open files: every connection is one).
+    #[serde(default)]
+    pub ulimits: Option<Ulimits>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// `target`, `mock` or `monitoring`.
@@ -94,6 +97,58 @@ pub struct Service {
 
 fn yes() -> bool {
     true
+}
+
+/// `ulimits:` of a service (compose syntax); other limits are rejected by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ulimits {
+    pub nofile: Option<Ulimit>,
+}
+
+/// One limit: `nofile: 65536` (soft = hard) or `nofile: {soft: N, hard: N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ulimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftHard {
+    soft: u64,
+    hard: u64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_yaml::Value::deserialize(d)?;
+        if let Some(n) = v.as_u64() {
+            return Ok(Ulimit { soft: n, hard: n });
+        }
+        let p: SoftHard = serde_yaml::from_value(v).map_err(D::Error::custom)?;
+        if p.soft > p.hard {
+            return Err(D::Error::custom(format!(
+                "soft limit {} is above the hard limit {}",
+                p.soft, p.hard
+            )));
+        }
+        Ok(Ulimit {
+            soft: p.soft,
+            hard: p.hard,
+        })
+    }
+}
+
+impl Ulimits {
+    /// `(name, soft, hard)` of each limit set, as Docker takes them.
+    pub fn to_triples(&self) -> Vec<(String, u64, u64)> {
+        self.nofile
+            .iter()
+            .map(|u| ("nofile".to_string(), u.soft, u.hard))
+            .collect()
+    }
 }
 
 /// The role of a service in a run.
@@ -615,6 +670,37 @@ services:
     }
 
     #[test]
+    fn ulimits_take_both_compose_forms_and_reject_other_keys_by_name() {
+        let with =
+            |u: &str| parse_compose(Path::new("c.yml"), &format!("{MINI}{u}"), &vars(&[], &[]));
+        let f = with("    ulimits: {nofile: 65536}\n").unwrap();
+        let u = f.services["mock"].ulimits.as_ref().unwrap();
+        assert_eq!(u.to_triples(), [("nofile".to_string(), 65536, 65536)]);
+        let f = with("    ulimits:\n      nofile: {soft: 1024, hard: 4096}\n").unwrap();
+        let u = f.services["mock"].ulimits.as_ref().unwrap();
+        assert_eq!(
+            u.nofile,
+            Some(Ulimit {
+                soft: 1024,
+                hard: 4096
+            })
+        );
+        let err = with("    ulimits: {nproc: 10}\n").unwrap_err().to_string();
+        assert!(err.contains("ulimits") && err.contains("nproc"), "{err}");
+        let err = with("    ulimits: {nofile: {soft: 1, hard: 2, max: 3}}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ulimits.nofile") && err.contains("max"),
+            "{err}"
+        );
+        let err = with("    ulimits: {nofile: {soft: 9, hard: 2}}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("above the hard limit"), "{err}");
+    }
+
+    #[test]
     fn every_offline_image_of_the_repo_has_a_recipe_or_a_reason() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let v = Vars {
@@ -629,5 +715,17 @@ services:
         }
         assert!(!f.services["nginx"].redundant);
         assert!(f.services["gateway"].redundant);
+        // Every measured service and mock may hold the realistic suite's 2,000 streams
+        // (twice: client side and upstream side) without running out of descriptors, and
+        // stays under the lab machines' dockerd hard limit (20,000), which runc cannot pass.
+        for (name, s) in &f.services {
+            if s.role != Role::Monitoring {
+                let n = s.ulimits.as_ref().and_then(|u| u.nofile);
+                assert!(
+                    n.is_some_and(|n| (8192..20000).contains(&n.hard)),
+                    "{name}: {n:?}"
+                );
+            }
+        }
     }
 }

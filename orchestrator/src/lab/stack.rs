@@ -228,6 +228,11 @@ impl Lab {
             memory_bytes: Some(memory as i64),
             privileged: svc.privileged,
             labels: svc.labels.clone().into_iter().collect(),
+            ulimits: svc
+                .ulimits
+                .as_ref()
+                .map(|u| u.to_triples())
+                .unwrap_or_default(),
             healthcheck: match svc.role {
                 // A Docker healthcheck runs a process inside the container every few
                 // seconds, on the measured core (LiteLLM's starts a Python interpreter):

@@ -216,6 +216,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Runs a phase to completion on dedicated threads, blocking the calling thread.
 pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, LoadError> {
+    sys::raise_nofile();
     let cores = sys::allowed_cores();
     let threads = thread_count(plan, opts.threads, cores)?;
     let shared = Arc::new(Shared::new(plan, threads));
@@ -622,7 +623,7 @@ fn collect_results(
         }
         let mut r = phase_result(plan, i, &total, m, std::mem::take(&mut run.series[i]));
         r.latency_by_due_ms = by_due.iter().map(summary).collect();
-        r.stages = stage_results(&plan.shape, &run.stages[i]);
+        r.stages = stage_results(&plan.shape, &run.stages[i], r.stream);
         warnings.extend(phase_warnings(&r));
         if let Some(w) = lag_warning(&r.name, &total.lag) {
             warnings.push(w);
@@ -646,10 +647,18 @@ fn collect_results(
 }
 
 /// Per-stage figures of a closed shape with several stages.
-fn stage_results(shape: &LoadShape, accs: &[StageAcc]) -> Vec<StageResult> {
+fn stage_results(shape: &LoadShape, accs: &[StageAcc], stream: bool) -> Vec<StageResult> {
     let LoadShape::Closed { stages, .. } = shape else {
         return Vec::new();
     };
+    let starts: Vec<f64> = stages
+        .iter()
+        .scan(0.0, |at, s| {
+            let start = *at;
+            *at += s.duration.as_secs_f64();
+            Some(start)
+        })
+        .collect();
     accs.iter()
         .zip(stages)
         .enumerate()
@@ -657,6 +666,10 @@ fn stage_results(shape: &LoadShape, accs: &[StageAcc]) -> Vec<StageResult> {
             let t = a.tally.as_ref()?;
             let requests = t.requests();
             Some(StageResult {
+                start_s: starts.get(i).copied(),
+                ttft_ms: stream.then(|| summary(&t.ttft)),
+                itl_ms: stream.then(|| summary(&t.itl)),
+                rig_refused: t.rig_refused,
                 stage: i as u64,
                 target_vus: s.target,
                 peak_active_vus: a.peak_active,
@@ -706,6 +719,7 @@ fn phase_result(
             ok: total.ok,
             errors: total.errors.clone(),
             dropped: total.dropped,
+            rig_refused: total.rig_refused,
             error_percent: if sent > 0 {
                 errors as f64 * 100.0 / sent as f64
             } else {
@@ -789,6 +803,16 @@ pub fn phase_warnings(r: &PhaseResult) -> Vec<ResultWarning> {
             message: format!(
                 "{} requests were due while the in-flight cap was reached and were not sent",
                 r.requests.dropped
+            ),
+        });
+    }
+    if r.requests.rig_refused > 0 {
+        w.push(ResultWarning {
+            kind: ResultWarningKind::RigRefused,
+            phase: phase.clone(),
+            message: format!(
+                "the load generator could not open {} connection(s) itself (file descriptors or local ports): counted as rig_refused, not as the target's errors",
+                r.requests.rig_refused
             ),
         });
     }

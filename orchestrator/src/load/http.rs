@@ -91,6 +91,18 @@ enum ChunkState {
     Done,
 }
 
+/// Why a connect failed: the generator's own limits (no file descriptor left, no
+/// buffer memory, no free local port) are [`ErrorClass::RigRefused`], which is never
+/// charged to the target; anything else (refused, unreachable) is the target's `Connect`.
+pub(crate) fn connect_class(e: &std::io::Error) -> ErrorClass {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS) => {
+            ErrorClass::RigRefused
+        }
+        _ => ErrorClass::Connect,
+    }
+}
+
 /// Sends `req` on `conn` (connecting first if it is empty) and reads the whole answer.
 /// On any I/O or framing failure the connection is dropped (set to `None`).
 pub(crate) async fn exchange(
@@ -106,7 +118,7 @@ pub(crate) async fn exchange(
     if conn.is_none() {
         let stream = TcpStream::connect(req.endpoint.addr)
             .await
-            .map_err(|_| ErrorClass::Connect)?;
+            .map_err(|e| connect_class(&e))?;
         stream.set_nodelay(true).map_err(|_| ErrorClass::Connect)?;
         *conn = Some(Conn {
             stream,
@@ -624,6 +636,37 @@ impl Sse {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::load::stats::Recorder;
+
+    #[test]
+    fn the_generators_own_limits_are_rig_refusals() {
+        let os = std::io::Error::from_raw_os_error;
+        for code in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EADDRNOTAVAIL,
+            libc::ENOBUFS,
+        ] {
+            assert_eq!(connect_class(&os(code)), ErrorClass::RigRefused, "{code}");
+        }
+        for code in [libc::ECONNREFUSED, libc::ETIMEDOUT, libc::EHOSTUNREACH] {
+            assert_eq!(connect_class(&os(code)), ErrorClass::Connect, "{code}");
+        }
+        let no_os = std::io::Error::other("no errno");
+        assert_eq!(connect_class(&no_os), ErrorClass::Connect);
+    }
+
+    #[test]
+    fn rig_refusals_are_not_target_errors() {
+        let mut r = Recorder::new();
+        r.error(ErrorClass::RigRefused);
+        r.error(ErrorClass::Connect);
+        assert_eq!(r.total.rig_refused, 1);
+        assert_eq!(r.interval.rig_refused, 1);
+        assert_eq!(r.total.errors.total(), 1);
+        assert_eq!(r.total.errors.connect, 1);
+        assert_eq!(r.total.requests(), 1);
+    }
 
     #[test]
     fn head_parsing() {

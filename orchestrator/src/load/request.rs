@@ -78,6 +78,26 @@ impl RequestSpec {
     }
 }
 
+/// Deterministic text of about `tokens` tokens (~4 characters each, the usual rule of
+/// thumb for English with BPE tokenizers): plain words, no markup, the same every run.
+pub fn generated_prompt(tokens: u32) -> String {
+    const WORDS: [&str; 16] = [
+        "load", "test", "the", "gateway", "with", "a", "long", "prompt", "and", "measure", "what",
+        "each", "byte", "costs", "per", "request",
+    ];
+    let want = tokens as usize * 4;
+    let mut out = String::with_capacity(want + 16);
+    // A fixed linear congruential sequence: varied text, identical across runs.
+    let mut x: u32 = 0x2545_f491;
+    while out.len() < want {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        out.push_str(WORDS[(x >> 28) as usize]);
+        out.push(' ');
+    }
+    out.truncate(want);
+    out
+}
+
 /// Where requests go: parsed from an `http://host:port[/path]` URL. An empty path (or `/`)
 /// gets the API's default path; a path ending in `/v1` gets the rest of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +226,28 @@ impl PreparedRequest {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn generated_prompts_have_the_asked_size_and_never_change() {
+        for tokens in [1u32, 1_000, 10_000] {
+            let p = generated_prompt(tokens);
+            assert_eq!(p.len(), tokens as usize * 4, "{tokens}");
+            assert_eq!(p, generated_prompt(tokens));
+            // Words, not one repeated character: a tokenizer sees ordinary text.
+            assert!(
+                p.split_whitespace().count() as u32 >= tokens / 8,
+                "{tokens}"
+            );
+        }
+        assert!(generated_prompt(1_000).starts_with(&generated_prompt(10)[..39]));
+        let body = RequestSpec {
+            prompt: generated_prompt(10_000),
+            ..RequestSpec::default()
+        }
+        .body_json()
+        .to_string();
+        assert!((40_000..41_000).contains(&body.len()), "{}", body.len());
+    }
 
     #[test]
     fn paths_default_per_api() {

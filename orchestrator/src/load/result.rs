@@ -135,6 +135,11 @@ pub struct RequestCounts {
     pub ok: u64,
     pub errors: ErrorCounts,
     pub dropped: u64,
+    /// Connections the generator itself could not open (out of file descriptors or
+    /// local ports): not sent, so neither in `total` nor in `errors`, and never charged
+    /// to the target. Absent when 0 (and in results written before it was counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rig_refused: u64,
     /// Errors over requests sent, in percent.
     pub error_percent: f64,
 }
@@ -407,6 +412,22 @@ pub struct StageResult {
     pub requests_per_s: f64,
     /// Successful requests only.
     pub latency_ms: Summary,
+    /// Seconds into the phase at which the stage was scheduled to start (the window of
+    /// its container stats); absent in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_s: Option<f64>,
+    /// Streams only: time to first token and inter-token gaps of the stage's seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<Summary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_ms: Option<Summary>,
+    /// Connections the generator could not open itself (see `RequestCounts::rig_refused`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rig_refused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Paired differences of the overhead suite: quantiles of (target − direct) over rounds,
@@ -574,6 +595,9 @@ pub enum ResultWarningKind {
     Dropped,
     /// A phase ended with no successful request.
     NoSuccess,
+    /// The generator could not open some connections itself (file descriptors, local
+    /// ports): counted as `rig_refused`, not as the target's errors.
+    RigRefused,
     /// Open model: the generator sent requests late (send lag p99 over 1 ms); the lag is
     /// part of the measured latency.
     GeneratorLate,
@@ -615,6 +639,10 @@ pub(crate) mod tests {
                 errors: 0,
                 requests_per_s: 3.0,
                 latency_ms: s.clone(),
+                start_s: Some(0.0),
+                ttft_ms: Some(s.clone()),
+                itl_ms: Some(s.clone()),
+                rig_refused: 1,
             }],
             vus: None,
             target_rate_per_s: Some(10.0),

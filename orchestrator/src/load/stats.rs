@@ -20,6 +20,9 @@ pub enum ErrorClass {
     Malformed,
     StreamCut,
     Connection,
+    /// The generator itself could not open the connection (no descriptor, no local port):
+    /// counted apart as `rig_refused`, never charged to the target.
+    RigRefused,
 }
 
 impl ErrorClass {
@@ -33,6 +36,8 @@ impl ErrorClass {
             ErrorClass::Malformed => e.malformed += 1,
             ErrorClass::StreamCut => e.stream_cut += 1,
             ErrorClass::Connection => e.connection += 1,
+            // Not a target error: `Recorder::error` counts it in the tally instead.
+            ErrorClass::RigRefused => {}
         }
     }
 }
@@ -49,6 +54,8 @@ pub(crate) struct Tally {
     pub ok: u64,
     pub errors: ErrorCounts,
     pub dropped: u64,
+    /// Connections the generator could not open itself (see [`ErrorClass::RigRefused`]).
+    pub rig_refused: u64,
     pub tokens: u64,
     pub latency: Histogram<u64>,
     pub ttfb: Histogram<u64>,
@@ -65,6 +72,7 @@ impl Tally {
             ok: 0,
             errors: ErrorCounts::default(),
             dropped: 0,
+            rig_refused: 0,
             tokens: 0,
             latency: histogram(),
             ttfb: histogram(),
@@ -83,6 +91,7 @@ impl Tally {
         self.ok += o.ok;
         self.errors.add(&o.errors);
         self.dropped += o.dropped;
+        self.rig_refused += o.rig_refused;
         self.tokens += o.tokens;
         // Same bounds on both sides: adding cannot fail.
         let _ = self.latency.add(&o.latency);
@@ -97,6 +106,7 @@ impl Tally {
         self.ok = 0;
         self.errors = ErrorCounts::default();
         self.dropped = 0;
+        self.rig_refused = 0;
         self.tokens = 0;
         self.latency.reset();
         self.ttfb.reset();
@@ -150,6 +160,10 @@ impl Recorder {
             if let Some(ttft) = s.ttft_us {
                 t.ttft.saturating_record(ttft.max(1));
             }
+            // The interval keeps the gaps too: ramp stages report their inter-token p99.
+            for &g in s.gaps_us {
+                t.itl.saturating_record(g.max(1));
+            }
         }
         if let Some(part) = s.due_part {
             if self.by_due.is_empty() {
@@ -161,9 +175,6 @@ impl Recorder {
         }
         let t = &mut self.total;
         t.ttfb.saturating_record(s.ttfb_us.max(1));
-        for &g in s.gaps_us {
-            t.itl.saturating_record(g.max(1));
-        }
         if let Some(ttft) = s.ttft_us {
             if s.tokens >= 2 {
                 let tpot = s.latency_us.saturating_sub(ttft) / (s.tokens - 1);
@@ -173,6 +184,11 @@ impl Recorder {
     }
 
     pub fn error(&mut self, class: ErrorClass) {
+        if class == ErrorClass::RigRefused {
+            self.total.rig_refused += 1;
+            self.interval.rig_refused += 1;
+            return;
+        }
         class.count(&mut self.total.errors);
         class.count(&mut self.interval.errors);
     }

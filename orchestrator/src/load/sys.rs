@@ -45,6 +45,35 @@ pub fn tight_timer_slack() {
     }
 }
 
+/// Raises this process's open-file soft limit to its hard limit, once: every connection is
+/// a descriptor, and the usual soft limit of 1,024 would make the generator refuse
+/// connections a target could take. Returns the soft limit in force afterwards.
+pub fn raise_nofile() -> u64 {
+    static DONE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *DONE.get_or_init(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid, writable rlimit.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: `want` is a valid rlimit; raising the soft limit up to the hard one
+            // needs no privilege. On failure the old limit stays.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+                lim = want;
+            }
+        }
+        lim.rlim_cur
+    })
+}
+
 /// A one-shot monotonic timer with nanosecond resolution, awaitable on a tokio runtime.
 pub struct PreciseTimer {
     fd: AsyncFd<OwnedFd>,
@@ -127,6 +156,19 @@ mod tests {
         std::hint::black_box(x);
         assert!(thread_cpu_time() > a);
         assert!(allowed_cores() >= 1);
+    }
+
+    #[test]
+    fn nofile_soft_limit_reaches_the_hard_limit() {
+        let soft = raise_nofile();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid, writable rlimit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(soft, lim.rlim_cur);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
     }
 
     #[test]

@@ -237,6 +237,8 @@ fn affected_rows(kind: &str) -> Vec<&'static str> {
         "cadvisor_unavailable" => vec!["cpu", "memory"],
         "high_error_rate" => vec!["errors"],
         "dropped" => vec!["errors", "requests_per_s"],
+        // Not in the errors: the note says the generator, not the target, failed them.
+        "rig_refused" => vec!["errors"],
         "no_success" => {
             let mut v = vec!["status"];
             v.extend(LATENCY_ROWS);
@@ -858,6 +860,21 @@ pub(crate) fn rate_and_p99(requests_per_s: f64, latency: &Summary) -> String {
     format!("{} req/s · p99 {p99}", format::rate(requests_per_s))
 }
 
+/// One phase's cell: `2,345 req/s · p99 1.20 ms`, with its errors and the connections the
+/// generator could not open itself (never the target's) when there were any.
+fn phase_text(p: &crate::load::result::PhaseResult) -> String {
+    let mut text = rate_and_p99(p.throughput.requests_per_s, &p.latency_ms);
+    let errors = p.requests.errors.total();
+    if errors > 0 {
+        text.push_str(&format!(" · {} errors", format::thousands(errors as i64)));
+    }
+    if p.requests.rig_refused > 0 {
+        let n = format::thousands(p.requests.rig_refused as i64);
+        text.push_str(&format!(" · {n} rig refused"));
+    }
+    text
+}
+
 fn phases_table(
     run: &RunData,
     suite: &str,
@@ -887,9 +904,7 @@ fn phases_table(
                 .zip(targets)
                 .map(|(r, t)| {
                     let p = r.and_then(|r| r.phases.iter().find(|p| &p.name == name));
-                    let mut text = p.map_or(MISSING.to_string(), |p| {
-                        rate_and_p99(p.throughput.requests_per_s, &p.latency_ms)
-                    });
+                    let mut text = p.map_or(MISSING.to_string(), phase_text);
                     if let Some(verdict) = r.and_then(|r| super::frontier::rung_verdict(r, name)) {
                         text.push_str(&verdict);
                     }

@@ -117,6 +117,9 @@ pub struct RequestDef {
     pub model: Option<String>,
     pub max_tokens: Option<u32>,
     pub prompt: Option<String>,
+    /// Replaces the prompt with generated text of about this many tokens (~4 characters
+    /// a token, deterministic): gateways that parse the body pay per byte.
+    pub prompt_tokens: Option<u32>,
     #[serde(default, deserialize_with = "scalar_map")]
     pub headers: BTreeMap<String, String>,
     pub api_key: Option<String>,
@@ -140,6 +143,9 @@ impl RequestDef {
         }
         if let Some(v) = &self.prompt {
             spec.prompt = v.clone();
+        }
+        if let Some(n) = self.prompt_tokens {
+            spec.prompt = crate::load::request::generated_prompt(n);
         }
         for (k, v) in &self.headers {
             spec.headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
@@ -474,6 +480,93 @@ impl FrontierDef {
     }
 }
 
+/// Open model at stepped rates: one measured phase per rate, each after its own warm-up.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteppedOpenDef {
+    pub rates: Vec<f64>,
+    /// Length of each step.
+    pub step: Dur,
+    pub max_in_flight: Option<usize>,
+    /// Skip the higher rates once a step's errors and drops exceed this share of its
+    /// scheduled requests (percent): a saturated target would only wait out timeouts.
+    pub stop_error_percent: Option<f64>,
+}
+
+/// One entry of a `phases:` suite: its own request overrides and load, either closed
+/// (held levels as `stages`, reported per stage) or open at stepped rates (a measured
+/// phase per rate, named `<name>-<rate>rps`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseDef {
+    pub name: String,
+    #[serde(default)]
+    pub request: RequestDef,
+    pub closed: Option<ClosedDef>,
+    pub open: Option<SteppedOpenDef>,
+}
+
+/// A `phases:` entry with its request resolved (suite request + phase overrides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub def: PhaseDef,
+    pub request: RequestSpec,
+}
+
+impl Phase {
+    /// Scheduled time under profile `p`, with `warm` before each measured phase.
+    fn estimated_duration(&self, p: &ProfileDef, warm: Duration) -> Duration {
+        match (&self.def.closed, &self.def.open) {
+            (Some(c), _) => warm + closed_duration(c, p),
+            (None, Some(o)) => (warm + p.scale(o.step.0)) * o.rates.len() as u32,
+            (None, None) => Duration::ZERO,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let at = |why: String| format!("phase `{}`: {why}", self.def.name);
+        match (&self.def.closed, &self.def.open) {
+            (Some(c), None) => validate_closed(c).map_err(at),
+            (None, Some(o)) => {
+                if o.rates.is_empty() || o.rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+                    return Err(at("`open.rates` must be non-empty and positive".into()));
+                }
+                Ok(())
+            }
+            _ => Err(at("needs exactly one of `closed`, `open`".into())),
+        }
+    }
+}
+
+/// Checks a closed-model definition (`vus` with `duration` or `iterations`, or `stages`).
+fn validate_closed(c: &ClosedDef) -> Result<(), String> {
+    let has_stages = c.stages.as_ref().is_some_and(|v| !v.is_empty());
+    if c.stages.is_some() && !has_stages {
+        return Err("`closed.stages` is empty".into());
+    }
+    if has_stages && (c.vus.is_some() || c.duration.is_some()) {
+        return Err("`closed.stages` excludes `closed.vus` and `closed.duration`".into());
+    }
+    if !has_stages {
+        if c.vus.unwrap_or(0) == 0 {
+            return Err("`closed.vus` must be at least 1".into());
+        }
+        if c.duration.is_none() && c.iterations.is_none() {
+            return Err("`closed` needs `duration`, `iterations` or `stages`".into());
+        }
+    }
+    Ok(())
+}
+
+/// Measured time of a closed definition (iteration-limited phases count nothing).
+fn closed_duration(c: &ClosedDef, p: &ProfileDef) -> Duration {
+    if c.iterations.is_some() && c.duration.is_none() && c.stages.is_none() {
+        return Duration::ZERO;
+    }
+    let (_, stages, _) = c.shape(p);
+    stages.iter().map(|s| s.duration).sum()
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SuiteRaw {
@@ -490,6 +583,8 @@ struct SuiteRaw {
     overhead: Option<OverheadDef>,
     frontier: Option<FrontierDef>,
     faults: Option<FaultsDef>,
+    /// Several phases, each with its own request and load (see [`PhaseDef`]).
+    phases: Option<Vec<PhaseDef>>,
     /// Pass/fail expressions on the suite's figures (`p99 < 5ms`), see [`Threshold`].
     #[serde(default)]
     thresholds: Vec<String>,
@@ -517,6 +612,7 @@ pub enum SuiteKind {
     Overhead(OverheadDef),
     Frontier(FrontierDef),
     Faults(Box<Faults>),
+    Phases(Vec<Phase>),
 }
 
 /// One suite, self-contained (defaults and profiles resolved in).
@@ -608,18 +704,20 @@ impl SuiteDef {
             Duration::ZERO
         };
         match &self.kind {
-            SuiteKind::Closed(c) => {
-                if c.iterations.is_some() && c.duration.is_none() && c.stages.is_none() {
-                    warm
-                } else {
-                    let (_, stages, _) = c.shape(p);
-                    warm + stages.iter().map(|s| s.duration).sum::<Duration>()
-                }
-            }
+            SuiteKind::Closed(c) => warm + closed_duration(c, p),
             SuiteKind::Open(o) => warm + p.scale(o.duration.0),
             SuiteKind::Overhead(o) => warm + p.scale(o.duration.0),
             SuiteKind::Frontier(f) => f.estimated_duration(profile, p, warm),
             SuiteKind::Faults(f) => warm + f.estimated_duration(profile),
+            SuiteKind::Phases(ph) => ph.iter().map(|x| x.estimated_duration(p, warm)).sum(),
+        }
+    }
+
+    /// Whether some of the suite's requests are streams (its own, or a phase's).
+    pub fn streams(&self) -> bool {
+        match &self.kind {
+            SuiteKind::Phases(ph) => ph.iter().any(|x| x.request.stream),
+            _ => self.request.stream,
         }
     }
 }
@@ -643,6 +741,18 @@ fn resolve_faults(def: FaultsDef, suite_request: &RequestSpec) -> Faults {
         cancel_request: def.cancel.as_ref().map(|c| with(&c.request)),
         def,
     }
+}
+
+/// Resolves each phase's request (the suite's, then the phase's overrides).
+fn resolve_phases(phases: Vec<Phase>, suite_request: &RequestSpec) -> Vec<Phase> {
+    phases
+        .into_iter()
+        .map(|p| {
+            let mut request = suite_request.clone();
+            p.def.request.apply(&mut request);
+            Phase { request, ..p }
+        })
+        .collect()
 }
 
 /// A parsed, validated suites file.
@@ -700,51 +810,40 @@ impl SuitesFile {
                         cancel_request: None,
                     }))
                 }),
+                s.phases.clone().map(|defs| {
+                    SuiteKind::Phases(
+                        defs.into_iter()
+                            .map(|def| Phase {
+                                def,
+                                request: RequestSpec::default(),
+                            })
+                            .collect(),
+                    )
+                }),
             ];
             let mut set = kinds.into_iter().flatten();
             let kind = set.next().ok_or_else(|| {
                 invalid(
                     &s.name,
-                    "needs one of `closed`, `open`, `overhead`, `frontier`, `faults`".into(),
+                    "needs one of `closed`, `open`, `overhead`, `frontier`, `faults`, `phases`"
+                        .into(),
                 )
             })?;
             if set.next().is_some() {
                 return Err(invalid(
                     &s.name,
-                    "only one of `closed`, `open`, `overhead`, `frontier`, `faults` may be set"
+                    "only one of `closed`, `open`, `overhead`, `frontier`, `faults`, `phases` may be set"
                         .into(),
                 ));
             }
             match &kind {
-                SuiteKind::Closed(c) => {
-                    let has_stages = c.stages.as_ref().is_some_and(|v| !v.is_empty());
-                    if c.stages.is_some() && !has_stages {
-                        return Err(invalid(&s.name, "`closed.stages` is empty".into()));
-                    }
-                    if has_stages && (c.vus.is_some() || c.duration.is_some()) {
-                        return Err(invalid(
-                            &s.name,
-                            "`closed.stages` excludes `closed.vus` and `closed.duration`".into(),
-                        ));
-                    }
-                    if !has_stages {
-                        if c.vus.unwrap_or(0) == 0 {
-                            return Err(invalid(&s.name, "`closed.vus` must be at least 1".into()));
-                        }
-                        if c.duration.is_none() && c.iterations.is_none() {
-                            return Err(invalid(
-                                &s.name,
-                                "`closed` needs `duration`, `iterations` or `stages`".into(),
-                            ));
-                        }
-                    }
-                }
+                SuiteKind::Closed(c) => validate_closed(c).map_err(|why| invalid(&s.name, why))?,
                 SuiteKind::Open(o) => {
                     if !(o.rate > 0.0 && o.rate.is_finite()) {
                         return Err(invalid(&s.name, "`open.rate` must be positive".into()));
                     }
                 }
-                SuiteKind::Overhead(_) | SuiteKind::Faults(_) => {}
+                SuiteKind::Overhead(_) | SuiteKind::Faults(_) | SuiteKind::Phases(_) => {}
                 SuiteKind::Frontier(f) => f.validate().map_err(|why| invalid(&s.name, why))?,
             }
             if suites.iter().any(|d: &SuiteDef| d.name == s.name) {
@@ -758,6 +857,20 @@ impl SuitesFile {
                     let f = resolve_faults(f.def, &request);
                     f.validate().map_err(|why| invalid(&s.name, why))?;
                     SuiteKind::Faults(Box::new(f))
+                }
+                SuiteKind::Phases(ph) => {
+                    let ph = resolve_phases(ph, &request);
+                    if ph.is_empty() {
+                        return Err(invalid(&s.name, "`phases` is empty".into()));
+                    }
+                    for (i, p) in ph.iter().enumerate() {
+                        p.validate().map_err(|why| invalid(&s.name, why))?;
+                        if ph[..i].iter().any(|q| q.def.name == p.def.name) {
+                            let why = format!("phase `{}` is defined twice", p.def.name);
+                            return Err(invalid(&s.name, why));
+                        }
+                    }
+                    SuiteKind::Phases(ph)
                 }
                 k => k,
             };

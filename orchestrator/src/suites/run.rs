@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::def::{Profile, SuiteDef, SuiteKind};
+use super::def::{Phase, Profile, ProfileDef, SuiteDef, SuiteKind};
 use super::faults::{self, FaultControl};
 use super::{frontier, paired};
 use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan, RoundLog};
@@ -258,6 +258,23 @@ pub fn run_suite_blocking(
             frontier = Some(frontier::frontier_of(&f.bounds_ms, &search, &phases));
             frontier_search = Some(search);
         }
+        SuiteKind::Phases(list) => {
+            for ph in list {
+                for (name, shape) in phase_shapes(ph, profile, def.max_in_flight) {
+                    let mut spec = ph.request.clone();
+                    target.apply(&mut spec);
+                    let r = PreparedRequest::new(&spec, &target.url)?;
+                    let Some((out, _)) = run(&name, shape, vec![(name.clone(), r)], true)? else {
+                        break;
+                    };
+                    let stop = out.first().is_some_and(|p| step_overwhelmed(ph, p));
+                    phases.extend(out);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
         SuiteKind::Faults(f) => {
             let control = target.faults.as_ref().ok_or_else(|| LoadError::Config {
                 what: format!("suite `{}`", def.name),
@@ -300,6 +317,49 @@ pub fn run_suite_blocking(
         thresholds: None,
         warnings,
     })
+}
+
+/// The measured phases of one `phases:` entry: its closed shape, or one open phase per
+/// rate (`<name>-<rate>rps`).
+fn phase_shapes(
+    ph: &Phase,
+    profile: &ProfileDef,
+    max_in_flight: usize,
+) -> Vec<(String, LoadShape)> {
+    if let Some(c) = &ph.def.closed {
+        let (start_vus, stages, iterations) = c.shape(profile);
+        let shape = LoadShape::Closed {
+            start_vus,
+            stages,
+            iterations,
+        };
+        return vec![(ph.def.name.clone(), shape)];
+    }
+    let Some(o) = &ph.def.open else {
+        return Vec::new();
+    };
+    o.rates
+        .iter()
+        .map(|&rate| {
+            let shape = LoadShape::Open {
+                rate_per_s: rate,
+                duration: profile.scale(o.step.0),
+                max_in_flight: o.max_in_flight.unwrap_or(max_in_flight),
+            };
+            (format!("{}-{rate}rps", ph.def.name), shape)
+        })
+        .collect()
+}
+
+/// Whether an open step failed so much (errors and drops over `stop_error_percent` of the
+/// scheduled requests) that higher rates would only wait out timeouts.
+fn step_overwhelmed(ph: &Phase, p: &PhaseResult) -> bool {
+    let Some(stop) = ph.def.open.as_ref().and_then(|o| o.stop_error_percent) else {
+        return false;
+    };
+    let scheduled = p.target_rate_per_s.unwrap_or(0.0) * p.duration_s;
+    let failed = (p.requests.errors.total() + p.requests.dropped) as f64;
+    scheduled > 0.0 && failed * 100.0 / scheduled > stop
 }
 
 fn overhead_of(phases: &[PhaseResult], direct_url: &str) -> Option<Overhead> {

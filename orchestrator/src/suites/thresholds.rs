@@ -274,11 +274,14 @@ fn out_of_scope(spec: &FigureSpec, suite: &SuiteDef) -> Option<&'static str> {
     let ramp = match &suite.kind {
         SuiteKind::Closed(c) => c.stages.is_some(),
         SuiteKind::Frontier(_) => true,
+        SuiteKind::Phases(ph) => ph
+            .iter()
+            .any(|p| p.def.closed.as_ref().is_some_and(|c| c.stages.is_some())),
         _ => false,
     };
     match spec.scope {
         Scope::Any => None,
-        Scope::Stream if !suite.request.stream => Some("only streaming suites report it"),
+        Scope::Stream if !suite.streams() => Some("only streaming suites report it"),
         Scope::Overhead if !matches!(suite.kind, SuiteKind::Overhead(_)) => {
             Some("only the `overhead` suite reports it")
         }

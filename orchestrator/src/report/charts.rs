@@ -346,6 +346,10 @@ mod tests {
                 p99: rps / 1000.0,
                 ..Summary::default()
             },
+            start_s: None,
+            ttft_ms: None,
+            itl_ms: None,
+            rig_refused: 0,
         };
         let mut p = crate::load::result::tests::sample_phase(false);
         p.stages = vec![

@@ -147,14 +147,8 @@ fn counts(parts: &[PhaseResult]) -> RequestCounts {
         c.total += r.total;
         c.ok += r.ok;
         c.dropped += r.dropped;
-        c.errors.connect += r.errors.connect;
-        c.errors.timeout += r.errors.timeout;
-        c.errors.http_429 += r.errors.http_429;
-        c.errors.http_4xx += r.errors.http_4xx;
-        c.errors.http_5xx += r.errors.http_5xx;
-        c.errors.malformed += r.errors.malformed;
-        c.errors.stream_cut += r.errors.stream_cut;
-        c.errors.connection += r.errors.connection;
+        c.rig_refused += r.rig_refused;
+        c.errors.add(&r.errors);
     }
     if c.total > 0 {
         c.error_percent = c.errors.total() as f64 * 100.0 / c.total as f64;

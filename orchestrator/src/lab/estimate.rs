@@ -41,7 +41,7 @@ pub fn estimate(suites: &[SuiteDef], targets: &[String], profile: Profile) -> Es
         .iter()
         .map(|s| s.estimated_duration(profile) * s.repeats)
         .sum();
-    let rounds = suites.iter().map(|s| s.repeats).max().unwrap_or(1);
+    let rounds = crate::suites::def::rounds(suites);
     let starts = targets.iter().map(|t| target_setup(t)).sum::<Duration>() * rounds;
     let setup = STACK_SETUP + starts;
     Estimate {

@@ -176,11 +176,6 @@ fn with_repeats(mut suites: Vec<SuiteDef>, repeat: Option<u32>) -> anyhow::Resul
     Ok(suites)
 }
 
-/// Rounds of a run: the most repeats of any suite.
-fn rounds(suites: &[SuiteDef]) -> u32 {
-    suites.iter().map(|s| s.repeats).max().unwrap_or(1)
-}
-
 /// Entry point of `orchestrator run`: the exit code, the run directory and the report.
 pub fn run(a: RunArgs) -> anyhow::Result<RunOutcome> {
     let plan = prepare(&a)?;
@@ -688,7 +683,7 @@ async fn run_targets(
     }
     rig_check(ctx, st, mock_url).await?;
     // Rounds interleave the targets (A B C, A B C) so that drift hits all alike.
-    for round in 1..=rounds(&plan.suites) {
+    for round in 1..=crate::suites::def::rounds(&plan.suites) {
         for (i, target) in plan.targets.iter().enumerate() {
             if cancel.is_cancelled() {
                 return Ok(());

@@ -36,7 +36,7 @@ pub struct Watch {
 /// Every (target, suite, repeat) in run order (rounds of repeats interleave the
 /// targets), with its estimated duration.
 pub fn plan_items(targets: &[String], suites: &[SuiteDef], profile: Profile) -> Vec<PlanItem> {
-    let rounds = suites.iter().map(|s| s.repeats).max().unwrap_or(1);
+    let rounds = crate::suites::def::rounds(suites);
     (1..=rounds)
         .flat_map(|round| {
             targets.iter().flat_map(move |t| {

@@ -634,6 +634,12 @@ pub struct SuiteDef {
     pub repeats: u32,
 }
 
+/// Rounds a run of `suites` takes: the most repeats of any of them (each round runs the
+/// suites repeated at least that often, against every target in turn).
+pub fn rounds(suites: &[SuiteDef]) -> u32 {
+    suites.iter().map(|s| s.repeats).max().unwrap_or(1)
+}
+
 /// Most repeats a suite may ask for: beyond it a typo (`repeats: 30`) would silently
 /// multiply the run's length.
 pub const MAX_REPEATS: u32 = 10;

@@ -35,15 +35,15 @@ fn report_renders_in_chromium_with_every_chart_and_table() {
     assert!(status.success(), "{stderr}");
     // Charts: latency curve, requests/s and p99 over time, CPU and memory for each of the five
     // suites, plus the frontier chart, the throughput ramp's two scaling charts (requests/s
-    // and p99 against virtual users) and, for the four suites with intervals (not the ramp),
-    // requests/s and p99 per target as bars with error bars.
+    // and p99 against virtual users) and, for the five suites with intervals (the ramp's
+    // from its stages), requests/s and p99 per target as bars with error bars.
     assert_eq!(
         dom.matches("<svg").count(),
-        5 * 5 + 1 + 2 + 4 * 2,
+        5 * 5 + 1 + 2 + 5 * 2,
         "charts in the DOM"
     );
     // A whisker per target with a figure (litellm died before streaming and frontier).
-    assert_eq!(dom.matches("class=\"whisker\"").count(), 4 * 2 * 4 - 2 * 2);
+    assert_eq!(dom.matches("class=\"whisker\"").count(), 5 * 2 * 4 - 2 * 2);
     assert!(dom.matches("<polyline").count() >= 5 * 5 * 2);
     // Tables: run info, targets, services, "Against the floor", one per suite, the phases of
     // overhead and frontier, the thresholds of baseline and overhead, the stages of the

@@ -107,17 +107,19 @@ fn tables_show_the_fixture_numbers_side_by_side() {
     // Frontier rows per p99 bound; a bound nobody met shows as missing, not 0.
     let f10 = md_row(&md, "frontier", "max rate @ p99 ≤ 10.0 ms");
     assert_eq!(f10[gcol], "18,000");
-    // A ramp gets no interval, and the table says why.
-    assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000");
-    assert!(md.contains(
-        "- direct, nginx, gateway, litellm: no interval: the load changes through phase `ramp` (a ramp)"
-    ));
+    // A ramp's interval comes from the noise around its stages, and the table says how.
+    assert_eq!(
+        md_row(&md, "throughput", "requests/s")[gcol],
+        "27,000 ± 279"
+    );
+    assert!(md.contains("Ramps: ± is half a 95 % interval from a stratified bootstrap"));
+    assert!(!md.contains("(a ramp"));
     assert_eq!(f10[lcol], format::MISSING);
 
     // Headline at the top.
     let head = &md[..md.find("## How this run was made").unwrap()];
     assert!(
-        head.contains("gateway: 47.4x the throughput of litellm in `throughput` (27,000 vs 570 req/s), p99 1.22 ms vs 820 ms"),
+        head.contains("gateway: 47.4x the throughput of litellm in `throughput` (27,000 ± 279 vs 570 ± 5.89 req/s), p99 1.22 ms ± 11.5 µs vs 820 ms ± 7.72 ms"),
         "{head}"
     );
     assert!(
@@ -453,12 +455,18 @@ fn a_manifest_warning_marks_its_cells_and_the_headline() {
     assert!(html.contains("generator at 99% CPU &lt;b&gt;") && !html.contains("CPU <b>"));
     // ⚠1 cadvisor, ⚠2 this one, then the results' own.
     let gcol = column(&md, "throughput", "gateway");
-    assert_eq!(md_row(&md, "throughput", "requests/s")[gcol], "27,000 ⚠2");
-    assert_eq!(md_row(&md, "throughput", "p99")[gcol], "1.22 ms ⚠2");
+    assert_eq!(
+        md_row(&md, "throughput", "requests/s")[gcol],
+        "27,000 ± 279 ⚠2"
+    );
+    assert_eq!(
+        md_row(&md, "throughput", "p99")[gcol],
+        "1.22 ms ± 11.5 µs ⚠2"
+    );
     assert_eq!(md_row(&md, "baseline", "requests/s")[gcol], "18,000 ± 625");
     let head = &md[..md.find("## How this run was made").unwrap()];
     assert!(
-        head.contains("in `throughput` (27,000 vs 570 req/s), p99 1.22 ms vs 820 ms ⚠2\n"),
+        head.contains("in `throughput` (27,000 ± 279 vs 570 ± 5.89 req/s), p99 1.22 ms ± 11.5 µs vs 820 ms ± 7.72 ms ⚠2\n"),
         "{head}"
     );
     assert!(head.contains(

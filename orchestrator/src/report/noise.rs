@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::stats::{self, Tail};
-use crate::load::result::{LoadModel, PairedFigure, PhaseResult};
+use crate::load::result::{LoadModel, PairedFigure, PhaseResult, TimePoint};
 use crate::rundir::ContainerStats;
 
 /// Fewest one-second windows a bootstrap is run on: under it the resamples repeat a
@@ -37,6 +37,9 @@ pub enum Method {
     Repeats,
     /// The overhead suite: moving-block bootstrap over the rounds' paired differences.
     Paired,
+    /// A ramp: each stage's one-second windows detrended and resampled in blocks
+    /// ([`stats::stratified_bootstrap`]).
+    Stages,
 }
 
 /// The 95 % interval of one figure and how noisy it is.
@@ -109,20 +112,46 @@ impl FigureNoise {
     /// Block bootstrap of `stat` over `xs`, scaled to `headline`; `None` when the
     /// statistic of the windows is zero (nothing to scale by).
     fn of_windows(xs: &[f64], stat: Statistic, headline: f64) -> Option<FigureNoise> {
-        let own = stat.apply(&mut xs.to_vec());
+        let block = stats::block_length(xs.len());
+        let reps =
+            stats::block_bootstrap(xs, block, stats::REPLICATES, stats::SEED, |x| stat.apply(x));
+        let mut n = Self::scaled(reps, stat.apply(&mut xs.to_vec()), headline)?;
+        (n.method, n.samples, n.block) = (Method::BlockBootstrap, xs.len(), Some(block));
+        Some(n)
+    }
+
+    /// A ramp's figure: stratified bootstrap over its stages' windows, scaled to
+    /// `headline`; `None` with fewer than [`MIN_WINDOWS`] windows left once the stages'
+    /// trends are taken out.
+    fn of_stages(strata: &[Vec<f64>], stat: Statistic, headline: f64) -> Option<FigureNoise> {
+        if stats::residual_dof(strata) < MIN_WINDOWS {
+            return None;
+        }
+        let reps =
+            stats::stratified_bootstrap(strata, stats::REPLICATES, stats::SEED, |x| stat.apply(x));
+        let mut n = Self::scaled(reps, stat.apply(&mut strata.concat()), headline)?;
+        n.samples = strata.iter().map(Vec::len).sum();
+        Some(n)
+    }
+
+    /// The interval of bootstrap replicates of a statistic whose own value is `own`,
+    /// scaled to `headline` so the relative width carries over; `None` when `own` is zero
+    /// (nothing to scale by).
+    fn scaled(mut reps: Vec<f64>, own: f64, headline: f64) -> Option<FigureNoise> {
         if own == 0.0 || !own.is_finite() {
             return None;
         }
-        let block = stats::block_length(xs.len());
-        let mut reps =
-            stats::block_bootstrap(xs, block, stats::REPLICATES, stats::SEED, |x| stat.apply(x));
         let cv = stats::cv(&reps).unwrap_or(0.0);
         let i = stats::percentile_interval(&mut reps);
         let scale = headline / own;
         let (lo, hi) = (i.lo * scale, i.hi * scale);
-        let mut n = Self::new(lo.min(hi), lo.max(hi), cv, Method::BlockBootstrap, xs.len());
-        n.block = Some(block);
-        Some(n)
+        Some(Self::new(
+            lo.min(hi),
+            lo.max(hi),
+            cv,
+            Method::Stages,
+            reps.len(),
+        ))
     }
 }
 
@@ -141,11 +170,14 @@ impl Statistic {
     }
 }
 
+/// Values each with the end of its window, in seconds into the phase.
+type Timed = Vec<(f64, f64)>;
+
 /// The per-second series behind one figure.
 struct Source {
     key: &'static str,
     stat: Statistic,
-    series: fn(&PhaseResult, Option<&ContainerStats>) -> Vec<f64>,
+    series: fn(&PhaseResult, Option<&ContainerStats>) -> Timed,
 }
 
 /// Seconds each window spans (its `t_s` less the previous one's).
@@ -162,18 +194,35 @@ fn spans(p: &PhaseResult) -> Vec<f64> {
 }
 
 /// A per-window rate: `count` over the window's span.
-fn per_s(p: &PhaseResult, count: fn(&crate::load::result::TimePoint) -> u64) -> Vec<f64> {
+fn per_s(p: &PhaseResult, count: fn(&TimePoint) -> u64) -> Vec<(f64, f64)> {
     p.timeseries
         .iter()
         .zip(spans(p))
         .filter(|(_, d)| *d > 0.0)
-        .map(|(w, d)| count(w) as f64 / d)
+        .map(|(w, d)| (w.t_s, count(w) as f64 / d))
         .collect()
 }
 
 /// A per-window latency, over windows with a successful request.
-fn latency(p: &PhaseResult, get: fn(&crate::load::result::TimePoint) -> f64) -> Vec<f64> {
-    p.timeseries.iter().filter(|w| w.ok > 0).map(get).collect()
+fn latency(p: &PhaseResult, get: fn(&TimePoint) -> f64) -> Vec<(f64, f64)> {
+    p.timeseries
+        .iter()
+        .filter(|w| w.ok > 0)
+        .map(|w| (w.t_s, get(w)))
+        .collect()
+}
+
+/// The target's CPU samples, on the phase's clock (NaN when the phase does not say when
+/// it started: such samples fall in no stage).
+fn cpu(p: &PhaseResult, s: Option<&ContainerStats>) -> Vec<(f64, f64)> {
+    let start = p.started_s.unwrap_or(f64::NAN);
+    s.map(|s| {
+        s.samples
+            .iter()
+            .map(|x| (x.t - start, x.cpu_percent))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// The figures that get an interval, by the key the tables use. The p50 takes the median
@@ -183,7 +232,12 @@ const SOURCES: &[Source] = &[
     Source {
         key: "requests_per_s",
         stat: Statistic::Mean,
-        series: |p, _| p.timeseries.iter().map(|w| w.requests_per_s).collect(),
+        series: |p, _| {
+            p.timeseries
+                .iter()
+                .map(|w| (w.t_s, w.requests_per_s))
+                .collect()
+        },
     },
     Source {
         key: "ok_per_s",
@@ -213,10 +267,7 @@ const SOURCES: &[Source] = &[
     Source {
         key: "cpu",
         stat: Statistic::Mean,
-        series: |_, s| {
-            s.map(|s| s.samples.iter().map(|x| x.cpu_percent).collect())
-                .unwrap_or_default()
-        },
+        series: cpu,
     },
 ];
 
@@ -235,22 +286,32 @@ impl Noise {
         stats: Option<&ContainerStats>,
         headline: &[(&str, Option<f64>)],
     ) -> Noise {
-        if let Some(why) = not_steady(p) {
-            return Noise {
-                figures: BTreeMap::new(),
-                none_because: Some(why),
-            };
-        }
+        let shape = match Shape::of(p) {
+            Ok(shape) => shape,
+            Err(why) => {
+                return Noise {
+                    figures: BTreeMap::new(),
+                    none_because: Some(why),
+                }
+            }
+        };
         let mut figures = BTreeMap::new();
         for (key, value) in headline {
             let (Some(src), Some(value)) = (SOURCES.iter().find(|s| s.key == *key), value) else {
                 continue;
             };
             let xs = (src.series)(p, stats);
-            if xs.len() < MIN_WINDOWS {
-                continue;
-            }
-            if let Some(n) = FigureNoise::of_windows(&xs, src.stat, *value) {
+            let n = match &shape {
+                Shape::Steady if xs.len() >= MIN_WINDOWS => {
+                    let values: Vec<f64> = xs.iter().map(|x| x.1).collect();
+                    FigureNoise::of_windows(&values, src.stat, *value)
+                }
+                Shape::Steady => None,
+                Shape::Stages(bounds) => {
+                    FigureNoise::of_stages(&by_stage(&xs, bounds), src.stat, *value)
+                }
+            };
+            if let Some(n) = n {
                 figures.insert(key.to_string(), n);
             }
         }
@@ -266,29 +327,84 @@ impl Noise {
     }
 }
 
-/// Why the phase's windows are not samples of one steady state, if they are not: too few,
-/// or the load changes through the phase (a ramp). The last window is left out of the
-/// check: closed-model users wind down in it.
-fn not_steady(p: &PhaseResult) -> Option<String> {
-    let n = p.timeseries.len();
-    if n < MIN_WINDOWS {
-        return Some(format!(
-            "phase `{}` has {n} one-second window(s), fewer than {MIN_WINDOWS}",
-            p.name
-        ));
+/// The interval of one stage's figure (`requests_per_s` or `p99`, valued `value`): a
+/// bootstrap over that stage's own windows, detrended; `None` under [`MIN_WINDOWS`]
+/// windows left (the quick profile's stages of a few seconds).
+pub fn of_stage(p: &PhaseResult, stage: u64, key: &str, value: f64) -> Option<FigureNoise> {
+    let src = SOURCES.iter().find(|s| s.key == key)?;
+    let bounds = stage_bounds(p);
+    let i = p.stages.iter().position(|s| s.stage == stage)?;
+    let xs = (src.series)(p, None);
+    let own = by_stage(&xs, &bounds).swap_remove(i);
+    FigureNoise::of_stages(&[own], src.stat, value)
+}
+
+/// How a phase's one-second windows can be resampled.
+enum Shape {
+    /// One steady load: the windows are samples of one state.
+    Steady,
+    /// A ramp through stages: each stage's windows, (from, to] seconds into the phase.
+    Stages(Vec<(f64, f64)>),
+}
+
+impl Shape {
+    /// The phase's shape, or why its windows carry no interval: too few, or a ramp without
+    /// stages to stratify by. The last window is left out of the check: closed-model users
+    /// wind down in it.
+    fn of(p: &PhaseResult) -> Result<Shape, String> {
+        let n = p.timeseries.len();
+        if n < MIN_WINDOWS {
+            return Err(format!(
+                "phase `{}` has {n} one-second window(s), fewer than {MIN_WINDOWS}",
+                p.name
+            ));
+        }
+        let level = |w: &TimePoint| match p.model {
+            LoadModel::Closed => w.active_vus as f64,
+            LoadModel::Open => w.target_rate_per_s,
+        };
+        let body = &p.timeseries[..n - 1];
+        if !body.windows(2).any(|w| level(&w[0]) != level(&w[1])) {
+            return Ok(Shape::Steady);
+        }
+        if p.stages.is_empty() {
+            return Err(format!(
+                "the load changes through phase `{}` (a ramp without stages): its seconds are not samples of one steady state",
+                p.name
+            ));
+        }
+        Ok(Shape::Stages(stage_bounds(p)))
     }
-    let level = |w: &crate::load::result::TimePoint| match p.model {
-        LoadModel::Closed => w.active_vus as f64,
-        LoadModel::Open => w.target_rate_per_s,
-    };
-    let body = &p.timeseries[..n - 1];
-    let ramp = body.windows(2).any(|w| level(&w[0]) != level(&w[1]));
-    ramp.then(|| {
-        format!(
-            "the load changes through phase `{}` (a ramp): its seconds are not samples of one steady state",
-            p.name
-        )
-    })
+}
+
+/// Each stage's seconds, (from, to] into the phase, in the phase's order of stages.
+fn stage_bounds(p: &PhaseResult) -> Vec<(f64, f64)> {
+    let mut at = 0.0;
+    p.stages
+        .iter()
+        .map(|s| {
+            let from = s.start_s.unwrap_or(at);
+            at = from + s.duration_s;
+            (from, at)
+        })
+        .collect()
+}
+
+/// The values of `xs` grouped by the stage their window ended in; a window ending after
+/// the last stage (users winding down) counts in the last; NaN times in none.
+fn by_stage(xs: &[(f64, f64)], bounds: &[(f64, f64)]) -> Vec<Vec<f64>> {
+    const EPS: f64 = 1e-6;
+    let mut out = vec![Vec::new(); bounds.len()];
+    for &(t, v) in xs.iter().filter(|x| x.0.is_finite()) {
+        let i = bounds
+            .iter()
+            .position(|(_, to)| t <= to + EPS)
+            .unwrap_or(bounds.len().saturating_sub(1));
+        if let Some(group) = out.get_mut(i) {
+            group.push(v);
+        }
+    }
+    out
 }
 
 /// A figure as the reports print it: `43,512 ± 1,204`, and `unstable` when its CV is over
@@ -327,6 +443,16 @@ pub fn footnotes(per_target: &[(&str, &Noise)]) -> Vec<String> {
             super::format::thousands(stats::REPLICATES as i64)
         ));
     }
+    if methods.contains(&Method::Stages) {
+        out.push(format!(
+            "Ramps: ± is half a 95 % interval from a stratified bootstrap: each stage's \
+             one-second windows keep the stage's trend (a line, or their mean under 4 windows) \
+             and have their residuals resampled in blocks of √n ({} resamples, fixed seed); \
+             within one run, so it does not see drift between runs. Per-stage figures get \
+             their own interval from 10 windows on.",
+            super::format::thousands(stats::REPLICATES as i64)
+        ));
+    }
     if methods.contains(&Method::Repeats) {
         out.push(format!(
             "Over repeats (rounds interleaving the targets): each figure is the median of the \
@@ -344,7 +470,10 @@ pub fn footnotes(per_target: &[(&str, &Noise)]) -> Vec<String> {
                 .to_string(),
         );
     }
-    if methods.contains(&Method::BlockBootstrap) || methods.contains(&Method::Paired) {
+    if [Method::BlockBootstrap, Method::Paired, Method::Stages]
+        .iter()
+        .any(|m| methods.contains(m))
+    {
         out.push(
             "Measured once: p90, p95, p99.9, max, errors, TTFT p99, inter-token latency, peak \
              memory, the load generator's CPU and frontier rates have no interval: the \
@@ -497,6 +626,60 @@ mod tests {
         vus[19] = 0;
         let n = Noise::of_phase(&phase(&[1000.0; 20], &vus), None, &headline(1.0));
         assert!(n.none_because.is_none());
+    }
+
+    /// A ramp of three 10-second stages (10, 20 and 30 VUs) whose rate is 100 per VU plus
+    /// noise of `sd`.
+    fn staged_ramp(sd: f64) -> PhaseResult {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let vus: Vec<u64> = (0..30).map(|i| 10 * (1 + i / 10)).collect();
+        let rates: Vec<f64> = vus
+            .iter()
+            .map(|v| 100.0 * *v as f64 + sd * (rng.f64() - 0.5) * 3.46)
+            .collect();
+        let mut p = phase(&rates, &vus);
+        p.stages = (0..3)
+            .map(|i| crate::load::result::StageResult {
+                stage: i,
+                target_vus: 10 * (i + 1),
+                peak_active_vus: 10 * (i + 1),
+                duration_s: 10.0,
+                requests: 0,
+                errors: 0,
+                requests_per_s: 1000.0 * (i + 1) as f64,
+                latency_ms: Default::default(),
+                start_s: Some(10.0 * i as f64),
+                ttft_ms: None,
+                itl_ms: None,
+                rig_refused: 0,
+            })
+            .collect();
+        p
+    }
+
+    #[test]
+    fn a_ramp_with_stages_gets_an_interval_from_the_noise_around_its_stages() {
+        let n = Noise::of_phase(&staged_ramp(50.0), None, &headline(2000.0));
+        assert!(n.none_because.is_none(), "{n:?}");
+        let r = n.get("requests_per_s").unwrap();
+        assert_eq!((r.method, r.samples), (Method::Stages, 30));
+        // Noise of sd 50 on a mean of 2,000 over 30 windows: about ±1 %, where the stages'
+        // own spread (1,000 to 3,000) would give ±30 %.
+        assert!(r.lo < 2000.0 && 2000.0 < r.hi, "{r:?}");
+        assert!(r.hi - r.lo < 100.0 && !r.unstable, "{r:?}");
+        let clean = Noise::of_phase(&staged_ramp(0.0), None, &headline(2000.0));
+        let r = clean.get("requests_per_s").unwrap();
+        assert!(r.hi - r.lo < 1e-6, "{r:?}");
+        // Each stage of 10 windows has its own interval; a stage that is not there has none.
+        let p = staged_ramp(50.0);
+        let s = of_stage(&p, 1, "requests_per_s", 2000.0).unwrap();
+        assert!(
+            s.lo < 2000.0 && 2000.0 < s.hi && s.hi - s.lo < 150.0,
+            "{s:?}"
+        );
+        assert!(of_stage(&p, 7, "requests_per_s", 1.0).is_none());
+        let lines = footnotes(&[("t", &n)]).join(" ");
+        assert!(lines.contains("stratified bootstrap"), "{lines}");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use super::data::{headline_phase, Entry, RunData};
 use super::floor::CONTROL;
 use super::format::{self, MISSING};
-use super::model::{cell, rate_and_p99, row, table, RowView, TableView};
+use super::model::{cell, row, table, RowView, TableView};
+use super::noise;
 use crate::load::result::{PhaseResult, StageResult, Summary};
 
 /// The phase with stages of `target` in `suite` (the first one; else the headline).
@@ -27,16 +28,26 @@ struct Found<'a> {
     entry: &'a Entry,
 }
 
-/// One stage's cell: `2,345 req/s · p99 1.20 ms`, with its errors when there were any.
-fn stage_text(s: &StageResult) -> String {
+/// One stage's cell: `2,345 ± 40 req/s · p99 1.20 ± 0.08 ms` (± when the stage is long
+/// enough for its own interval), with its errors when there were any.
+fn stage_text(f: &Found<'_>) -> String {
+    let s = f.stage;
     let errors = if s.errors > 0 {
         format!(" · {} errors", format::thousands(s.errors as i64))
     } else {
         String::new()
     };
+    let interval = |key, v| noise::of_stage(f.phase, s.stage, key, v);
+    let rate = interval("requests_per_s", s.requests_per_s);
+    let p99 = if s.latency_ms.count > 0 {
+        let n = interval("p99", s.latency_ms.p99);
+        noise::show(s.latency_ms.p99, n.as_ref(), format::latency_ms)
+    } else {
+        MISSING.to_string()
+    };
     format!(
-        "{}{errors}{}",
-        rate_and_p99(s.requests_per_s, &s.latency_ms),
+        "{} req/s · p99 {p99}{errors}{}",
+        noise::show(s.requests_per_s, rate.as_ref(), format::rate),
         rig_text(s.rig_refused)
     )
 }
@@ -136,12 +147,7 @@ fn stream_rows(i: u64, found: &[Option<Found<'_>>], direct: Option<usize>) -> Ve
             .collect()
     };
     vec![
-        row(
-            "stage",
-            &label("streams/s · p99"),
-            &[],
-            cells(&|x| stage_text(x.stage)),
-        ),
+        row("stage", &label("streams/s · p99"), &[], cells(&stage_text)),
         row(
             "stage_ttft",
             &label("TTFT p99 (vs direct)"),
@@ -202,13 +208,7 @@ pub fn table_of(run: &RunData, suite: &str, targets: &[String]) -> Option<TableV
             let label = format!("stage {} (to {} VUs)", i + 1, first.stage.target_vus);
             let cells = found
                 .iter()
-                .map(|s| {
-                    cell(
-                        s.map_or(MISSING.to_string(), |f| stage_text(f.stage)),
-                        &[],
-                        "ok",
-                    )
-                })
+                .map(|s| cell(s.map_or(MISSING.to_string(), |f| stage_text(&f)), &[], "ok"))
                 .collect();
             vec![row("stage", &label, &[], cells)]
         })

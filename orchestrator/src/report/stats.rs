@@ -110,6 +110,91 @@ where
         .collect()
 }
 
+/// A stratum of this many windows or more is detrended by a line; a shorter one by its
+/// mean (a line through two or three points leaves nearly nothing to resample).
+const LINE_FROM: usize = 4;
+
+/// The trend of one stratum at each of its windows, and how many parameters it took.
+fn trend(ys: &[f64]) -> (Vec<f64>, usize) {
+    let n = ys.len();
+    let m = mean(ys);
+    if n < LINE_FROM {
+        return (vec![m; n], 1);
+    }
+    let mid = (n - 1) as f64 / 2.0;
+    let (sxy, sxx) = ys
+        .iter()
+        .enumerate()
+        .fold((0.0, 0.0), |(sxy, sxx), (i, y)| {
+            let dx = i as f64 - mid;
+            (sxy + dx * (y - m), sxx + dx * dx)
+        });
+    let slope = sxy / sxx;
+    ((0..n).map(|i| m + slope * (i as f64 - mid)).collect(), 2)
+}
+
+/// Windows left to resample once each stratum's trend is taken out (windows less the
+/// trends' parameters).
+pub fn residual_dof(strata: &[Vec<f64>]) -> usize {
+    strata
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.len() - trend(s).1)
+        .sum()
+}
+
+/// `replicates` values of `stat` over a series whose level changes by design (a ramp's
+/// stages): each stratum keeps its trend (a line, or its mean when short) and has its
+/// residuals resampled in moving blocks of √n, inflated by √(n / (n − parameters)) for
+/// what the fit absorbed. The replicates carry the noise around the ramp, not the ramp;
+/// `stat` runs on the strata joined.
+pub fn stratified_bootstrap<S>(
+    strata: &[Vec<f64>],
+    replicates: usize,
+    seed: u64,
+    stat: S,
+) -> Vec<f64>
+where
+    S: Fn(&mut [f64]) -> f64,
+{
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = strata
+        .iter()
+        .filter(|s| s.len() > 1)
+        .map(|s| {
+            let (fit, k) = trend(s);
+            let inflate = (s.len() as f64 / (s.len() - k).max(1) as f64).sqrt();
+            let res = s.iter().zip(&fit).map(|(y, f)| (y - f) * inflate).collect();
+            (fit, res)
+        })
+        .collect();
+    let fixed: Vec<f64> = strata
+        .iter()
+        .filter(|s| s.len() == 1)
+        .flatten()
+        .copied()
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut buf = Vec::new();
+    (0..replicates)
+        .map(|_| {
+            buf.clear();
+            buf.extend_from_slice(&fixed);
+            for (fit, res) in &parts {
+                let (n, block) = (res.len(), block_length(res.len()));
+                let mut drawn = 0;
+                while drawn < n {
+                    let start = rng.usize(0..=n - block);
+                    for r in &res[start..start + block.min(n - drawn)] {
+                        buf.push(fit[drawn] + r);
+                        drawn += 1;
+                    }
+                }
+            }
+            stat(&mut buf)
+        })
+        .collect()
+}
+
 /// The percentile interval at [`LEVEL`] of bootstrap replicates (sorted in place).
 pub fn percentile_interval(replicates: &mut [f64]) -> Interval {
     replicates.sort_by(f64::total_cmp);
@@ -322,5 +407,38 @@ mod tests {
         assert!(p < 0.01, "{p}");
         let p = permutation_p(&a, &a, Tail::Less, |x| mean(x));
         assert!(p > 0.3, "{p}");
+    }
+
+    #[test]
+    fn a_stratified_bootstrap_keeps_the_ramp_and_resamples_the_noise_around_it() {
+        // Stages climbing 100 → 400 → 700, each a line, no noise: nothing to resample.
+        let clean: Vec<Vec<f64>> = (0..3)
+            .map(|k| {
+                (0..10)
+                    .map(|i| 100.0 + 300.0 * k as f64 + 10.0 * i as f64)
+                    .collect()
+            })
+            .collect();
+        let reps = stratified_bootstrap(&clean, 200, SEED, |x| mean(x));
+        let own = mean(&clean.concat());
+        assert!(reps.iter().all(|r| (r - own).abs() < 1e-9), "{reps:?}");
+        assert_eq!(residual_dof(&clean), 3 * (10 - 2));
+        // The same ramp with noise of sd 20: the mean's interval is about ±2·20/√30 wide,
+        // where resampling the joined series would mix the stages (±~90).
+        let mut rng = fastrand::Rng::with_seed(9);
+        let noisy: Vec<Vec<f64>> = clean
+            .iter()
+            .map(|s| s.iter().map(|y| y + 20.0 * normal(&mut rng)).collect())
+            .collect();
+        let own = mean(&noisy.concat());
+        let mut reps = stratified_bootstrap(&noisy, REPLICATES, SEED, |x| mean(x));
+        let i = percentile_interval(&mut reps);
+        assert!(i.lo < own && own < i.hi, "{i:?} {own}");
+        assert!(i.hi - i.lo > 5.0 && i.hi - i.lo < 30.0, "{i:?}");
+        let mut mixed = block_bootstrap(&noisy.concat(), 5, REPLICATES, SEED, |x| mean(x));
+        let m = percentile_interval(&mut mixed);
+        assert!(m.hi - m.lo > 3.0 * (i.hi - i.lo), "{m:?} against {i:?}");
+        // Short strata are detrended by their mean: one parameter each.
+        assert_eq!(residual_dof(&[vec![1.0, 2.0], vec![3.0; 3], vec![]]), 1 + 2);
     }
 }

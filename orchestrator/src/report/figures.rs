@@ -75,8 +75,9 @@ type Get = fn(&KeyFigures) -> Option<f64>;
 type Set = fn(&mut KeyFigures, f64);
 
 /// The figures a repeated suite reports as the median of its repeats, by table row key.
-/// Counts are summed instead, peak memory is the highest, and the frontier and memory
-/// trend are repeat 1's (those suites are long and not repeated by default).
+/// Counts are summed instead, peak memory is the highest, each frontier bound's rate is
+/// the median of the searches ([`frontier_over_repeats`]), and the memory trend is repeat
+/// 1's (`sustained` is long and not repeated by default).
 const OVER_REPEATS: &[(&str, Get, Set)] = &[
     (
         "requests_per_s",
@@ -193,6 +194,7 @@ impl KeyFigures {
             .iter()
             .filter_map(|r| r.generator_bound)
             .reduce(|a, b| a || b);
+        frontier_over_repeats(&mut k, all);
         k.repeats = Some(all.len());
         k
     }
@@ -292,6 +294,40 @@ impl KeyFigures {
     }
 }
 
+/// The key of a frontier bound's interval in [`KeyFigures::noise`]: `frontier@10ms`.
+pub fn frontier_key(bound_ms: f64) -> String {
+    format!("frontier@{bound_ms}ms")
+}
+
+/// Each frontier bound of repeat 1 as the median rate of the repeats' searches, with its
+/// interval. A search that met the bound at no rate counts as 0, so the median is missing
+/// (`None`) when most searches missed it.
+fn frontier_over_repeats(k: &mut KeyFigures, all: &[KeyFigures]) {
+    let Some(front) = k.frontier.as_mut() else {
+        return;
+    };
+    for point in front.iter_mut() {
+        let rates: Vec<f64> = all
+            .iter()
+            .map(|r| {
+                r.frontier
+                    .iter()
+                    .flatten()
+                    .find(|p| (p.p99_bound_ms - point.p99_bound_ms).abs() < 1e-9)
+                    .and_then(|p| p.max_rate_per_s)
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        let Some((median, n)) = FigureNoise::of_repeats(&rates) else {
+            continue;
+        };
+        point.max_rate_per_s = (median > 0.0).then_some(median);
+        if median > 0.0 {
+            k.noise.figures.insert(frontier_key(point.p99_bound_ms), n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -332,6 +368,43 @@ mod tests {
         assert!(n.unstable, "a CV of 10 % is over 5 %: {n:?}");
         // Not measured in any repeat: no figure, no interval.
         assert!(k.p50_ms.is_none() && k.noise.get("p50").is_none());
+    }
+
+    #[test]
+    fn each_frontier_bound_is_the_median_of_the_searches() {
+        let search = |a: Option<f64>, b: Option<f64>| KeyFigures {
+            frontier: Some(vec![
+                FrontierFigure {
+                    p99_bound_ms: 1.0,
+                    max_rate_per_s: a,
+                },
+                FrontierFigure {
+                    p99_bound_ms: 10.0,
+                    max_rate_per_s: b,
+                },
+            ]),
+            ..KeyFigures::default()
+        };
+        let k = KeyFigures::over_repeats(&[
+            search(Some(900.0), Some(5000.0)),
+            search(None, Some(4000.0)),
+            search(Some(1100.0), None),
+        ]);
+        let f = k.frontier.unwrap();
+        // 1 ms: 900, 0 and 1,100 → 900; 10 ms: 5,000, 4,000 and 0 → 4,000.
+        assert_eq!(f[0].max_rate_per_s, Some(900.0));
+        assert_eq!(f[1].max_rate_per_s, Some(4000.0));
+        let n = k.noise.get(&frontier_key(10.0)).unwrap();
+        assert_eq!((n.method, n.samples), (Method::Repeats, 3));
+        assert!(n.unstable && n.lo <= 4000.0 && n.hi >= 4000.0, "{n:?}");
+        // Missed by most searches: no rate, no interval.
+        let k = KeyFigures::over_repeats(&[
+            search(None, None),
+            search(None, None),
+            search(Some(1.0), None),
+        ]);
+        assert_eq!(k.frontier.unwrap()[0].max_rate_per_s, None);
+        assert!(k.noise.get(&frontier_key(1.0)).is_none());
     }
 
     #[test]

@@ -821,7 +821,8 @@ fn suite_table(
             .zip(&figs)
             .zip(&status)
             .map(|((t, f), (_, class))| {
-                let mut text = format::opt(get(f), format::rate);
+                let interval = f.noise.get(&super::figures::frontier_key(*bound));
+                let mut text = format::opt(get(f), |v| noise::show(v, interval, format::rate));
                 if let Some(n) = under(t) {
                     text.push_str(&format!(" ({} samples)", format::thousands(n as i64)));
                 }

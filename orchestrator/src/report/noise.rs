@@ -458,7 +458,8 @@ pub fn footnotes(per_target: &[(&str, &Noise)]) -> Vec<String> {
             "Over repeats (rounds interleaving the targets): each figure is the median of the \
              repeats, ± half its 95 % bootstrap interval; `unstable`: CV of the repeats over \
              {UNSTABLE_CV_PERCENT} %. Requests and errors are summed over the repeats, peak \
-             memory is the highest; charts show repeat 1."
+             memory is the highest, a frontier bound's rate is the median of the searches (a \
+             search that never met it counts 0); charts and the search table show repeat 1."
         ));
     }
     if methods.contains(&Method::Paired) {

@@ -15,6 +15,9 @@ pub struct Cli {
 pub enum Command {
     /// Generate load against any URL (no Docker needed).
     Load(crate::load::cli::LoadArgs),
+    /// Merge the JSON results of generators that ran the same load together (`load
+    /// --start-at`): histograms added, counts summed, each generator named.
+    Merge(crate::load::cli::MergeArgs),
     /// Run suites from the suites file against URLs you give (no Docker needed).
     Bench(crate::suites::cli::BenchArgs),
     /// Make every image the lab needs (pull, or build locally when no registry answers).
@@ -39,6 +42,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Load(args) => crate::load::cli::run(args),
+        Command::Merge(args) => crate::load::cli::merge(args),
         Command::Bench(args) => crate::suites::cli::run(args),
         Command::Images(args) => crate::lab::cli::images(args),
         Command::Start(args) => crate::lab::cli::start(args),

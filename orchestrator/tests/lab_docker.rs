@@ -517,22 +517,22 @@ fn check_thresholds(run_dir: &Path, log: &str) {
     assert!(html.contains("<td class=\"failed\">✗ fail ("));
 }
 
-/// Baseline, overhead and frontier repeat three times in rounds that interleave the
-/// targets: every repeat's files exist, round 2 starts after round 1 ended for every
-/// target, and the reports give medians over the repeats. The ramp, run once, gets its
-/// interval from its stages.
+/// Baseline, overhead, the ramp and frontier repeat three times in rounds that interleave
+/// the targets: every repeat's files exist, round 2 starts after round 1 ended for every
+/// target, and the reports give medians over the repeats.
 fn check_repeats(run_dir: &Path, manifest: &Manifest, log: &str) {
     let want: Vec<(String, u32)> = vec![
         ("baseline".into(), 3),
         ("frontier".into(), 3),
         ("overhead".into(), 3),
+        ("throughput".into(), 3),
     ];
     assert_eq!(
         manifest.repeats.clone().into_iter().collect::<Vec<_>>(),
         want
     );
     for t in ["direct", "nginx", "gateway", "litellm"] {
-        for s in ["baseline", "overhead", "frontier"] {
+        for s in ["baseline", "overhead", "throughput", "frontier"] {
             for n in 2..=3 {
                 let path = run_dir.join(format!("raw/{t}-{s}.r{n}.json"));
                 let raw: SuiteResult = serde_json::from_str(
@@ -555,7 +555,8 @@ fn check_repeats(run_dir: &Path, manifest: &Manifest, log: &str) {
     let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
     assert!(md.contains("× 3 repeats)"), "no repeats in the captions");
     assert!(md.contains("- Over repeats (rounds interleaving the targets)"));
-    assert!(md.contains("- Ramps: ± is half a 95 % interval from a stratified bootstrap"));
+    let ramp = &md[md.find("## Suite `throughput`").unwrap()..];
+    assert!(ramp[..ramp.find("\n| ").unwrap()].contains("× 3 repeats)"));
 }
 
 #[test]

@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn repeats_run_in_rounds_that_interleave_the_targets() {
         let file = SuitesFile::builtin().unwrap();
-        let suites: Vec<SuiteDef> = ["baseline", "throughput", "overhead"]
+        let suites: Vec<SuiteDef> = ["baseline", "sustained", "overhead"]
             .iter()
             .map(|n| file.suite(n).unwrap())
             .collect();
@@ -198,10 +198,10 @@ mod tests {
             order,
             [
                 "direct/baseline #1/3",
-                "direct/throughput",
+                "direct/sustained",
                 "direct/overhead #1/3",
                 "gateway/baseline #1/3",
-                "gateway/throughput",
+                "gateway/sustained",
                 "gateway/overhead #1/3",
                 "direct/baseline #2/3",
                 "direct/overhead #2/3",

@@ -63,6 +63,99 @@ pub struct LoadArgs {
     /// Name of the target in the result.
     #[arg(long, default_value = "target")]
     pub target: String,
+    /// Start the measured phase at this wall-clock time, in seconds since the Unix epoch
+    /// (`date +%s.%N`), after any warm-up: several generators given the same time load the
+    /// target together, each with its share of `--rate` or `--vus`. The result records how
+    /// late it started (`generator.start_lag_ms`).
+    #[arg(long, value_parser = parse_epoch)]
+    pub start_at: Option<f64>,
+}
+
+fn parse_epoch(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        _ => Err(format!(
+            "`{s}` is not a time in seconds since the Unix epoch (e.g. `date +%s.%N`)"
+        )),
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Sleeps until `at` (seconds since the epoch) and returns how late it woke, ms (negative
+/// never: a time already passed is a lag).
+fn wait_until(at: f64) -> f64 {
+    let ahead = at - epoch_now();
+    if ahead > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(ahead));
+    }
+    ((epoch_now() - at) * 1000.0).max(0.0)
+}
+
+/// Options of `orchestrator merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Results written by `orchestrator load --json` (or any suite result with histograms)
+    /// of generators that ran the same load at the same time. Each generator is named by its
+    /// file's stem.
+    #[arg(required = true, num_args = 2..)]
+    pub parts: Vec<PathBuf>,
+    /// Write the merged result here.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Merges generators' results, prints the merged table and each generator's part.
+pub fn merge(args: MergeArgs) -> anyhow::Result<i32> {
+    let parts = args
+        .parts
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let r: SuiteResult = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a suite result", path.display()))?;
+            let name = path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into(),
+            );
+            Ok((name, r))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let merged = super::merge::merge_results(&parts)?;
+    print!("{}", super::table::render(&merged));
+    for p in &merged.phases {
+        for g in &p.generators {
+            println!(
+                "  {}: {} requests, {:.1} req/s, p50 {:.3} ms, p99 {:.3} ms, CPU {:.0} %{}{}",
+                g.name,
+                g.requests,
+                g.requests_per_s,
+                g.p50_ms,
+                g.p99_ms,
+                g.generator.cpu_percent,
+                g.generator
+                    .start_lag_ms
+                    .map_or(String::new(), |l| format!(", started {l:.1} ms late")),
+                if g.generator.bound {
+                    ", at its own limit"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    for w in &merged.warnings {
+        eprintln!("warning: {}", w.message);
+    }
+    let text = serde_json::to_string_pretty(&merged)?;
+    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
+    Ok(0)
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -138,6 +231,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         };
         run_phase(&plan, &opts)?;
     }
+    let lag_ms = args.start_at.map(wait_until);
     let plan = PhasePlan {
         name: "load".into(),
         shape,
@@ -145,7 +239,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         timeout: args.timeout,
         warmup: false,
     };
-    let out = run_phase(&plan, &opts)?;
+    let mut out = run_phase(&plan, &opts)?;
+    for p in &mut out.results {
+        p.generator.start_lag_ms = lag_ms;
+    }
     let result = SuiteResult {
         schema_version: SCHEMA_VERSION,
         suite: "adhoc".into(),

@@ -743,11 +743,13 @@ fn phase_result(
             threads: m.threads as u64,
             cores: m.cores as u64,
             bound: short && saturated(m.cpu_s, m.wall_s, m.threads, m.cores),
+            start_lag_ms: None,
         },
         percentile_curve: curve(&total.latency),
         timeseries,
         latency_by_due_ms: Vec::new(),
         histograms: super::merge::histograms_of(total, stream),
+        generators: Vec::new(),
     }
 }
 
@@ -1250,11 +1252,13 @@ mod tests {
                 threads: 1,
                 cores: 1,
                 bound: true,
+                start_lag_ms: None,
             },
             percentile_curve: vec![],
             timeseries: vec![],
             latency_by_due_ms: vec![],
             histograms: None,
+            generators: Vec::new(),
         };
         let w = phase_warnings(&r);
         let bound = w

@@ -7,7 +7,10 @@ use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use super::result::{GeneratorCost, PhaseHistograms, PhaseResult, RequestCounts, TimePoint};
+use super::result::{
+    GeneratorCost, GeneratorPart, PhaseHistograms, PhaseResult, RequestCounts, ResultWarning,
+    ResultWarningKind, SuiteResult, TimePoint,
+};
 use super::stats::{curve, histogram, summary, Tally};
 
 /// Why phases could not be merged.
@@ -23,6 +26,118 @@ pub enum MergeError {
         which: &'static str,
         why: String,
     },
+    #[error(
+        "generator `{name}` ran {got}, the first generator ran {want}: only results of the same run merge"
+    )]
+    Mismatch {
+        name: String,
+        got: String,
+        want: String,
+    },
+}
+
+/// A generator that started this late against the shared start time (ms) is named in a
+/// `generator_lagged` warning: for that long the target saw less than the whole load.
+pub const LAG_WARN_MS: f64 = 100.0;
+
+/// What must agree between the results of generators that ran one suite together: the
+/// suite, the URL and the phases' names in order.
+fn run_of(r: &SuiteResult) -> String {
+    let phases: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+    format!(
+        "suite `{}` against {} (phases {})",
+        r.suite,
+        r.url,
+        phases.join(", ")
+    )
+}
+
+/// One suite's result from the results of several generators that ran it at the same time,
+/// each named: every phase merged exactly ([`merge_phases`]) with each generator's part
+/// kept, each generator's warnings kept under its name, and a `generator_lagged` warning
+/// for one that started [`LAG_WARN_MS`] late or stopped early.
+pub fn merge_results(parts: &[(String, SuiteResult)]) -> Result<SuiteResult, MergeError> {
+    let (_, first) = parts.first().ok_or(MergeError::Empty)?;
+    let want = run_of(first);
+    if let Some((name, r)) = parts.iter().find(|(_, r)| run_of(r) != want) {
+        return Err(MergeError::Mismatch {
+            name: name.clone(),
+            got: run_of(r),
+            want,
+        });
+    }
+    let mut out = first.clone();
+    out.phases = (0..first.phases.len())
+        .map(|i| {
+            let phases: Vec<PhaseResult> = parts.iter().map(|(_, r)| r.phases[i].clone()).collect();
+            let mut merged = merge_phases(&phases)?;
+            merged.generators = parts
+                .iter()
+                .map(|(name, r)| part_of(name, &r.phases[i], r.interrupted))
+                .collect();
+            Ok(merged)
+        })
+        .collect::<Result<_, MergeError>>()?;
+    out.interrupted = parts.iter().any(|(_, r)| r.interrupted);
+    out.started_at = parts
+        .iter()
+        .map(|(_, r)| r.started_at)
+        .min()
+        .unwrap_or(out.started_at);
+    out.finished_at = parts
+        .iter()
+        .map(|(_, r)| r.finished_at)
+        .max()
+        .unwrap_or(out.finished_at);
+    out.warnings = parts
+        .iter()
+        .flat_map(|(name, r)| {
+            r.warnings.iter().map(move |w| ResultWarning {
+                message: format!("generator `{name}`: {}", w.message),
+                ..w.clone()
+            })
+        })
+        .chain(out.phases.iter().flat_map(lag_warnings))
+        .collect();
+    Ok(out)
+}
+
+fn part_of(name: &str, p: &PhaseResult, interrupted: bool) -> GeneratorPart {
+    GeneratorPart {
+        name: name.to_string(),
+        requests: p.requests.total,
+        ok: p.requests.ok,
+        requests_per_s: p.throughput.requests_per_s,
+        p50_ms: p.latency_ms.p50,
+        p99_ms: p.latency_ms.p99,
+        generator: p.generator.clone(),
+        interrupted,
+    }
+}
+
+/// The warnings of a merged phase's generators that started late or stopped early.
+fn lag_warnings(p: &PhaseResult) -> Vec<ResultWarning> {
+    let warn = |message: String| ResultWarning {
+        kind: ResultWarningKind::GeneratorLagged,
+        phase: Some(p.name.clone()),
+        message,
+    };
+    let mut out = Vec::new();
+    for g in &p.generators {
+        if let Some(lag) = g.generator.start_lag_ms.filter(|l| *l > LAG_WARN_MS) {
+            out.push(warn(format!(
+                "generator `{}` started {lag:.0} ms after the shared start time",
+                g.name
+            )));
+        }
+        if g.interrupted {
+            out.push(warn(format!(
+                "generator `{}` stopped before the end of its run",
+                g.name
+            )));
+        }
+    }
+    out
 }
 
 /// `h` as V2 + deflate, base64.
@@ -125,6 +240,10 @@ pub fn merge_phases(parts: &[PhaseResult]) -> Result<PhaseResult, MergeError> {
         threads: parts.iter().map(|p| p.generator.threads).sum(),
         cores: parts.iter().map(|p| p.generator.cores).sum(),
         bound: parts.iter().any(|p| p.generator.bound),
+        start_lag_ms: parts
+            .iter()
+            .filter_map(|p| p.generator.start_lag_ms)
+            .reduce(f64::max),
     };
     out.timeseries = series(parts);
     // Per stage and per due-time quarter there is no histogram to add: left out.
@@ -201,6 +320,51 @@ mod tests {
         p.latency_ms = summary(&t.latency);
         p.histograms = histograms_of(&t, false);
         p
+    }
+
+    fn result(name: &str, latencies_us: &[u64], lag_ms: f64) -> (String, SuiteResult) {
+        let mut r = crate::load::result::tests::sample();
+        let mut p = part(latencies_us);
+        p.generator.start_lag_ms = Some(lag_ms);
+        r.phases = vec![p];
+        r.warnings = vec![ResultWarning {
+            kind: ResultWarningKind::Dropped,
+            phase: None,
+            message: "3 dropped".into(),
+        }];
+        (name.to_string(), r)
+    }
+
+    #[test]
+    fn results_merge_phase_by_phase_naming_each_generator() {
+        let a = result("gen-a", &[1000; 300], 2.0);
+        let b = result("gen-b", &[3000; 100], 250.0);
+        let m = merge_results(&[a.clone(), b]).unwrap();
+        let p = &m.phases[0];
+        assert_eq!(p.requests.total, 400);
+        assert_eq!(p.latency_ms.count, 400);
+        let names: Vec<&str> = p.generators.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["gen-a", "gen-b"]);
+        assert_eq!(p.generators[1].requests, 100);
+        assert_eq!(p.generator.start_lag_ms, Some(250.0));
+        let text: Vec<&str> = m.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(text.contains(&"generator `gen-a`: 3 dropped"), "{text:?}");
+        assert!(
+            text.contains(&"generator `gen-b` started 250 ms after the shared start time"),
+            "{text:?}"
+        );
+        assert!(
+            !text.iter().any(|t| t.contains("`gen-a` started")),
+            "{text:?}"
+        );
+        // Another run's result does not merge, and says whose.
+        let mut other = result("gen-c", &[1000], 0.0);
+        other.1.url = "http://elsewhere:1".into();
+        let e = merge_results(&[a, other]).unwrap_err().to_string();
+        assert!(
+            e.contains("generator `gen-c` ran suite `frontier` against http://elsewhere:1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -100,6 +100,26 @@ pub struct PhaseResult {
     /// ([`crate::load::merge`]); absent in older results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histograms: Option<PhaseHistograms>,
+    /// A phase merged from several generators ([`crate::load::merge`]): each one's share,
+    /// so a generator that failed, lagged or hit its own limit is named; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generators: Vec<GeneratorPart>,
+}
+
+/// One generator's part of a merged phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorPart {
+    /// Which generator: the name it was given (its engine, or its result file).
+    pub name: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub generator: GeneratorCost,
+    /// It stopped before its phase's end (interrupted or failed).
+    pub interrupted: bool,
 }
 
 /// HDR histograms of a phase in microseconds, each serialized as HdrHistogram's V2 format
@@ -234,6 +254,10 @@ pub struct GeneratorCost {
     /// not reached (open model) or at all (closed model): the figures show the
     /// generator's limit, not the target's. A `load_generator_bound` warning accompanies it.
     pub bound: bool,
+    /// Started at a shared start time (`orchestrator load --start-at`): how late the phase
+    /// began against it, ms (the wake-up's own lag; clock offsets between hosts are apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_lag_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -601,6 +625,9 @@ pub enum ResultWarningKind {
     /// Open model: the generator sent requests late (send lag p99 over 1 ms); the lag is
     /// part of the measured latency.
     GeneratorLate,
+    /// A merged phase: one generator started late against the shared start time, or
+    /// stopped early; the merged figures are short of its share for that time.
+    GeneratorLagged,
 }
 
 #[cfg(test)]
@@ -667,10 +694,11 @@ pub(crate) mod tests {
             timeseries: vec![TimePoint::default()],
             latency_by_due_ms: vec![s.clone(); 4],
             histograms: None,
+            generators: Vec::new(),
         }
     }
 
-    fn sample() -> SuiteResult {
+    pub(crate) fn sample() -> SuiteResult {
         let figure = PairedFigure {
             added_us: 1.0,
             ci_us: [0.5, 1.5],

@@ -344,3 +344,64 @@ async fn overhead_is_reported_and_within_the_total() {
     );
     assert!(m.contains("llm_gateway_overhead_seconds_bucket{le=\"0.00001\"}"));
 }
+
+/// The lab's config of one lane (`docker/gateway/<file>`), pointed at the fake upstream
+/// instead of the lab's mocks and listening on port 0.
+fn lab_config(file: &str, port: u16) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docker/gateway")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for needle in ["127.0.0.1:9000", "127.0.0.1:9001", "listen: 127.0.0.1:"] {
+        assert!(text.contains(needle), "{}: {needle}", path.display());
+    }
+    text.replace("127.0.0.1:9000", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9001", &format!("127.0.0.1:{port}"))
+        .replace("api_key_env: OPENAI_API_KEY", "api_key: sk-mock")
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen:") {
+                "listen: 127.0.0.1:0"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The lab's governed lane (`gateway-governed`): the bearer key is the named key
+/// `lab-governed` with limits far above the load: a request without it, or with another
+/// key, gets 401; with it, 200 (the limits refuse nothing); the secret stays out of the
+/// metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_governed_config_enforces_its_key() {
+    let fake = fake_upstream().await;
+    let gw = Gateway::start(&lab_config("governed.yaml", fake.port));
+    let no_key = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat("gpt-4o-mini"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 401);
+    let v: Value = no_key.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    assert_eq!(
+        call(&gw, "sk-other", chat("gpt-4o-mini"), &[])
+            .await
+            .status(),
+        401
+    );
+    for _ in 0..3 {
+        let r = call(&gw, "sk-lab-key", chat("gpt-4o-mini"), &[]).await;
+        assert_eq!(r.status(), 200);
+    }
+    let m = gw.metrics().await;
+    assert!(m.contains("llm_gateway_requests_total"), "{m}");
+    assert!(!m.contains("sk-lab-key"), "the secret leaked into /metrics");
+    // The plain lane's config takes the same key, without a name or limits.
+    let plain = Gateway::start(&lab_config("config.yaml", fake.port));
+    let r = call(&plain, "sk-lab-key", chat("gpt-4o-mini"), &[]).await;
+    assert_eq!(r.status(), 200);
+}

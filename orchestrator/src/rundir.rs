@@ -111,6 +111,9 @@ pub struct Manifest {
     /// whose files are missing was not reached).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub repeats: BTreeMap<String, u32>,
+    /// The lane of the run: `plain`, `governed` or `both` (absent in older runs: plain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
 }
 
 impl Manifest {
@@ -161,6 +164,20 @@ pub struct TargetRecord {
     pub cpuset: String,
     pub memory_limit_bytes: u64,
     pub outcome: TargetOutcome,
+    /// A governed variant (`x-lab-governed`): which plain target it governs and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governed: Option<GovernedRecord>,
+}
+
+/// What a governed target turns on over its plain twin, and what it cannot have here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernedRecord {
+    /// The plain target it is the governed variant of.
+    pub of: String,
+    pub features: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -95,9 +95,40 @@ fn an_unknown_target_is_named() {
     assert!(err.contains("unknown target `bifrost`"), "{err}");
     // Every `x-lab-role: target` service of the compose file is offered, the floor included.
     assert!(
-        err.contains("(targets: direct, gateway, litellm, nginx)"),
+        err.contains(
+            "(targets: direct, gateway, gateway-governed, litellm, litellm-governed, nginx)"
+        ),
         "{err}"
     );
+}
+
+#[test]
+fn a_lane_with_nothing_to_govern_or_an_unknown_lane_is_named() {
+    let out = orchestrator(
+        &[
+            "run",
+            "baseline",
+            "--targets",
+            "direct,nginx",
+            "--lane",
+            "governed",
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--lane governed: none of the targets (direct,nginx) has a governed variant"),
+        "{err}"
+    );
+    let out = orchestrator(&["run", "baseline", "--lane", "audited"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("audited"), "{err}");
+    let out = orchestrator(&["run", "baseline"], &[("LAB_LANE", "audited")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unknown lane `audited`"), "{err}");
 }
 
 #[test]

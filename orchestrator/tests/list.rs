@@ -26,7 +26,19 @@ fn list_names_every_target_suite_and_profile() {
         assert!(names.contains(&target), "{target} missing:\n{text}");
     }
     // Services that are not targets are not offered as targets.
-    assert!(!names.contains(&"prometheus"), "{text}");
+    assert!(
+        !names.contains(&"prometheus") && !names.contains(&"redis"),
+        "{text}"
+    );
+    // Governed variants say which target they govern and how to run them.
+    let gov = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("litellm-governed "))
+        .unwrap_or_default();
+    assert!(
+        gov.contains("governed variant of litellm (--lane governed|both)"),
+        "{text}"
+    );
     let file = SuitesFile::load(&root.join("orchestrator/suites.yaml")).unwrap();
     for suite in file.suites {
         let line = text

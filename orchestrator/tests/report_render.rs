@@ -699,3 +699,30 @@ fn the_frontier_search_shows_samples_misses_and_rough_rungs() {
         );
     }
 }
+
+#[test]
+fn the_feature_tax_puts_each_governed_variant_beside_its_plain_twin() {
+    let results = gen::temp_dir("tax");
+    let dir = gen::write_governed_run(&results, "run-tax", 1.25);
+    let paths = render_run(&dir).unwrap();
+    let md = std::fs::read_to_string(&paths.summary_md).unwrap();
+    let html = std::fs::read_to_string(&paths.report_html).unwrap();
+    let start = md.find("## Feature tax").expect("feature tax section");
+    let section = &md[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let row = section
+        .lines()
+        .find(|l| l.starts_with("| gateway-governed vs gateway |"))
+        .unwrap_or_else(|| panic!("{section}"));
+    // Throughput divided by 1.25: 0.8x of the plain twin's requests/s.
+    assert!(row.contains("0.800x (-20.0 %)"), "{row}");
+    let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+    assert!(cells[4].starts_with('+'), "tax on added p50: {row}");
+    assert!(section.contains("- gateway-governed (governed `gateway`): named key with rpm/tpm."));
+    assert!(md.contains("feature tax of gateway-governed: 0.800x gateway's requests/s"));
+    assert!(html.contains(r#"id="feature-tax""#), "html section");
+    assert!(html.contains("gateway-governed vs gateway"), "html row");
+    // A run without governed variants has no such section.
+    let (_tmp, _dir, md, html) = render_fixture(false);
+    assert!(!md.contains("Feature tax") && !html.contains("feature-tax"));
+}

@@ -93,6 +93,8 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
             .chain(lab.by_role(Role::Monitoring))
             .map(|(n, _)| n)
             .collect();
+        let backing = lab.backing_for(&targets);
+        names.extend(backing.iter().map(String::as_str));
         names.extend(targets.iter().map(String::as_str));
         let result = stack::bring_up(&docker, &lab, &choices, &names).await;
         if let Err(e) = result {

@@ -93,6 +93,26 @@ pub struct Service {
     /// suite then reports its raw faults without verdicts, as for `direct`.
     #[serde(rename = "x-lab-redundant", default = "yes")]
     pub redundant: bool,
+    /// Services of role `backing` this one needs (compose's list form): started before it
+    /// and stopped with it, so they run only while a target that needs them is measured.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// This target is the governed variant of another (`--lane governed|both`).
+    #[serde(rename = "x-lab-governed", default)]
+    pub governed: Option<Governed>,
+}
+
+/// `x-lab-governed`: which plain target this one governs, and what it turns on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Governed {
+    /// The plain target (its lane-`plain` twin).
+    pub of: String,
+    /// What governance is on: keys, limits, metrics (shown in the report).
+    pub features: String,
+    /// What the lane asks for that this target cannot have here, and why.
+    #[serde(default)]
+    pub missing: Option<String>,
 }
 
 fn yes() -> bool {
@@ -161,6 +181,9 @@ pub enum Role {
     Mock,
     /// Prometheus, cAdvisor, the sink: up for the whole run.
     Monitoring,
+    /// A store a target needs (Redis for shared limits): started with the targets that
+    /// name it in `depends_on`, off the target cpuset, and stopped with them.
+    Backing,
 }
 
 /// `environment:` as a map or as a list of `NAME=value`.
@@ -378,6 +401,7 @@ pub fn parse_compose(path: &Path, text: &str, vars: &Vars) -> Result<ComposeFile
                 message,
             })?;
         }
+        validate_links(name, svc, &file.services)?;
         if swap != mem {
             return Err(ComposeError::Invalid {
                 service: name.clone(),
@@ -389,6 +413,39 @@ pub fn parse_compose(path: &Path, text: &str, vars: &Vars) -> Result<ComposeFile
         }
     }
     Ok(file)
+}
+
+/// `depends_on` names backing services, and `x-lab-governed` a target of role `target`
+/// that is not itself governed.
+fn validate_links(
+    name: &str,
+    svc: &Service,
+    all: &BTreeMap<String, Service>,
+) -> Result<(), ComposeError> {
+    let invalid = |message: String| ComposeError::Invalid {
+        service: name.to_string(),
+        message,
+    };
+    for d in &svc.depends_on {
+        if all.get(d).map(|s| s.role) != Some(Role::Backing) {
+            return Err(invalid(format!(
+                "depends_on: `{d}` is not a service with x-lab-role: backing"
+            )));
+        }
+    }
+    if let Some(g) = &svc.governed {
+        if svc.role != Role::Target {
+            return Err(invalid("x-lab-governed is for x-lab-role: target".into()));
+        }
+        let plain = all.get(&g.of);
+        if !plain.is_some_and(|p| p.role == Role::Target && p.governed.is_none()) {
+            return Err(invalid(format!(
+                "x-lab-governed.of: `{}` is not a plain target (x-lab-role: target without x-lab-governed)",
+                g.of
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// An `x-lab-offline` that can be acted on: an image or a reason, a recipe only with an
@@ -701,6 +758,111 @@ services:
     }
 
     #[test]
+    fn governed_variants_and_backing_services_are_checked_by_name() {
+        let svc = |name: &str, role: &str, extra: &str| {
+            MINI.replace("  mock:", &format!("  {name}:"))
+                .replace("x-lab-role: mock", &format!("x-lab-role: {role}"))
+                .split_once("services:\n")
+                .map(|(_, rest)| format!("{rest}{extra}"))
+                .unwrap_or_default()
+        };
+        let file = |services: &[String]| format!("services:\n{}", services.concat());
+        let parse = |t: &str| parse_compose(Path::new("c.yml"), t, &vars(&[], &[]));
+        let gov = "    x-lab-governed: {of: gw, features: limits}\n";
+        let ok = file(&[
+            svc("gw", "target", ""),
+            svc(
+                "gw-gov",
+                "target",
+                &format!("{gov}    depends_on: [store]\n"),
+            ),
+            svc("store", "backing", ""),
+        ]);
+        let f = parse(&ok).unwrap();
+        let g = f.services["gw-gov"].governed.clone().unwrap();
+        assert_eq!((g.of.as_str(), g.missing), ("gw", None));
+        assert_eq!(f.services["store"].role, Role::Backing);
+        let err = |t: String| parse(&t).unwrap_err().to_string();
+        let e = err(file(&[
+            svc("gw", "target", ""),
+            svc("gw-gov", "target", "    depends_on: [gw]\n"),
+        ]));
+        assert!(
+            e.contains("gw-gov") && e.contains("`gw` is not a service with x-lab-role: backing"),
+            "{e}"
+        );
+        let e = err(file(&[svc("gw-gov", "target", gov)]));
+        assert!(
+            e.contains("x-lab-governed.of: `gw` is not a plain target"),
+            "{e}"
+        );
+        let e = err(file(&[svc("gw", "mock", ""), svc("gw-gov", "target", gov)]));
+        assert!(e.contains("is not a plain target"), "{e}");
+        let e = err(file(&[svc("gw", "target", ""), svc("m", "mock", gov)]));
+        assert!(
+            e.contains("x-lab-governed is for x-lab-role: target"),
+            "{e}"
+        );
+        let e = err(file(&[svc(
+            "gw",
+            "target",
+            "    x-lab-governed: {of: x, feature: y}\n",
+        )]));
+        assert!(e.contains("x-lab-governed") && e.contains("feature"), "{e}");
+    }
+
+    #[test]
+    fn the_repo_governed_lane_pairs_each_gateway_and_starts_redis_with_litellm_only() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let v = Vars {
+            file: repo_env(),
+            ..Default::default()
+        };
+        let f = read_compose(&root.join("docker-compose.benchmark.yml"), &v).unwrap();
+        let of = |n: &str| f.services[n].governed.as_ref().map(|g| g.of.clone());
+        assert_eq!(of("gateway-governed").as_deref(), Some("gateway"));
+        assert_eq!(of("litellm-governed").as_deref(), Some("litellm"));
+        assert!(f.services["litellm-governed"]
+            .governed
+            .as_ref()
+            .unwrap()
+            .missing
+            .is_some());
+        for plain in ["direct", "nginx", "gateway", "litellm"] {
+            assert!(f.services.get(plain).is_none_or(|s| s.governed.is_none()));
+        }
+        assert_eq!(f.services["litellm-governed"].depends_on, ["redis"]);
+        assert!(f.services["gateway-governed"].depends_on.is_empty());
+        assert!(f.services["litellm"].depends_on.is_empty());
+        assert_eq!(f.services["redis"].role, Role::Backing);
+        assert_eq!(f.services["redis"].health_url, "tcp://127.0.0.1:6379");
+        // The variant runs the plain service's image, cpuset and limits.
+        for (g, p) in [
+            ("gateway-governed", "gateway"),
+            ("litellm-governed", "litellm"),
+        ] {
+            let (g, p) = (&f.services[g], &f.services[p]);
+            assert_eq!(
+                (&g.image, &g.cpuset, &g.mem_limit, &g.build),
+                (&p.image, &p.cpuset, &p.mem_limit, &p.build)
+            );
+            assert_eq!(
+                g.offline.as_ref().map(|o| &o.image),
+                p.offline.as_ref().map(|o| &o.image)
+            );
+        }
+        // The LiteLLM governed config names the default REDIS_PORT, and Prometheus
+        // scrapes both variants on their default ports.
+        let env = repo_env();
+        let text = std::fs::read_to_string(root.join("docker/litellm/governed.yaml")).unwrap();
+        assert!(text.contains(&format!("redis_port: {}", env["REDIS_PORT"])));
+        let prom = std::fs::read_to_string(root.join("prometheus/prometheus.yml")).unwrap();
+        for var in ["GATEWAY_GOVERNED_PORT", "LITELLM_GOVERNED_PORT"] {
+            assert!(prom.contains(&format!("127.0.0.1:{}", env[var])), "{var}");
+        }
+    }
+
+    #[test]
     fn every_offline_image_of_the_repo_has_a_recipe_or_a_reason() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let v = Vars {
@@ -719,7 +881,7 @@ services:
         // (twice: client side and upstream side) without running out of descriptors, and
         // stays under the lab machines' dockerd hard limit (20,000), which runc cannot pass.
         for (name, s) in &f.services {
-            if s.role != Role::Monitoring {
+            if matches!(s.role, Role::Target | Role::Mock) {
                 let n = s.ulimits.as_ref().and_then(|u| u.nofile);
                 assert!(
                     n.is_some_and(|n| (8192..20000).contains(&n.hard)),

@@ -67,10 +67,12 @@ pub fn targets(lab: &Lab) -> Vec<Entry> {
         DIRECT,
         &format!("{mock} called directly: the control, no gateway in between"),
     );
-    let services = lab
-        .by_role(Role::Target)
-        .into_iter()
-        .map(|(n, s)| entry(n, &format!("{} on cpuset {}", s.image, s.cpuset)));
+    let services = lab.by_role(Role::Target).into_iter().map(|(n, s)| {
+        let lane = s.governed.as_ref().map_or(String::new(), |g| {
+            format!("; governed variant of {} (--lane governed|both)", g.of)
+        });
+        entry(n, &format!("{} on cpuset {}{lane}", s.image, s.cpuset))
+    });
     std::iter::once(direct).chain(services).collect()
 }
 

@@ -4,6 +4,7 @@ pub mod compose;
 pub mod estimate;
 pub mod image_source;
 pub mod images;
+pub mod lane;
 pub mod list;
 pub mod lock;
 pub mod plan;

@@ -20,6 +20,7 @@ use crate::docker::Docker;
 use crate::lab::compose::Role;
 use crate::lab::image_source::ImageChoice;
 use crate::lab::images;
+use crate::lab::lane::{self, Lane};
 use crate::lab::plan;
 use crate::lab::rig;
 use crate::lab::stack::{self, bring_up, runtime, Lab, LabOpts, ServiceFailure};
@@ -29,8 +30,8 @@ use crate::load::{CancelToken, ChannelObserver, Event, Observer};
 use crate::report::figures::KeyFigures;
 use crate::report::{RenderedPaths, ReportError};
 use crate::rundir::{
-    ContainerStats, HostInfo, Manifest, RunDir, RunStatus, ServiceRecord, StatsSample,
-    TargetOutcome, TargetRecord, Warning, WarningKind, LATEST, RAW_DIR, STATS_DIR,
+    ContainerStats, GovernedRecord, HostInfo, Manifest, RunDir, RunStatus, ServiceRecord,
+    StatsSample, TargetOutcome, TargetRecord, Warning, WarningKind, LATEST, RAW_DIR, STATS_DIR,
 };
 use crate::sinks::{self, InfluxSink, SeriesTags};
 use crate::suites::faults::FaultControl;
@@ -66,6 +67,11 @@ pub struct RunArgs {
     /// in the suites file), in rounds that interleave the targets.
     #[arg(long, value_name = "N")]
     pub repeat: Option<u32>,
+    /// Which variant of each target runs (default LAB_LANE, else plain): `plain`, `governed`
+    /// (the `x-lab-governed` variants: per-key auth, rpm/tpm limits, metrics) or `both`
+    /// (each plain target then its governed variant, for the report's feature tax).
+    #[arg(long, value_enum)]
+    pub lane: Option<Lane>,
 }
 
 /// The control target: the mock upstream called directly.
@@ -83,6 +89,7 @@ struct Plan {
     results: PathBuf,
     keep: bool,
     fail_on_thresholds: bool,
+    lane: Lane,
 }
 
 fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
@@ -128,7 +135,34 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
     if targets.is_empty() {
         bail!("no target given (--targets {DEFAULT_TARGETS})");
     }
-    for t in &targets {
+    check_targets(&lab, &targets)?;
+    let lane = match a.lane {
+        Some(l) => l,
+        None => Lane::parse(&lab.vars.get_or("LAB_LANE", "plain"))?,
+    };
+    let selection = lane::select(&targets, lane, &lab.governed_variants())?;
+    for n in &selection.notes {
+        crate::note!("lane   {}: {n}", lane.name());
+    }
+    let results = match &a.results {
+        Some(r) => r.clone(),
+        None => lab.root.join(lab.vars.get_or("LAB_RESULTS_DIR", "results")),
+    };
+    Ok(Plan {
+        lab,
+        profile,
+        suites,
+        targets: selection.targets,
+        results,
+        keep: a.keep,
+        fail_on_thresholds: a.fail_on_thresholds,
+        lane,
+    })
+}
+
+/// Every target is `direct` or a service of role `target`.
+fn check_targets(lab: &Lab, targets: &[String]) -> anyhow::Result<()> {
+    for t in targets {
         if t != DIRECT {
             let ok = lab
                 .compose
@@ -148,19 +182,7 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
             }
         }
     }
-    let results = match &a.results {
-        Some(r) => r.clone(),
-        None => lab.root.join(lab.vars.get_or("LAB_RESULTS_DIR", "results")),
-    };
-    Ok(Plan {
-        lab,
-        profile,
-        suites,
-        targets,
-        results,
-        keep: a.keep,
-        fail_on_thresholds: a.fail_on_thresholds,
-    })
+    Ok(())
 }
 
 /// Applies `--repeat N` to every suite.
@@ -357,14 +379,24 @@ async fn new_manifest(
                 cpuset: svc.cpuset.clone(),
                 memory_limit_bytes: crate::lab::compose::parse_bytes(&svc.mem_limit).unwrap_or(0),
                 outcome: TargetOutcome::Skipped,
+                governed: svc.governed.as_ref().map(|g| GovernedRecord {
+                    of: g.of.clone(),
+                    features: g.features.clone(),
+                    missing: g.missing.clone(),
+                }),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let backing = lab.backing_for(&plan.targets);
     let services = lab
         .compose
         .services
         .iter()
-        .filter(|(_, s)| s.role != Role::Target)
+        .filter(|(n, s)| match s.role {
+            Role::Target => false,
+            Role::Backing => backing.contains(n),
+            _ => true,
+        })
         .map(|(n, s)| {
             let c = choices.get(n);
             ServiceRecord {
@@ -399,6 +431,7 @@ async fn new_manifest(
             .filter(|s| s.repeats > 1)
             .map(|s| (s.name.clone(), s.repeats))
             .collect(),
+        lane: Some(plan.lane.name().to_string()),
     })
 }
 
@@ -532,6 +565,7 @@ async fn run_lab(
 
     let ctx = Ctx {
         plan,
+        choices,
         docker: &docker,
         cancel: &cancel,
         live: &live,
@@ -616,10 +650,15 @@ fn close_manifest(
 /// Ports of the services a run uses (`usable` filters out services without an image).
 fn run_ports(plan: &Plan, usable: impl Fn(&str) -> bool) -> Vec<(String, u16)> {
     let lab = &plan.lab;
+    let backing = lab.backing_for(&plan.targets);
     lab.compose
         .services
         .iter()
-        .filter(|(n, s)| s.role != Role::Target || plan.targets.iter().any(|t| t == *n))
+        .filter(|(n, s)| match s.role {
+            Role::Target => plan.targets.iter().any(|t| t == *n),
+            Role::Backing => backing.contains(n),
+            _ => true,
+        })
         .filter(|(n, _)| usable(n))
         .filter_map(|(n, s)| stack::port_of(s).map(|p| (n.clone(), p)))
         .collect()
@@ -628,6 +667,7 @@ fn run_ports(plan: &Plan, usable: impl Fn(&str) -> bool) -> Vec<(String, u16)> {
 /// What every step of a run shares.
 struct Ctx<'a> {
     plan: &'a Plan,
+    choices: &'a BTreeMap<String, ImageChoice>,
     docker: &'a Docker,
     cancel: &'a CancelToken,
     live: &'a Live,
@@ -725,7 +765,16 @@ async fn start_target(
         lab.service(service)?.cpuset
     );
     let url = lab.service(service)?.health_url.clone();
+    let backing = lab.service(service)?.depends_on.clone();
     let started = async {
+        let names: Vec<&str> = backing.iter().map(String::as_str).collect();
+        bring_up(docker, lab, ctx.choices, &names)
+            .await
+            .map_err(|e| ServiceFailure {
+                exit_code: None,
+                reason: format!("its backing services ({}): {e:#}", backing.join(", ")),
+                last_log_lines: Vec::new(),
+            })?;
         stack::start_service(docker, lab, service, choice)
             .await
             .map_err(|e| ServiceFailure {
@@ -740,6 +789,7 @@ async fn start_target(
         Ok(Err(f)) => {
             fail_target(st, i, target, None, &f);
             let _ = docker.remove(&container).await;
+            stop_backing(ctx, service).await?;
             Started::Failed
         }
         Ok(Ok(waited)) => {
@@ -804,8 +854,19 @@ async fn run_target(
     st.save()?;
     if target != DIRECT {
         stack::stop_container(docker, &container).await?;
+        stop_backing(ctx, target).await?;
     }
     Ok(true)
+}
+
+/// Stops the backing services (`depends_on`) of a target once it is done: the next target
+/// is measured without them.
+async fn stop_backing(ctx: &Ctx<'_>, service: &str) -> anyhow::Result<()> {
+    let lab = &ctx.plan.lab;
+    for b in &lab.service(service)?.depends_on {
+        stack::stop_container(ctx.docker, &lab.container_name(b)).await?;
+    }
+    Ok(())
 }
 
 /// The mocks' admin URLs (deployment A, then B) for the `faults` suite. `direct` is the

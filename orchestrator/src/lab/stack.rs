@@ -173,6 +173,31 @@ impl Lab {
             .with_context(|| format!("{} has no service `{name}`", self.compose_path.display()))
     }
 
+    /// Plain target -> its governed variant (`x-lab-governed.of`).
+    pub fn governed_variants(&self) -> BTreeMap<String, String> {
+        self.compose
+            .services
+            .iter()
+            .filter_map(|(n, s)| s.governed.as_ref().map(|g| (g.of.clone(), n.clone())))
+            .collect()
+    }
+
+    /// The backing services (`depends_on`) any of `targets` needs, each once.
+    pub fn backing_for(&self, targets: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in targets {
+            let Some(svc) = self.compose.services.get(t) else {
+                continue;
+            };
+            for d in &svc.depends_on {
+                if !out.contains(d) {
+                    out.push(d.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Services of one role, in name order.
     pub fn by_role(&self, role: Role) -> Vec<(&str, &Service)> {
         self.compose
@@ -238,8 +263,9 @@ impl Lab {
                 // seconds, on the measured core (LiteLLM's starts a Python interpreter):
                 // measured services get none, and readiness comes from the host asking
                 // their x-lab-health-url (the URL their healthcheck asks), while
-                // `watch_target` notices a container that dies.
-                Role::Target | Role::Mock => Some(HealthSpec::default()),
+                // `watch_target` notices a container that dies. Backing services (Redis)
+                // share the mock's cores: no probe process there either.
+                Role::Target | Role::Mock | Role::Backing => Some(HealthSpec::default()),
                 Role::Monitoring => hc
                     .map(health_spec)
                     .transpose()
@@ -496,10 +522,8 @@ pub async fn wait_ready(
             }
             Readiness::Starting => {}
             Readiness::HostProbe => {
-                if let Ok(r) = client.get(url).send().await {
-                    if r.status().is_success() {
-                        return Ok(start.elapsed());
-                    }
+                if probe(&client, url).await {
+                    return Ok(start.elapsed());
                 }
             }
         }
@@ -525,6 +549,19 @@ pub async fn wait_ready(
     }
 }
 
+/// One readiness probe from the host: a 2xx answer to an HTTP URL, or for a
+/// `tcp://host:port` URL (a service that speaks no HTTP, e.g. Redis) an accepted connection.
+async fn probe(client: &reqwest::Client, url: &str) -> bool {
+    if let Some(addr) = url.strip_prefix("tcp://") {
+        let connect = tokio::net::TcpStream::connect(addr.trim_end_matches('/'));
+        return matches!(
+            tokio::time::timeout(Duration::from_secs(2), connect).await,
+            Ok(Ok(_))
+        );
+    }
+    matches!(client.get(url).send().await, Ok(r) if r.status().is_success())
+}
+
 /// Creates and starts a service's container (replacing a leftover one of the same name).
 pub async fn start_service(
     docker: &Docker,
@@ -545,9 +582,10 @@ pub async fn start_service(
 
 /// Readiness timeout of a service: LiteLLM and Prometheus take a while to start.
 pub fn ready_timeout(name: &str) -> Duration {
-    match name {
-        "litellm" => Duration::from_secs(240),
-        _ => Duration::from_secs(90),
+    if name.starts_with("litellm") {
+        Duration::from_secs(240)
+    } else {
+        Duration::from_secs(90)
     }
 }
 
@@ -678,15 +716,15 @@ mod tests {
         for (name, svc) in &lab.compose.services {
             let hc = lab.spec(name, svc, &choice).unwrap().healthcheck;
             match svc.role {
-                Role::Target | Role::Mock => {
+                Role::Target | Role::Mock | Role::Backing => {
                     assert_eq!(hc, Some(HealthSpec::default()), "{name}: disabled")
                 }
                 Role::Monitoring => assert!(hc.is_some() || svc.healthcheck.is_none(), "{name}"),
             }
         }
         assert_eq!(
-            checked, 3,
-            "gateway and the two mock-upstream services are built from the workspace"
+            checked, 4,
+            "gateway, gateway-governed and the two mock-upstream services are built from the workspace"
         );
         assert_eq!(lab.rust_binaries(), ["gateway", "mock-upstream"]);
     }

@@ -18,6 +18,7 @@ pub mod noise;
 pub mod stages;
 pub mod stats;
 pub mod svg;
+pub mod tax;
 pub mod thresholds;
 
 use std::path::{Path, PathBuf};
@@ -114,6 +115,8 @@ pub fn render<T: Serialize>(env: &Environment, name: &str, ctx: &T) -> Result<St
 /// The view of a run with its charts, ready for both templates.
 pub fn view(run: &RunData) -> ReportView {
     let mut v = model::build(run);
+    v.feature_tax = tax::view(run);
+    v.headline.extend(tax::headline(run));
     for s in &mut v.suites {
         s.charts = charts::suite_charts(run, &s.name);
         s.charts

@@ -343,6 +343,8 @@ pub struct ReportView {
     pub services: TableView,
     /// Each gateway against the `nginx` floor, or why the section is omitted.
     pub floor: FloorView,
+    /// Governed variants against their plain twins (`--lane both`), filled by `report::view`.
+    pub feature_tax: Option<super::tax::TaxView>,
     pub config_json: String,
     /// Warnings that apply to the whole run (no suite), shown at the top.
     pub run_notes: Vec<Note>,
@@ -1264,6 +1266,7 @@ pub fn build(run: &RunData) -> ReportView {
         targets: targets_table,
         services: services_table,
         floor: super::floor::view(run, &targets),
+        feature_tax: None,
         config_json: serde_json::to_string_pretty(&m.config).unwrap_or_default(),
         run_notes: notes
             .iter()

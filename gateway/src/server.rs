@@ -230,6 +230,9 @@ struct Guard {
     charge: Option<Charge>,
     /// `x-gateway-cache` of the answer: hit, miss, or none.
     cache: Option<&'static str>,
+    /// The request's duration when already read (a whole answer's, at its head):
+    /// the metrics take it instead of reading the clock again.
+    elapsed: Option<Duration>,
     armed: bool,
 }
 
@@ -251,6 +254,7 @@ impl Guard {
             waited: Duration::ZERO,
             charge: None,
             cache: None,
+            elapsed: None,
             armed: true,
         }
     }
@@ -303,7 +307,10 @@ impl Drop for Guard {
         let m = &self.state.metrics;
         m.status(self.slot, self.status);
         m.tokens(self.slot, self.input, self.output);
-        m.finish(self.slot, self.start.elapsed());
+        m.finish(
+            self.slot,
+            self.elapsed.unwrap_or_else(|| self.start.elapsed()),
+        );
     }
 }
 
@@ -417,8 +424,22 @@ impl http_body::Body for Body {
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    full_sized(status, content_type, body, 0)
+}
+
+/// A whole answer whose header map is made for `headers` headers at once when above
+/// 0 (the limits' six, say): no growing and rehashing on the way.
+fn full_sized(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+    headers: usize,
+) -> Response<Body> {
     let mut r = Response::new(Body::Full(Some(body)));
     *r.status_mut() = status;
+    if headers > 0 {
+        *r.headers_mut() = HeaderMap::with_capacity(headers);
+    }
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -924,7 +945,10 @@ async fn serve_job(
     } else {
         dispatch(state, job, first, g).await?
     };
-    let mut resp = respond(answer, g);
+    // The limits' headers, and room for content-type and the gateway's own four.
+    let quota_headers_n =
+        3 * (usize::from(quotas.requests.is_some()) + usize::from(quotas.tokens.is_some()));
+    let mut resp = respond(answer, g, quota_headers_n);
     for (kind, q) in [
         (LimitKind::Requests, quotas.requests),
         (LimitKind::Tokens, quotas.tokens),
@@ -1044,8 +1068,13 @@ async fn coalesced(
     }
 }
 
-fn respond(answer: Answer, g: &mut Guard) -> Response<Body> {
+/// The answer as a response; `extra` headers will be added to a whole one.
+fn respond(answer: Answer, g: &mut Guard, extra: usize) -> Response<Body> {
     match answer {
+        Answer::Full(b) if extra > 0 => {
+            g.usage(&b);
+            full_sized(StatusCode::OK, "application/json", b, extra + 5)
+        }
         Answer::Full(b) => {
             g.usage(&b);
             json(b)
@@ -1105,7 +1134,9 @@ async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<
             .insert(X_CACHE, HeaderValue::from_static(c));
     }
     // Overhead: from the handler's start to the response head, minus the waits.
-    let overhead = g.start.elapsed().saturating_sub(g.waited);
+    let elapsed = g.start.elapsed();
+    g.elapsed = Some(elapsed);
+    let overhead = elapsed.saturating_sub(g.waited);
     state.metrics.overhead(overhead);
     let us = u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX);
     resp.headers_mut().insert(X_OVERHEAD, overhead_value(us));

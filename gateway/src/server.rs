@@ -326,7 +326,10 @@ pub struct Metered {
     meter: SseMeter,
     guard: Guard,
     done: bool,
-    /// Chunks taken from the upstream but not yet sent.
+    /// A chunk taken from the upstream but not yet sent, while it is the only one:
+    /// sent as it is (no copy, no allocation), the common case under load.
+    first: Option<Bytes>,
+    /// Chunks taken from the upstream but not yet sent, when more than one came.
     held: BytesMut,
     /// An upstream failure seen after some held data, returned on the next poll.
     pending_err: Option<GatewayError>,
@@ -343,8 +346,27 @@ impl Metered {
         Poll::Ready(Some(Err(e)))
     }
 
+    /// Bytes taken from the upstream and not yet sent.
+    fn held_len(&self) -> usize {
+        self.held.len() + self.first.as_ref().map_or(0, Bytes::len)
+    }
+
+    fn hold(&mut self, c: Bytes) {
+        if self.held.is_empty() && self.first.is_none() {
+            self.first = Some(c);
+            return;
+        }
+        if let Some(f) = self.first.take() {
+            self.held.extend_from_slice(&f);
+        }
+        self.held.extend_from_slice(&c);
+    }
+
     fn emit(&mut self) -> Poll<Option<Result<Bytes, GatewayError>>> {
-        let chunk = self.held.split().freeze();
+        let chunk = match self.first.take() {
+            Some(f) => f,
+            None => self.held.split().freeze(),
+        };
         if self.meter.feed(&chunk) {
             let d = self.guard.start.elapsed();
             self.guard.state.metrics.ttft(self.guard.slot, d);
@@ -360,26 +382,26 @@ impl Metered {
         }
         loop {
             if self.done {
-                return if self.held.is_empty() {
+                return if self.held_len() == 0 {
                     Poll::Ready(None)
                 } else {
                     self.emit()
                 };
             }
-            if self.held.len() >= COALESCE_MAX {
+            if self.held_len() >= COALESCE_MAX {
                 return self.emit();
             }
             match self.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(c))) => self.held.extend_from_slice(&c),
+                Poll::Ready(Some(Ok(c))) => self.hold(c),
                 Poll::Ready(Some(Err(e))) => {
-                    if self.held.is_empty() {
+                    if self.held_len() == 0 {
                         return self.failed(e);
                     }
                     self.pending_err = Some(e);
                     return self.emit();
                 }
                 Poll::Ready(None) => self.done = true,
-                Poll::Pending if self.held.is_empty() => return Poll::Pending,
+                Poll::Pending if self.held_len() == 0 => return Poll::Pending,
                 Poll::Pending => return self.emit(),
             }
         }
@@ -410,7 +432,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(b) => b.is_none(),
-            Body::Stream(m) => m.done && m.held.is_empty() && m.pending_err.is_none(),
+            Body::Stream(m) => m.done && m.held_len() == 0 && m.pending_err.is_none(),
         }
     }
 
@@ -456,6 +478,7 @@ fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard) -> Response<Body> {
         meter: SseMeter::new(kind),
         guard,
         done: false,
+        first: None,
         held: BytesMut::new(),
         pending_err: None,
     }));

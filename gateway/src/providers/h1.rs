@@ -35,6 +35,11 @@ const READ_CHUNK: usize = 8 * 1024;
 /// allocate a new block for nearly every answer or stream chunk; this way one block
 /// serves reads until its room runs low.
 const MIN_SPARE: usize = 2 * 1024;
+/// Idle connections kept per endpoint.
+const MAX_IDLE: usize = 1024;
+/// An idle connection older than this is closed rather than reused (servers close
+/// idle keep-alive connections after a while; hyper's default pool timeout).
+const IDLE_FOR: Duration = Duration::from_secs(90);
 
 /// Makes room for a read (see [`MIN_SPARE`]).
 fn make_room(buf: &mut BytesMut) {
@@ -42,11 +47,6 @@ fn make_room(buf: &mut BytesMut) {
         buf.reserve(READ_CHUNK);
     }
 }
-/// Idle connections kept per endpoint.
-const MAX_IDLE: usize = 1024;
-/// An idle connection older than this is closed rather than reused (servers close
-/// idle keep-alive connections after a while; hyper's default pool timeout).
-const IDLE_FOR: Duration = Duration::from_secs(90);
 
 /// One `http://host:port/path` the gateway POSTs to, with its idle connections.
 pub struct Endpoint {

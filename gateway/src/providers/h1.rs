@@ -28,25 +28,13 @@ use crate::error::GatewayError;
 const MAX_HEADERS: usize = 64;
 /// Largest answer head accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// Read size: room reserved in the buffer when less than [`MIN_SPARE`] is left.
+/// Read size: room reserved in the buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
-/// Room a read needs before the buffer is grown. Answers are split off the buffer
-/// and handed on, so growing before every read (to a full [`READ_CHUNK`]) would
-/// allocate a new block for nearly every answer or stream chunk; this way one block
-/// serves reads until its room runs low.
-const MIN_SPARE: usize = 2 * 1024;
 /// Idle connections kept per endpoint.
 const MAX_IDLE: usize = 1024;
 /// An idle connection older than this is closed rather than reused (servers close
 /// idle keep-alive connections after a while; hyper's default pool timeout).
 const IDLE_FOR: Duration = Duration::from_secs(90);
-
-/// Makes room for a read (see [`MIN_SPARE`]).
-fn make_room(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_SPARE {
-        buf.reserve(READ_CHUNK);
-    }
-}
 
 /// One `http://host:port/path` the gateway POSTs to, with its idle connections.
 pub struct Endpoint {
@@ -372,7 +360,7 @@ impl Conn {
         let Conn {
             io, buf, deadline, ..
         } = self;
-        make_room(buf);
+        buf.reserve(READ_CHUNK);
         deadline
             .run(io.read_buf(buf))
             .await?
@@ -586,7 +574,7 @@ pub struct BodyStream {
 fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     let Conn { io, buf, .. } = conn;
     loop {
-        make_room(buf);
+        buf.reserve(READ_CHUNK);
         let spare = buf.capacity() - buf.len();
         let mut got = None;
         let r = io.try_io(Interest::READABLE, || {

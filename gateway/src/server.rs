@@ -230,6 +230,9 @@ struct Guard {
     charge: Option<Charge>,
     /// `x-gateway-cache` of the answer: hit, miss, or none.
     cache: Option<&'static str>,
+    /// The request's duration when already read (a whole answer's, at its head):
+    /// the metrics take it instead of reading the clock again.
+    elapsed: Option<Duration>,
     armed: bool,
 }
 
@@ -251,6 +254,7 @@ impl Guard {
             waited: Duration::ZERO,
             charge: None,
             cache: None,
+            elapsed: None,
             armed: true,
         }
     }
@@ -303,7 +307,10 @@ impl Drop for Guard {
         let m = &self.state.metrics;
         m.status(self.slot, self.status);
         m.tokens(self.slot, self.input, self.output);
-        m.finish(self.slot, self.start.elapsed());
+        m.finish(
+            self.slot,
+            self.elapsed.unwrap_or_else(|| self.start.elapsed()),
+        );
     }
 }
 
@@ -319,7 +326,10 @@ pub struct Metered {
     meter: SseMeter,
     guard: Guard,
     done: bool,
-    /// Chunks taken from the upstream but not yet sent.
+    /// A chunk taken from the upstream but not yet sent, while it is the only one:
+    /// sent as it is (no copy, no allocation), the common case under load.
+    first: Option<Bytes>,
+    /// Chunks taken from the upstream but not yet sent, when more than one came.
     held: BytesMut,
     /// An upstream failure seen after some held data, returned on the next poll.
     pending_err: Option<GatewayError>,
@@ -336,8 +346,27 @@ impl Metered {
         Poll::Ready(Some(Err(e)))
     }
 
+    /// Bytes taken from the upstream and not yet sent.
+    fn held_len(&self) -> usize {
+        self.held.len() + self.first.as_ref().map_or(0, Bytes::len)
+    }
+
+    fn hold(&mut self, c: Bytes) {
+        if self.held.is_empty() && self.first.is_none() {
+            self.first = Some(c);
+            return;
+        }
+        if let Some(f) = self.first.take() {
+            self.held.extend_from_slice(&f);
+        }
+        self.held.extend_from_slice(&c);
+    }
+
     fn emit(&mut self) -> Poll<Option<Result<Bytes, GatewayError>>> {
-        let chunk = self.held.split().freeze();
+        let chunk = match self.first.take() {
+            Some(f) => f,
+            None => self.held.split().freeze(),
+        };
         if self.meter.feed(&chunk) {
             let d = self.guard.start.elapsed();
             self.guard.state.metrics.ttft(self.guard.slot, d);
@@ -353,26 +382,26 @@ impl Metered {
         }
         loop {
             if self.done {
-                return if self.held.is_empty() {
+                return if self.held_len() == 0 {
                     Poll::Ready(None)
                 } else {
                     self.emit()
                 };
             }
-            if self.held.len() >= COALESCE_MAX {
+            if self.held_len() >= COALESCE_MAX {
                 return self.emit();
             }
             match self.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(c))) => self.held.extend_from_slice(&c),
+                Poll::Ready(Some(Ok(c))) => self.hold(c),
                 Poll::Ready(Some(Err(e))) => {
-                    if self.held.is_empty() {
+                    if self.held_len() == 0 {
                         return self.failed(e);
                     }
                     self.pending_err = Some(e);
                     return self.emit();
                 }
                 Poll::Ready(None) => self.done = true,
-                Poll::Pending if self.held.is_empty() => return Poll::Pending,
+                Poll::Pending if self.held_len() == 0 => return Poll::Pending,
                 Poll::Pending => return self.emit(),
             }
         }
@@ -403,7 +432,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(b) => b.is_none(),
-            Body::Stream(m) => m.done && m.held.is_empty() && m.pending_err.is_none(),
+            Body::Stream(m) => m.done && m.held_len() == 0 && m.pending_err.is_none(),
         }
     }
 
@@ -417,8 +446,22 @@ impl http_body::Body for Body {
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    full_sized(status, content_type, body, 0)
+}
+
+/// A whole answer whose header map is made for `headers` headers at once when above
+/// 0 (the limits' six, say): no growing and rehashing on the way.
+fn full_sized(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+    headers: usize,
+) -> Response<Body> {
     let mut r = Response::new(Body::Full(Some(body)));
     *r.status_mut() = status;
+    if headers > 0 {
+        *r.headers_mut() = HeaderMap::with_capacity(headers);
+    }
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -435,6 +478,7 @@ fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard) -> Response<Body> {
         meter: SseMeter::new(kind),
         guard,
         done: false,
+        first: None,
         held: BytesMut::new(),
         pending_err: None,
     }));
@@ -924,7 +968,10 @@ async fn serve_job(
     } else {
         dispatch(state, job, first, g).await?
     };
-    let mut resp = respond(answer, g);
+    // The limits' headers, and room for content-type and the gateway's own four.
+    let quota_headers_n =
+        3 * (usize::from(quotas.requests.is_some()) + usize::from(quotas.tokens.is_some()));
+    let mut resp = respond(answer, g, quota_headers_n);
     for (kind, q) in [
         (LimitKind::Requests, quotas.requests),
         (LimitKind::Tokens, quotas.tokens),
@@ -1044,8 +1091,13 @@ async fn coalesced(
     }
 }
 
-fn respond(answer: Answer, g: &mut Guard) -> Response<Body> {
+/// The answer as a response; `extra` headers will be added to a whole one.
+fn respond(answer: Answer, g: &mut Guard, extra: usize) -> Response<Body> {
     match answer {
+        Answer::Full(b) if extra > 0 => {
+            g.usage(&b);
+            full_sized(StatusCode::OK, "application/json", b, extra + 5)
+        }
         Answer::Full(b) => {
             g.usage(&b);
             json(b)
@@ -1105,7 +1157,9 @@ async fn api(state: Arc<State>, req: Request<Incoming>, which: Api) -> Response<
             .insert(X_CACHE, HeaderValue::from_static(c));
     }
     // Overhead: from the handler's start to the response head, minus the waits.
-    let overhead = g.start.elapsed().saturating_sub(g.waited);
+    let elapsed = g.start.elapsed();
+    g.elapsed = Some(elapsed);
+    let overhead = elapsed.saturating_sub(g.waited);
     state.metrics.overhead(overhead);
     let us = u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX);
     resp.headers_mut().insert(X_OVERHEAD, overhead_value(us));

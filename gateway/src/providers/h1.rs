@@ -11,7 +11,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
@@ -19,7 +19,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::config::ConfigError;
 use crate::error::GatewayError;
@@ -44,13 +44,80 @@ pub struct Endpoint {
     head: Vec<u8>,
     idle: Mutex<Vec<Conn>>,
     connect_timeout: Duration,
+    /// Each exchange (write, head, body) must end within this of its start; a stream's
+    /// chunks must each come within it of the last.
+    timeout: Duration,
 }
 
 /// A kept-alive connection and the bytes read past the last answer (none, normally).
 pub struct Conn {
     io: TcpStream,
     buf: BytesMut,
-    idle_since: Instant,
+    /// When the connection was last taken for a request (idle since, once pooled).
+    used_at: Instant,
+    deadline: Deadline,
+}
+
+/// The connection's timeout, re-armed lazily: a request moves `at` (a store, no
+/// timer-wheel update), and the timer, registered once per connection at some earlier
+/// instant, is moved up to `at` only when it fires early. So a timer is touched about
+/// once per timeout period per connection, not twice per request (as
+/// `tokio::time::timeout` would: insert and remove, plus a clock read).
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn new(now: Instant, timeout: Duration) -> Self {
+        let at = now + timeout;
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            at,
+            timeout,
+        }
+    }
+
+    /// Starts a new period: the deadline becomes `now` + the timeout. Only a move
+    /// earlier than the armed timer touches the timer.
+    fn restart(&mut self, now: Instant) {
+        let at = now + self.timeout;
+        self.at = at;
+        if at < self.sleep.deadline() {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// Ready once `at` has passed.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if self.sleep.deadline() >= self.at {
+                return Poll::Ready(());
+            }
+            let at = self.at;
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    fn error(&self) -> GatewayError {
+        GatewayError::UpstreamTimeout(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// `f`'s output, or [`GatewayError::UpstreamTimeout`] when the deadline passes first.
+    async fn run<F: Future>(&mut self, f: F) -> Result<F::Output, GatewayError> {
+        let mut f = std::pin::pin!(f);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                return Poll::Ready(Ok(v));
+            }
+            self.poll_expired(cx).map(|()| Err(self.error()))
+        })
+        .await
+    }
 }
 
 /// How an answer's body is delimited.
@@ -90,7 +157,11 @@ fn io_err(e: &io::Error) -> GatewayError {
 
 impl Endpoint {
     /// The endpoint of a plain `http://` URI (`None` for any other scheme).
-    pub fn new(uri: &Uri, connect_timeout: Duration) -> Result<Option<Self>, ConfigError> {
+    pub fn new(
+        uri: &Uri,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Option<Self>, ConfigError> {
         if uri.scheme_str() != Some("http") {
             return Ok(None);
         }
@@ -116,6 +187,7 @@ impl Endpoint {
             head,
             idle: Mutex::new(Vec::new()),
             connect_timeout,
+            timeout,
         }))
     }
 
@@ -153,29 +225,30 @@ impl Endpoint {
         out
     }
 
-    fn take_idle(&self) -> Option<Conn> {
+    /// A pooled connection not idle for too long (as of `now`), not closed.
+    fn take_idle(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop() {
-            if c.idle_since.elapsed() < IDLE_FOR && !c.closed() {
+            if now.saturating_duration_since(c.used_at) < IDLE_FOR && !c.closed() {
                 return Some(c);
             }
         }
         None
     }
 
-    /// Puts a connection whose last answer was read to its end back in the pool.
-    fn give_back(&self, mut conn: Conn) {
+    /// Puts a connection whose last answer was read to its end back in the pool. It
+    /// counts as idle since its request started (no clock read here).
+    fn give_back(&self, conn: Conn) {
         if !conn.buf.is_empty() {
             return; // bytes past the answer: the connection is out of step
         }
-        conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
     }
 
-    async fn connect(&self) -> Result<Conn, GatewayError> {
+    async fn connect(&self, now: Instant) -> Result<Conn, GatewayError> {
         let ms = u64::try_from(self.connect_timeout.as_millis()).unwrap_or(u64::MAX);
         let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
             .await
@@ -190,22 +263,27 @@ impl Endpoint {
         Ok(Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
-            idle_since: Instant::now(),
+            used_at: now,
+            deadline: Deadline::new(now, self.timeout),
         })
     }
 
     /// Sends `request` and reads the answer's head. A pooled connection whose write
     /// fails is replaced by a new one once: nothing of the request was delivered. (One
     /// that ends after the write is an error: the upstream may have acted on it.)
+    /// The whole exchange, this and the body after it, must end within the timeout.
     pub async fn exchange(&self, request: &[u8]) -> Result<(Conn, Head), GatewayError> {
-        if let Some(mut conn) = self.take_idle() {
+        let now = Instant::now();
+        if let Some(mut conn) = self.take_idle(now) {
+            conn.used_at = now;
+            conn.deadline.restart(now);
             match conn.send(request).await {
                 Ok(head) => return Ok((conn, head)),
                 Err(Unsent::No(e)) => return Err(e),
                 Err(Unsent::Yes) => {}
             }
         }
-        let mut conn = self.connect().await?;
+        let mut conn = self.connect(now).await?;
         match conn.send(request).await {
             Ok(head) => Ok((conn, head)),
             Err(Unsent::No(e)) => Err(e),
@@ -224,14 +302,18 @@ enum Unsent {
 }
 
 impl Conn {
+    /// Writes the request and reads the answer's head, by the connection's deadline.
     async fn send(&mut self, request: &[u8]) -> Result<Head, Unsent> {
-        match self.io.write(request).await {
+        let Conn { io, deadline, .. } = self;
+        match deadline.run(io.write(request)).await.map_err(Unsent::No)? {
             Ok(n) if n == request.len() => {}
             Ok(n) => {
                 let rest = &request[n..];
-                self.io
-                    .write_all(rest)
+                let Conn { io, deadline, .. } = self;
+                deadline
+                    .run(io.write_all(rest))
                     .await
+                    .map_err(Unsent::No)?
                     .map_err(|e| Unsent::No(io_err(&e)))?;
             }
             Err(e)
@@ -257,7 +339,7 @@ impl Conn {
                 }
                 Ok(0) => return Err(Unsent::No(proto("the answer's head was cut short"))),
                 Ok(_) => {}
-                Err(e) => return Err(Unsent::No(io_err(&e))),
+                Err(e) => return Err(Unsent::No(e)),
             }
         }
     }
@@ -273,9 +355,16 @@ impl Conn {
         }
     }
 
-    async fn read(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_CHUNK);
-        self.io.read_buf(&mut self.buf).await
+    /// One read into the buffer, by the connection's deadline.
+    async fn read(&mut self) -> Result<usize, GatewayError> {
+        let Conn {
+            io, buf, deadline, ..
+        } = self;
+        buf.reserve(READ_CHUNK);
+        deadline
+            .run(io.read_buf(buf))
+            .await?
+            .map_err(|e| io_err(&e))
     }
 
     /// Reads the rest of the body (at most `limit` bytes), then pools the connection
@@ -305,7 +394,7 @@ impl Conn {
                     o.extend_from_slice(&d);
                 }
                 Decoded::Done => break,
-                Decoded::NeedMore => match self.read().await.map_err(|e| io_err(&e))? {
+                Decoded::NeedMore => match self.read().await? {
                     0 if framing == Framing::Close => break,
                     0 => return Err(proto("the upstream closed the connection mid-answer")),
                     _ => {}
@@ -467,16 +556,13 @@ fn decode_chunk_line(c: &mut Chunk, buf: &mut BytesMut) -> Result<Option<Decoded
 }
 
 /// An answer's body as a stream of data chunks, failing when the upstream goes
-/// silent longer than `idle`; the connection goes back to the pool at the end.
+/// silent longer than the endpoint's timeout (the connection's deadline, restarted
+/// by each chunk); the connection goes back to the pool at the end.
 pub struct BodyStream {
     conn: Option<Conn>,
     framing: Framing,
     keep_alive: bool,
     pool: Arc<Endpoint>,
-    idle: Duration,
-    timer: Pin<Box<Sleep>>,
-    /// Armed once the timer fired while data kept coming: re-armed from here.
-    last_data: tokio::time::Instant,
 }
 
 /// Reads what the socket has into the buffer (`Ok(0)`: the upstream closed it), or
@@ -514,16 +600,13 @@ fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
 }
 
 impl BodyStream {
-    pub fn new(conn: Conn, head: &Head, pool: Arc<Endpoint>, idle: Duration) -> Self {
-        let now = tokio::time::Instant::now();
+    pub fn new(mut conn: Conn, head: &Head, pool: Arc<Endpoint>) -> Self {
+        conn.deadline.restart(Instant::now());
         BodyStream {
             conn: Some(conn),
             framing: head.framing,
             keep_alive: head.keep_alive,
             pool,
-            idle,
-            timer: Box::pin(tokio::time::sleep_until(now + idle)),
-            last_data: now,
         }
     }
 
@@ -532,21 +615,6 @@ impl BodyStream {
             if self.keep_alive && self.framing != Framing::Close {
                 self.pool.give_back(conn);
             }
-        }
-    }
-
-    /// Pending unless the upstream has been silent for `idle`.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<GatewayError> {
-        loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let due = self.last_data + self.idle;
-            if due <= tokio::time::Instant::now() {
-                let ms = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX);
-                return Poll::Ready(GatewayError::UpstreamTimeout(ms));
-            }
-            self.timer.as_mut().reset(due);
         }
     }
 }
@@ -570,9 +638,9 @@ impl Stream for BodyStream {
                     return Poll::Ready(None);
                 }
                 Ok(Decoded::Data(d)) => {
-                    // The timer is re-armed lazily from this mark when it fires: no
+                    // The deadline moves; the timer follows lazily, when it fires: no
                     // timer-wheel update per chunk.
-                    this.last_data = tokio::time::Instant::now();
+                    conn.deadline.restart(Instant::now());
                     return Poll::Ready(Some(Ok(d)));
                 }
                 Ok(Decoded::NeedMore) => {}
@@ -594,13 +662,12 @@ impl Stream for BodyStream {
                 }
                 Poll::Pending => {}
             }
-            return match this.poll_idle(cx) {
-                Poll::Ready(e) => {
-                    this.conn = None;
-                    Poll::Ready(Some(Err(e)))
-                }
-                Poll::Pending => Poll::Pending,
-            };
+            if conn.deadline.poll_expired(cx).is_ready() {
+                let e = conn.deadline.error();
+                this.conn = None;
+                return Poll::Ready(Some(Err(e)));
+            }
+            return Poll::Pending;
         }
     }
 }
@@ -693,7 +760,7 @@ mod tests {
         let uri: Uri = "http://127.0.0.1:9000/v1/chat/completions"
             .parse()
             .expect("uri");
-        let ep = Endpoint::new(&uri, Duration::from_secs(1))
+        let ep = Endpoint::new(&uri, Duration::from_secs(1), Duration::from_secs(5))
             .expect("valid")
             .expect("plain http");
         assert_eq!(ep.authority, "127.0.0.1:9000");
@@ -710,9 +777,11 @@ mod tests {
                     x-mock-delay: 5\r\ncontent-length: 2\r\n\r\n{}";
         assert_eq!(String::from_utf8_lossy(&req), want);
         let tls: Uri = "https://api.openai.com/v1".parse().expect("uri");
-        assert!(Endpoint::new(&tls, Duration::from_secs(1))
-            .expect("valid")
-            .is_none());
+        assert!(
+            Endpoint::new(&tls, Duration::from_secs(1), Duration::from_secs(5))
+                .expect("valid")
+                .is_none()
+        );
     }
 
     /// A raw upstream: answers each request read on a connection with `ok` (keep-alive),
@@ -751,9 +820,13 @@ mod tests {
     }
 
     fn endpoint(url: &str) -> Endpoint {
-        Endpoint::new(&url.parse().expect("uri"), Duration::from_secs(1))
-            .expect("valid")
-            .expect("plain")
+        Endpoint::new(
+            &url.parse().expect("uri"),
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        )
+        .expect("valid")
+        .expect("plain")
     }
 
     #[tokio::test]
@@ -774,5 +847,57 @@ mod tests {
             round_trip(&ep).await;
         }
         assert_eq!(conns.load(Ordering::SeqCst), 1, "one kept-alive connection");
+    }
+
+    /// An upstream on one connection that answers request `i` after `delays_ms[i]`
+    /// (`u64::MAX`: never).
+    async fn slow_upstream(delays_ms: Vec<u64>) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            for ms in delays_ms {
+                if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if ms == u64::MAX {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        format!("http://{addr}/v1/chat/completions")
+    }
+
+    #[tokio::test]
+    async fn each_exchange_gets_the_whole_timeout_and_no_more() {
+        let url = slow_upstream(vec![0, 0, 150, u64::MAX]).await;
+        let ep = Endpoint::new(
+            &url.parse().expect("uri"),
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+        )
+        .expect("valid")
+        .expect("plain");
+        assert_eq!(&round_trip(&ep).await[..], b"ok");
+        // Idle past the first exchange's deadline: the next one starts afresh.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(&round_trip(&ep).await[..], b"ok");
+        assert_eq!(&round_trip(&ep).await[..], b"ok", "150 ms is within 300");
+        let t0 = std::time::Instant::now();
+        let wire = ep.serialize(&[], &HeaderMap::new(), &[], b"{}");
+        let e = ep.exchange(&wire).await.map(|_| ()).expect_err("no answer");
+        let took = t0.elapsed();
+        assert!(matches!(e, GatewayError::UpstreamTimeout(300)), "{e}");
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(900), "{took:?}");
     }
 }

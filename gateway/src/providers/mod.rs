@@ -166,7 +166,7 @@ impl Upstream {
     /// The target `base` + `path` (e.g. `http://127.0.0.1:9000/v1` + `/chat/completions`).
     pub fn target(&self, base: &str, path: &str) -> Result<Target, ConfigError> {
         let uri = join_uri(base, path)?;
-        let plain = h1::Endpoint::new(&uri, self.connect_timeout)?.map(Arc::new);
+        let plain = h1::Endpoint::new(&uri, self.connect_timeout, self.timeout)?.map(Arc::new);
         Ok(Target { uri, plain })
     }
 
@@ -242,7 +242,8 @@ impl Upstream {
     }
 
     /// POSTs `body` and collects the whole answer, all within the upstream timeout. A
-    /// non-2xx status becomes [`GatewayError::UpstreamStatus`].
+    /// non-2xx status becomes [`GatewayError::UpstreamStatus`]. (The plain-HTTP client
+    /// keeps the timeout on its connection: no timer per request.)
     pub async fn call(
         &self,
         t: &Target,
@@ -250,11 +251,11 @@ impl Upstream {
         client: &HeaderMap,
         body: Bytes,
     ) -> Result<Bytes, GatewayError> {
+        if let Some(ep) = &t.plain {
+            let (conn, head) = self.plain(ep, headers, client, &body).await?;
+            return conn.body(&head, MAX_UPSTREAM_BODY, ep).await;
+        }
         let work = async {
-            if let Some(ep) = &t.plain {
-                let (conn, head) = self.plain(ep, headers, client, &body).await?;
-                return conn.body(&head, MAX_UPSTREAM_BODY, ep).await;
-            }
             let resp = self
                 .send(self.request(&t.uri, headers, client, body))
                 .await?;
@@ -281,12 +282,12 @@ impl Upstream {
         client: &HeaderMap,
         body: Bytes,
     ) -> Result<ByteStream, GatewayError> {
+        if let Some(ep) = &t.plain {
+            let (conn, head) = self.plain(ep, headers, client, &body).await?;
+            let s = h1::BodyStream::new(conn, &head, ep.clone());
+            return Ok(Box::pin(s) as ByteStream);
+        }
         let work = async {
-            if let Some(ep) = &t.plain {
-                let (conn, head) = self.plain(ep, headers, client, &body).await?;
-                let s = h1::BodyStream::new(conn, &head, ep.clone(), self.timeout);
-                return Ok(Box::pin(s) as ByteStream);
-            }
             let resp = self
                 .send(self.request(&t.uri, headers, client, body))
                 .await?;

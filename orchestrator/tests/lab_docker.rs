@@ -18,7 +18,7 @@ use orchestrator::rundir::{ContainerStats, Manifest, RunStatus, TargetOutcome};
 
 /// Every suite at the quick profile against four targets (about 100 s of suites plus
 /// about 2 min of `faults` per target), plus image checks and container starts.
-const TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
+const TIME_LIMIT: Duration = Duration::from_secs(40 * 60);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -559,6 +559,66 @@ fn check_repeats(run_dir: &Path, manifest: &Manifest, log: &str) {
     assert!(ramp[..ramp.find("\n| ").unwrap()].contains("× 3 repeats)"));
 }
 
+/// The governed lane: each gateway beside its governed variant (Redis started for
+/// LiteLLM's limits), and the report's Feature tax section comparing them.
+fn check_lane(results: &Path) {
+    let results = results.join("lane");
+    let (code, log) = orchestrator(
+        &[
+            "run",
+            "baseline,overhead",
+            "--profile",
+            "quick",
+            "--targets",
+            "gateway,litellm",
+            "--lane",
+            "both",
+            "--repeat",
+            "1",
+            "--results",
+            results.to_str().unwrap(),
+            "--keep",
+        ],
+        Duration::from_secs(10 * 60),
+    );
+    assert_eq!(code, Some(0), "the lane run failed:\n{log}");
+    let run_dir = std::fs::canonicalize(results.join("latest")).unwrap();
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest.lane.as_deref(), Some("both"));
+    let names: Vec<&str> = manifest.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["gateway", "gateway-governed", "litellm", "litellm-governed"]
+    );
+    for t in &manifest.targets {
+        assert!(
+            matches!(t.outcome, TargetOutcome::Ok),
+            "{}: {:?}\n{log}",
+            t.name,
+            t.outcome
+        );
+    }
+    assert!(
+        manifest.services.iter().any(|s| s.name == "redis"),
+        "{:?}",
+        manifest.services
+    );
+    let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    let tax = &md[md.find("## Feature tax").expect("no Feature tax section")..];
+    let tax = &tax[..tax[3..].find("\n## ").map_or(tax.len(), |i| i + 3)];
+    for pair in ["gateway-governed vs gateway", "litellm-governed vs litellm"] {
+        let row = tax
+            .lines()
+            .find(|l| l.contains(pair))
+            .unwrap_or_else(|| panic!("no `{pair}` row:\n{tax}"));
+        assert!(row.contains("x ("), "no ratio in {row}");
+    }
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("id=\"feature-tax\""));
+}
+
 #[test]
 fn run_all_quick_against_four_targets() {
     // One lab per machine (fixed ports): wait for another run, e.g. a concurrent
@@ -696,6 +756,8 @@ fn run_all_quick_against_four_targets() {
             &body[..body.len().min(2000)]
         );
     }
+
+    check_lane(&results);
 
     // stop removes every container with the lab label.
     let (code, out) = orchestrator(&["stop"], Duration::from_secs(120));

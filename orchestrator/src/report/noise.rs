@@ -115,8 +115,9 @@ impl FigureNoise {
         let block = stats::block_length(xs.len());
         let reps =
             stats::block_bootstrap(xs, block, stats::REPLICATES, stats::SEED, |x| stat.apply(x));
-        let mut n = Self::scaled(reps, stat.apply(&mut xs.to_vec()), headline)?;
-        (n.method, n.samples, n.block) = (Method::BlockBootstrap, xs.len(), Some(block));
+        let own = stat.apply(&mut xs.to_vec());
+        let mut n = Self::scaled(reps, own, headline, Method::BlockBootstrap, xs.len())?;
+        n.block = Some(block);
         Some(n)
     }
 
@@ -129,15 +130,21 @@ impl FigureNoise {
         }
         let reps =
             stats::stratified_bootstrap(strata, stats::REPLICATES, stats::SEED, |x| stat.apply(x));
-        let mut n = Self::scaled(reps, stat.apply(&mut strata.concat()), headline)?;
-        n.samples = strata.iter().map(Vec::len).sum();
-        Some(n)
+        let own = stat.apply(&mut strata.concat());
+        let samples = strata.iter().map(Vec::len).sum();
+        Self::scaled(reps, own, headline, Method::Stages, samples)
     }
 
     /// The interval of bootstrap replicates of a statistic whose own value is `own`,
     /// scaled to `headline` so the relative width carries over; `None` when `own` is zero
-    /// (nothing to scale by).
-    fn scaled(mut reps: Vec<f64>, own: f64, headline: f64) -> Option<FigureNoise> {
+    /// (nothing to scale by). `samples`: the windows resampled.
+    fn scaled(
+        mut reps: Vec<f64>,
+        own: f64,
+        headline: f64,
+        method: Method,
+        samples: usize,
+    ) -> Option<FigureNoise> {
         if own == 0.0 || !own.is_finite() {
             return None;
         }
@@ -145,13 +152,7 @@ impl FigureNoise {
         let i = stats::percentile_interval(&mut reps);
         let scale = headline / own;
         let (lo, hi) = (i.lo * scale, i.hi * scale);
-        Some(Self::new(
-            lo.min(hi),
-            lo.max(hi),
-            cv,
-            Method::Stages,
-            reps.len(),
-        ))
+        Some(Self::new(lo.min(hi), lo.max(hi), cv, method, samples))
     }
 }
 

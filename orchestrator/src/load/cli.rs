@@ -2,15 +2,17 @@
 //! and optionally the JSON result.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
 
-use super::engine::{run_phase, EngineOpts, LoadShape, PhasePlan};
+use super::engine::{run_phase, EngineOpts, LoadShape, PhaseOutput, PhasePlan, PhaseRunner};
+use super::remote::ProcessRunner;
 use super::request::{Api, PreparedRequest, RequestSpec};
 use super::result::{SuiteResult, SCHEMA_VERSION};
-use super::CancelToken;
+use super::{CancelToken, LoadError};
 use config_text::parse_duration;
 
 /// Options of `orchestrator load`.
@@ -69,6 +71,11 @@ pub struct LoadArgs {
     /// late it started (`generator.start_lag_ms`).
     #[arg(long, value_parser = parse_epoch)]
     pub start_at: Option<f64>,
+    /// Run the load as this many `lab-generator` processes (found beside this binary),
+    /// each with its share of `--rate` or `--vus`, started together and merged exactly;
+    /// 1 runs it in this process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub generators: u64,
 }
 
 fn parse_epoch(s: &str) -> Result<f64, String> {
@@ -81,7 +88,7 @@ fn parse_epoch(s: &str) -> Result<f64, String> {
 }
 
 /// Seconds since the Unix epoch, now.
-fn epoch_now() -> f64 {
+pub fn epoch_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -89,12 +96,27 @@ fn epoch_now() -> f64 {
 
 /// Sleeps until `at` (seconds since the epoch) and returns how late it woke, ms (negative
 /// never: a time already passed is a lag).
-fn wait_until(at: f64) -> f64 {
+pub fn wait_until(at: f64) -> f64 {
     let ahead = at - epoch_now();
     if ahead > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(ahead));
     }
     ((epoch_now() - at) * 1000.0).max(0.0)
+}
+
+/// [`run_phase`] started at `start_at` (seconds since the epoch) when given, each result
+/// recording how late it started (`generator.start_lag_ms`).
+pub fn run_at(
+    plan: &PhasePlan,
+    opts: &EngineOpts,
+    start_at: Option<f64>,
+) -> Result<PhaseOutput, LoadError> {
+    let lag_ms = start_at.map(wait_until);
+    let mut out = run_phase(plan, opts)?;
+    for p in &mut out.results {
+        p.generator.start_lag_ms = lag_ms;
+    }
+    Ok(out)
 }
 
 /// Options of `orchestrator merge`.
@@ -129,6 +151,17 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<i32> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let merged = super::merge::merge_results(&parts)?;
     print!("{}", super::table::render(&merged));
+    print_parts(&merged);
+    for w in &merged.warnings {
+        eprintln!("warning: {}", w.message);
+    }
+    let text = serde_json::to_string_pretty(&merged)?;
+    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
+    Ok(0)
+}
+
+/// One line per generator of each merged phase: its share, CPU, lag and limit.
+fn print_parts(merged: &SuiteResult) {
     for p in &merged.phases {
         for g in &p.generators {
             println!(
@@ -150,12 +183,6 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    for w in &merged.warnings {
-        eprintln!("warning: {}", w.message);
-    }
-    let text = serde_json::to_string_pretty(&merged)?;
-    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
-    Ok(0)
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -200,12 +227,17 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
     };
     let cancel = CancelToken::new();
     super::cancel_on_ctrl_c(&cancel);
+    let runner: Option<Arc<dyn PhaseRunner>> = match args.generators {
+        1 => None,
+        n => Some(Arc::new(ProcessRunner::beside_current_exe(n as usize)?)),
+    };
     let opts = EngineOpts {
         threads: args.threads,
         cancel: cancel.clone(),
         progress: true,
         observer: None,
         suite: "adhoc".into(),
+        runner,
     };
     let started_at = Utc::now();
     let requests = vec![("load".to_string(), req.clone())];
@@ -231,7 +263,6 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         };
         run_phase(&plan, &opts)?;
     }
-    let lag_ms = args.start_at.map(wait_until);
     let plan = PhasePlan {
         name: "load".into(),
         shape,
@@ -239,10 +270,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         timeout: args.timeout,
         warmup: false,
     };
-    let mut out = run_phase(&plan, &opts)?;
-    for p in &mut out.results {
-        p.generator.start_lag_ms = lag_ms;
-    }
+    let out = run_at(&plan, &opts, args.start_at)?;
     let result = SuiteResult {
         schema_version: SCHEMA_VERSION,
         suite: "adhoc".into(),
@@ -261,6 +289,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         warnings: out.warnings,
     };
     print!("{}", super::table::render(&result));
+    print_parts(&result);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&result)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::http::{exchange, Conn, Scratch, Timing};
@@ -24,14 +25,19 @@ use super::{CancelToken, Event, LoadError, Observer};
 
 /// One closed-model stage: move linearly from the previous VU count to `target` over
 /// `duration` (k6 `stages`). A zero duration jumps.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stage {
+    #[serde(rename = "duration_s", with = "super::remote::secs")]
     pub duration: Duration,
     pub target: u64,
 }
 
-/// How load is applied during a phase.
-#[derive(Debug, Clone, PartialEq)]
+/// How load is applied during a phase. In plan files ([`super::remote::PlanFile`]):
+/// `{"model": "closed", "start_vus", "stages", "iterations"}` or
+/// `{"model": "open", "rate_per_s", "duration_s", "max_in_flight"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LoadShape {
     /// Virtual users. With `iterations`, the phase ends once that many requests were
     /// started in total (or the stages run out, whichever is first).
@@ -44,6 +50,7 @@ pub enum LoadShape {
     /// requests due beyond that are counted as dropped.
     Open {
         rate_per_s: f64,
+        #[serde(rename = "duration_s", with = "super::remote::secs")]
         duration: Duration,
         max_in_flight: usize,
     },
@@ -131,6 +138,15 @@ pub struct PhasePlan {
     pub warmup: bool,
 }
 
+/// Runs phases somewhere else than in this process (other processes, containers on other
+/// engines): when set in [`EngineOpts::runner`], [`run_phase`] hands every phase to it.
+/// It gets the same `opts` (runner included): one that ends up running in this process
+/// must clear `runner` first. It should send the observer's events itself (see
+/// [`super::remote::report_events`]).
+pub trait PhaseRunner: Send + Sync {
+    fn run(&self, plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, LoadError>;
+}
+
 /// How the generator runs.
 #[derive(Clone, Default)]
 pub struct EngineOpts {
@@ -142,10 +158,15 @@ pub struct EngineOpts {
     pub observer: Option<Arc<dyn Observer>>,
     /// Suite name passed to the observer.
     pub suite: String,
+    /// Where phases run: `None` (the default) in this process.
+    pub runner: Option<Arc<dyn PhaseRunner>>,
 }
 
-/// The results of one phase.
-#[derive(Debug, Clone)]
+/// The results of one phase. Serializable: a generator elsewhere sends it back
+/// ([`super::remote::OutputFile`]); its results carry their histograms, so several merge
+/// exactly ([`super::remote::merge_outputs`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PhaseOutput {
     pub results: Vec<PhaseResult>,
     pub warnings: Vec<ResultWarning>,
@@ -156,7 +177,8 @@ pub struct PhaseOutput {
 }
 
 /// One VU's requests in send order, per request of the plan.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoundLog {
     /// Latency, µs: entry `r` of each list comes from round `r`. [`FAILED`] marks a
     /// request that failed.
@@ -214,20 +236,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs a phase to completion on dedicated threads, blocking the calling thread.
+/// Runs a phase to completion on dedicated threads, blocking the calling thread; or hands
+/// it to `opts.runner` when one is set.
 pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, LoadError> {
+    if let Some(runner) = &opts.runner {
+        return runner.run(plan, opts);
+    }
     sys::raise_nofile();
     let cores = sys::allowed_cores();
     let threads = thread_count(plan, opts.threads, cores)?;
     let shared = Arc::new(Shared::new(plan, threads));
-    if let Some(o) = &opts.observer {
-        o.on_event(&Event::PhaseStarted {
-            suite: opts.suite.clone(),
-            phase: plan.name.clone(),
-            warmup: plan.warmup,
-            at: Utc::now(),
-        });
-    }
+    report_started(plan, opts, Utc::now());
     let start = Instant::now();
     let handles = spawn_workers(plan, threads, start, &shared)?;
     let run = coordinate(plan, opts, &shared, start);
@@ -235,6 +254,18 @@ pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, Loa
     join_workers(handles)?;
     let measured = Measured::new(&run, &shared, start, end, cores);
     Ok(collect_results(plan, opts, &shared, run, &measured))
+}
+
+/// Tells the observer, if any, that `plan` starts `at`.
+pub(crate) fn report_started(plan: &PhasePlan, opts: &EngineOpts, at: chrono::DateTime<Utc>) {
+    if let Some(o) = &opts.observer {
+        o.on_event(&Event::PhaseStarted {
+            suite: opts.suite.clone(),
+            phase: plan.name.clone(),
+            warmup: plan.warmup,
+            at,
+        });
+    }
 }
 
 /// Checks the plan can run and sizes the worker threads: `asked` (0: the allowed cores),

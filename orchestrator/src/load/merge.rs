@@ -91,18 +91,24 @@ pub fn merge_results(parts: &[(String, SuiteResult)]) -> Result<SuiteResult, Mer
         .unwrap_or(out.finished_at);
     out.warnings = parts
         .iter()
-        .flat_map(|(name, r)| {
-            r.warnings.iter().map(move |w| ResultWarning {
-                message: format!("generator `{name}`: {}", w.message),
-                ..w.clone()
-            })
-        })
+        .flat_map(|(name, r)| named_warnings(name, &r.warnings))
         .chain(out.phases.iter().flat_map(lag_warnings))
         .collect();
     Ok(out)
 }
 
-fn part_of(name: &str, p: &PhaseResult, interrupted: bool) -> GeneratorPart {
+/// A generator's own warnings in a merged result, each prefixed with its name.
+pub(crate) fn named_warnings<'a>(
+    name: &'a str,
+    warnings: &'a [ResultWarning],
+) -> impl Iterator<Item = ResultWarning> + 'a {
+    warnings.iter().map(move |w| ResultWarning {
+        message: format!("generator `{name}`: {}", w.message),
+        ..w.clone()
+    })
+}
+
+pub(crate) fn part_of(name: &str, p: &PhaseResult, interrupted: bool) -> GeneratorPart {
     GeneratorPart {
         name: name.to_string(),
         requests: p.requests.total,
@@ -116,7 +122,7 @@ fn part_of(name: &str, p: &PhaseResult, interrupted: bool) -> GeneratorPart {
 }
 
 /// The warnings of a merged phase's generators that started late or stopped early.
-fn lag_warnings(p: &PhaseResult) -> Vec<ResultWarning> {
+pub(crate) fn lag_warnings(p: &PhaseResult) -> Vec<ResultWarning> {
     let warn = |message: String| ResultWarning {
         kind: ResultWarningKind::GeneratorLagged,
         phase: Some(p.name.clone()),
@@ -303,12 +309,13 @@ fn series(parts: &[PhaseResult]) -> Vec<TimePoint> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::load::result::tests::sample_phase;
 
-    fn part(latencies_us: &[u64]) -> PhaseResult {
+    /// A phase result of `latencies_us`, histograms included.
+    pub(crate) fn part(latencies_us: &[u64]) -> PhaseResult {
         let mut t = Tally::new();
         for &us in latencies_us {
             t.latency.record(us).unwrap();

@@ -51,6 +51,7 @@ pub mod engine;
 mod http;
 pub mod merge;
 pub mod notes;
+pub mod remote;
 pub mod request;
 pub mod result;
 mod stats;
@@ -62,7 +63,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-pub use engine::{run_phase, EngineOpts, LoadShape, PhaseOutput, PhasePlan, Stage};
+pub use engine::{run_phase, EngineOpts, LoadShape, PhaseOutput, PhasePlan, PhaseRunner, Stage};
 pub use request::{Api, Endpoint, PreparedRequest, RequestSpec};
 pub use result::{PhaseResult, SuiteResult, TimePoint};
 pub use sys::allowed_cores;
@@ -80,6 +81,9 @@ pub enum LoadError {
     Thread(String),
     #[error("mock admin API {url}: {why}")]
     MockAdmin { url: String, why: String },
+    /// Generators run elsewhere ([`remote`]) failed to run, or their results to merge.
+    #[error("load generators: {0}")]
+    Generators(String),
 }
 
 /// Shared flag to stop a run early; clones share the flag.

@@ -2,6 +2,7 @@
 //! rendered once into the exact HTTP/1.1 request bytes every send reuses.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -27,8 +28,10 @@ impl Api {
     }
 }
 
-/// The request a suite or the `load` command sends.
-#[derive(Debug, Clone, PartialEq)]
+/// The request a suite or the `load` command sends. Serializable so a plan can be shipped
+/// to a generator elsewhere ([`crate::load::remote`]), which renders it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RequestSpec {
     pub api: Api,
     pub stream: bool,
@@ -169,6 +172,12 @@ pub struct PreparedRequest {
     pub api: Api,
     pub stream: bool,
     pub bytes: Bytes,
+    /// What it was rendered from, kept so a plan can be written out and rendered again by
+    /// a generator on another host, which resolves `url` in its own network. Shared: plans
+    /// are cloned per virtual user and prompts can be large.
+    pub spec: Arc<RequestSpec>,
+    /// The URL as given (before the API path was added).
+    pub url: String,
 }
 
 impl PreparedRequest {
@@ -218,6 +227,8 @@ impl PreparedRequest {
             api: spec.api,
             stream: spec.stream,
             bytes: Bytes::from(bytes),
+            spec: Arc::new(spec.clone()),
+            url: url.to_string(),
         })
     }
 }

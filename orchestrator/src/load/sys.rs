@@ -25,6 +25,13 @@ pub fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// Sends SIGINT to process `pid` (a child not yet waited for): the `lab-generator`
+/// stops and writes what it measured.
+pub fn interrupt(pid: u32) {
+    // SAFETY: kill(2) has no memory effects; a pid that is gone only yields ESRCH.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+}
+
 /// Number of cores this process may run on (sched_getaffinity), at least 1.
 pub fn allowed_cores() -> usize {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the size passed is its size.

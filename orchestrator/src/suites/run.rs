@@ -105,6 +105,7 @@ pub fn run_suite_blocking(
         progress: opts.progress,
         observer,
         suite: def.name.clone(),
+        runner: None,
     };
     let warmup = if def.warmup {
         profile.warmup.0

@@ -8,28 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use clap::Parser;
+use load_support::start_mock_upstream as start_mock;
 use orchestrator::load::SuiteResult;
 
-/// Serves the mock (the code its binary runs) on a port of its own, for the test's life.
-fn start_mock() -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let opts =
-                mock_upstream::Opts::parse_from(["mock-upstream", "--listen", "127.0.0.1:0"]);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let _ = mock_upstream::serve(listener, None, mock_upstream::Config::from(&opts)).await;
-        });
-    });
-    rx.recv().unwrap()
-}
+mod load_support;
 
 fn bench(addr: SocketAddr, suites: &str, out: &PathBuf) {
     let o = Command::new(env!("CARGO_BIN_EXE_orchestrator"))

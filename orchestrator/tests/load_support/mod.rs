@@ -214,3 +214,25 @@ pub fn start_on(bind: &str, behaviour: Behaviour) -> Option<Server> {
     });
     Some(Server { addr, count, last })
 }
+
+/// Serves the mock upstream (the code its binary runs) on a port of its own, for the
+/// test's life.
+pub fn start_mock_upstream() -> SocketAddr {
+    use clap::Parser;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let opts =
+                mock_upstream::Opts::parse_from(["mock-upstream", "--listen", "127.0.0.1:0"]);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let _ = mock_upstream::serve(listener, None, mock_upstream::Config::from(&opts)).await;
+        });
+    });
+    rx.recv().unwrap()
+}

@@ -174,6 +174,39 @@ fn failing_generators_are_reported() {
         "{e}"
     );
 
+    // One of two fails: the other's figures are kept, the failure is named.
+    let dir = std::env::temp_dir().join(format!("generator-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.join("half-broken");
+    let script = format!(
+        "#!/bin/sh\ncase \"$2\" in *local-2*) echo boom >&2; exit 3;; esac\nexec {GENERATOR} \"$@\"\n"
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let opts = EngineOpts {
+        runner: Some(Arc::new(ProcessRunner::new(&wrapper, 2))),
+        ..EngineOpts::default()
+    };
+    let out = run_phase(&plan, &opts).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.interrupted);
+    let g = &out.results[0].generators;
+    assert_eq!((g[0].name.as_str(), g[0].interrupted), ("local-1", false));
+    assert_eq!((g[1].name.as_str(), g[1].interrupted), ("local-2", true));
+    let failed = out
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("`local-2` failed"));
+    assert!(
+        failed.unwrap().message.contains("boom"),
+        "{:?}",
+        out.warnings
+    );
+
     let probe = Command::new(GENERATOR).arg("--probe").status().unwrap();
     assert!(probe.success());
     let o = Command::new(GENERATOR)

@@ -333,6 +333,27 @@ mod tests {
             w.args.headers,
             vec![("x-mock-latency-ms".into(), "5".into())]
         );
+        assert_eq!(w.args.generators, 1);
+        let two = [
+            "load",
+            "--url",
+            "http://x:1",
+            "--vus",
+            "4",
+            "--generators",
+            "2",
+        ];
+        assert_eq!(W::try_parse_from(two).unwrap().args.generators, 2);
+        let none = [
+            "load",
+            "--url",
+            "http://x:1",
+            "--vus",
+            "4",
+            "--generators",
+            "0",
+        ];
+        assert!(W::try_parse_from(none).is_err());
         assert!(W::try_parse_from(["load", "--url", "http://x:1"]).is_err());
         assert!(
             W::try_parse_from(["load", "--url", "http://x:1", "--vus", "1", "--rate", "1"])

@@ -496,29 +496,6 @@ pub struct ProcessRunner {
     pub lead: Duration,
 }
 
-impl ProcessRunner {
-    pub fn new(program: impl Into<PathBuf>, generators: usize) -> Self {
-        Self {
-            program: program.into(),
-            generators: generators.max(1),
-            lead: Duration::from_secs(1),
-        }
-    }
-
-    /// With the `lab-generator` built beside the running binary (cargo builds both).
-    pub fn beside_current_exe(generators: usize) -> Result<Self, LoadError> {
-        let exe = std::env::current_exe().map_err(LoadError::Runtime)?;
-        let program = exe.with_file_name(format!("lab-generator{}", std::env::consts::EXE_SUFFIX));
-        if !program.is_file() {
-            return Err(LoadError::Generators(format!(
-                "{} not found (build it: cargo build -p orchestrator --bin lab-generator)",
-                program.display()
-            )));
-        }
-        Ok(Self::new(program, generators))
-    }
-}
-
 /// A launched generator process.
 struct Launched {
     name: String,
@@ -540,6 +517,67 @@ fn scratch_dir() -> Result<PathBuf, LoadError> {
 }
 
 impl ProcessRunner {
+    pub fn new(program: impl Into<PathBuf>, generators: usize) -> Self {
+        Self {
+            program: program.into(),
+            generators: generators.max(1),
+            lead: Duration::from_secs(1),
+        }
+    }
+
+    /// With the `lab-generator` built beside the running binary (cargo builds both).
+    pub fn beside_current_exe(generators: usize) -> Result<Self, LoadError> {
+        let exe = std::env::current_exe().map_err(LoadError::Runtime)?;
+        let program = exe.with_file_name(format!("lab-generator{}", std::env::consts::EXE_SUFFIX));
+        if !program.is_file() {
+            return Err(LoadError::Generators(format!(
+                "{} not found (build it: cargo build -p orchestrator --bin lab-generator)",
+                program.display()
+            )));
+        }
+        Ok(Self::new(program, generators))
+    }
+
+    /// Launches, waits for and collects every generator, its files in `dir`.
+    fn run_in(
+        &self,
+        dir: &Path,
+        plan: &PhasePlan,
+        opts: &EngineOpts,
+    ) -> Result<PhaseOutput, LoadError> {
+        let start_at = epoch_now() + self.lead.as_secs_f64();
+        let started = Utc::now() + chrono::Duration::milliseconds(self.lead.as_millis() as i64);
+        report_started(plan, opts, started);
+        let mut kids = self.launch(dir, plan, opts.threads, start_at)?;
+        // Generous: a generator that runs past its schedule plus a request timeout is stuck.
+        let deadline = Instant::now()
+            + self.lead
+            + plan.shape.duration()
+            + plan.timeout
+            + Duration::from_secs(30);
+        let exits = wait_all(&mut kids, &opts.cancel, deadline);
+        let mut parts = Vec::new();
+        let mut failed = Vec::new();
+        for (k, exit) in kids.iter().zip(exits) {
+            match outcome(k, exit) {
+                Ok(o) => parts.push((k.name.clone(), o)),
+                Err(why) => failed.push((k.name.clone(), why)),
+            }
+        }
+        if parts.is_empty() {
+            let why: Vec<String> = failed.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+            return Err(LoadError::Generators(format!(
+                "every generator failed: {}",
+                why.join("; ")
+            )));
+        }
+        let out = merge_outputs_with_failures(parts, &failed)
+            .map_err(|e| LoadError::Generators(e.to_string()))?;
+        report_events(plan, opts, &out, started);
+        Ok(out)
+    }
+
+    /// Writes each generator's plan file and starts it; on failure none is left running.
     fn launch(
         &self,
         dir: &Path,
@@ -652,37 +690,9 @@ fn outcome(k: &Launched, exit: Result<ExitStatus, String>) -> Result<PhaseOutput
 impl PhaseRunner for ProcessRunner {
     fn run(&self, plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, LoadError> {
         let dir = scratch_dir()?;
-        let start_at = epoch_now() + self.lead.as_secs_f64();
-        let started = Utc::now() + chrono::Duration::milliseconds(self.lead.as_millis() as i64);
-        report_started(plan, opts, started);
-        let mut kids = self.launch(&dir, plan, opts.threads, start_at)?;
-        // Generous: a generator that runs past its schedule plus a request timeout is stuck.
-        let deadline = Instant::now()
-            + self.lead
-            + plan.shape.duration()
-            + plan.timeout
-            + Duration::from_secs(30);
-        let exits = wait_all(&mut kids, &opts.cancel, deadline);
-        let mut parts = Vec::new();
-        let mut failed = Vec::new();
-        for (k, exit) in kids.iter().zip(exits) {
-            match outcome(k, exit) {
-                Ok(o) => parts.push((k.name.clone(), o)),
-                Err(why) => failed.push((k.name.clone(), why)),
-            }
-        }
+        let out = self.run_in(&dir, plan, opts);
         let _ = std::fs::remove_dir_all(&dir);
-        if parts.is_empty() {
-            let why: Vec<String> = failed.iter().map(|(n, w)| format!("{n}: {w}")).collect();
-            return Err(LoadError::Generators(format!(
-                "every generator failed: {}",
-                why.join("; ")
-            )));
-        }
-        let out = merge_outputs_with_failures(parts, &failed)
-            .map_err(|e| LoadError::Generators(e.to_string()))?;
-        report_events(plan, opts, &out, started);
-        Ok(out)
+        out
     }
 }
 

@@ -156,6 +156,10 @@ fn open_split_sends_the_whole_schedule() {
     }
     let hist = decode(&r.histograms.as_ref().unwrap().latency_us).unwrap();
     assert_eq!(hist.len(), r.requests.ok);
+    // The quarters of the schedule merge too (the frontier's saturation check).
+    assert_eq!(r.latency_by_due_ms.len(), 4);
+    let by_due: u64 = r.latency_by_due_ms.iter().map(|s| s.count).sum();
+    assert_eq!(by_due, r.requests.ok);
 }
 
 #[test]

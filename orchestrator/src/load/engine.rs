@@ -654,6 +654,11 @@ fn collect_results(
         }
         let mut r = phase_result(plan, i, &total, m, std::mem::take(&mut run.series[i]));
         r.latency_by_due_ms = by_due.iter().map(summary).collect();
+        if let Some(h) = r.histograms.as_mut() {
+            // All or none: a partial list would file parts under the wrong quarter.
+            let encoded: Option<Vec<String>> = by_due.iter().map(super::merge::encode).collect();
+            h.latency_by_due_us = encoded.unwrap_or_default();
+        }
         r.stages = stage_results(&plan.shape, &run.stages[i], r.stream);
         warnings.extend(phase_warnings(&r));
         if let Some(w) = lag_warning(&r.name, &total.lag) {

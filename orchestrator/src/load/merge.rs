@@ -178,6 +178,7 @@ pub(crate) fn histograms_of(t: &Tally, stream: bool) -> Option<PhaseHistograms> 
         ttft_us: opt(&t.ttft)?,
         itl_us: opt(&t.itl)?,
         tpot_us: opt(&t.tpot)?,
+        latency_by_due_us: Vec::new(),
     })
 }
 
@@ -185,7 +186,7 @@ pub(crate) fn histograms_of(t: &Tally, stream: bool) -> Option<PhaseHistograms> 
 fn added(
     parts: &[(usize, &PhaseHistograms)],
     which: &'static str,
-    get: fn(&PhaseHistograms) -> Option<&String>,
+    get: impl Fn(&PhaseHistograms) -> Option<&String>,
 ) -> Result<Option<Histogram<u64>>, MergeError> {
     let mut sum = histogram();
     let mut any = false;
@@ -252,17 +253,35 @@ pub fn merge_phases(parts: &[PhaseResult]) -> Result<PhaseResult, MergeError> {
             .reduce(f64::max),
     };
     out.timeseries = series(parts);
-    // Per stage and per due-time quarter there is no histogram to add: left out.
+    // Per stage there is no histogram to add: left out.
     out.stages = Vec::new();
-    out.latency_by_due_ms = Vec::new();
+    let by_due = by_due_added(&hs)?;
+    out.latency_by_due_ms = by_due.iter().map(summary).collect();
     out.histograms = Some(PhaseHistograms {
         latency_us: encode(&latency).unwrap_or_default(),
         ttfb_us: encode(&ttfb).unwrap_or_default(),
         ttft_us: ttft.as_ref().and_then(encode),
         itl_us: itl.as_ref().and_then(encode),
         tpot_us: tpot.as_ref().and_then(encode),
+        latency_by_due_us: by_due.iter().filter_map(encode).collect(),
     });
     Ok(out)
+}
+
+/// The latency by due part summed over the parts, part by part; empty unless every
+/// part carries them (the schedules of generators started together cut the same
+/// quarters of time).
+fn by_due_added(hs: &[(usize, &PhaseHistograms)]) -> Result<Vec<Histogram<u64>>, MergeError> {
+    let parts = hs.first().map_or(0, |(_, h)| h.latency_by_due_us.len());
+    if parts == 0 || hs.iter().any(|(_, h)| h.latency_by_due_us.len() != parts) {
+        return Ok(Vec::new());
+    }
+    (0..parts)
+        .map(|k| {
+            let one = added(hs, "latency by due time", |h| h.latency_by_due_us.get(k))?;
+            Ok(one.unwrap_or_else(histogram))
+        })
+        .collect()
 }
 
 fn counts(parts: &[PhaseResult]) -> RequestCounts {
@@ -372,6 +391,34 @@ pub(crate) mod tests {
             e.contains("generator `gen-c` ran suite `frontier` against http://elsewhere:1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn latency_by_due_time_merges_part_by_part() {
+        let with_due = |us: &[u64; 4]| {
+            let mut p = part(&[1000; 4]);
+            p.histograms.as_mut().unwrap().latency_by_due_us = us
+                .iter()
+                .map(|&v| {
+                    let mut h = histogram();
+                    h.record(v).unwrap();
+                    encode(&h).unwrap()
+                })
+                .collect();
+            p
+        };
+        let m = merge_phases(&[
+            with_due(&[1000, 1000, 1000, 1000]),
+            with_due(&[1000, 1000, 9000, 9000]),
+        ])
+        .unwrap();
+        let counts: Vec<u64> = m.latency_by_due_ms.iter().map(|s| s.count).collect();
+        assert_eq!(counts, [2, 2, 2, 2]);
+        assert!(m.latency_by_due_ms[3].max > 8.9 && m.latency_by_due_ms[0].max < 1.1);
+        assert_eq!(m.histograms.unwrap().latency_by_due_us.len(), 4);
+        // A part without them (closed, or older): none rather than wrong quarters.
+        let m = merge_phases(&[with_due(&[1000; 4]), part(&[1000])]).unwrap();
+        assert!(m.latency_by_due_ms.is_empty());
     }
 
     #[test]

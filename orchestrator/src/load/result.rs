@@ -135,6 +135,11 @@ pub struct PhaseHistograms {
     pub itl_us: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpot_us: Option<String>,
+    /// Open model: the latency histogram of each part of `latency_by_due_ms`, in order
+    /// (the frontier's saturation check reads them, merged phases included); absent for
+    /// closed phases and in older results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_by_due_us: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,9 +1,10 @@
 //! Phases run by several generators at once, elsewhere: each gets its share of the load
-//! ([`share`]) in a [`PlanFile`] with a shared start time, runs it with the `lab-generator`
+//! ([`share`]) in a [`PlanFile`] with a shared start time (plus [`start_offset_s`], which
+//! interleaves open-model arrivals), runs it with the `lab-generator`
 //! binary ([`generator_main`]) and writes an [`OutputFile`]; the results merge exactly
 //! ([`merge_outputs`]: histograms added, series summed per second, each generator named).
 //!
-//! A [`PhaseRunner`] set in [`EngineOpts::runner`] makes [`run_phase`] hand phases to such
+//! A [`PhaseRunner`] set in [`EngineOpts::runner`] makes [`run_phase`](super::run_phase) hand phases to such
 //! generators without the load code knowing where they run: [`ProcessRunner`] runs them as
 //! local processes (tests, `orchestrator load --generators N`); the lab runs them in
 //! containers on several Docker engines with the same files.
@@ -251,6 +252,18 @@ pub fn share(plan: &PhasePlan, i: usize, n: usize) -> PhasePlan {
     PhasePlan {
         shape,
         ..plan.clone()
+    }
+}
+
+/// How much later than the shared start time generator `i` should start its share of
+/// `plan` (the whole plan, not the share), seconds: open model `i / rate`, so the
+/// generators' arrivals interleave into the plan's own schedule (generator `i` sends its
+/// `i`-th, `i + n`-th, … request, as the engine's threads do) rather than coming in bursts
+/// of `n` at once; 0 for the closed model.
+pub fn start_offset_s(plan: &PhasePlan, i: usize) -> f64 {
+    match plan.shape {
+        LoadShape::Open { rate_per_s, .. } if rate_per_s > 0.0 => i as f64 / rate_per_s,
+        _ => 0.0,
     }
 }
 
@@ -591,7 +604,7 @@ impl ProcessRunner {
             let file = PlanFile::new(
                 &share(plan, i, self.generators),
                 threads,
-                Some(start_at),
+                Some(start_at + start_offset_s(plan, i)),
                 &name,
             );
             let (plan_path, out, err) = (
@@ -807,6 +820,10 @@ mod tests {
         };
         assert_eq!(max_in_flight, 1);
         assert_eq!(share(&p, 0, 1).shape, p.shape);
+        assert_eq!(start_offset_s(&p, 0), 0.0);
+        assert!((start_offset_s(&p, 2) - 0.002).abs() < 1e-12);
+        let c = plan(LoadShape::constant_vus(2, Duration::from_secs(1)));
+        assert_eq!(start_offset_s(&c, 1), 0.0);
     }
 
     #[test]

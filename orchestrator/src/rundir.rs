@@ -114,6 +114,28 @@ pub struct Manifest {
     /// The lane of the run: `plain`, `governed` or `both` (absent in older runs: plain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lane: Option<String>,
+    /// The Docker engines of the run (absent in older runs: one local engine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub engines: Vec<EngineRecord>,
+}
+
+/// One Docker engine of a run: where it is, what it has, which roles it ran, how far its
+/// clock is from the orchestrator's, and the id of each image used on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineRecord {
+    pub endpoint: String,
+    pub roles: Vec<String>,
+    pub host: String,
+    pub cores: i64,
+    pub memory_bytes: i64,
+    pub version: String,
+    /// Engine clock minus the orchestrator's, ms (± half of `clock_rtt_ms`). Series and
+    /// generator start times from that engine are corrected by it.
+    pub clock_offset_ms: f64,
+    pub clock_rtt_ms: Option<f64>,
+    /// Image → id on this engine.
+    pub images: BTreeMap<String, String>,
 }
 
 impl Manifest {

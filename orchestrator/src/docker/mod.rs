@@ -2,7 +2,12 @@
 //! its own terms: a [`ContainerSpec`] to run, a [`ContainerInfo`] listed by label, a
 //! [`StatsPoint`] per second.
 
+pub mod endpoint;
+pub mod set;
 pub mod tar;
+
+pub use endpoint::Endpoint;
+pub use set::{Docker, EngineFacts};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 /// Errors talking to the Docker engine.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("the Docker engine isn't reachable at {endpoint}: {reason}. Start it with `sudo systemctl start docker` (or `sudo service docker start`; `sudo dockerd &` where there is no init system), check that you may use it (`docker info`), or point DOCKER_HOST at a running engine")]
+    #[error("the Docker engine isn't reachable at {endpoint}: {reason}. Start it with `sudo systemctl start docker` (or `sudo service docker start`; `sudo dockerd &` where there is no init system), check that you may use it (`docker info`), or point DOCKER_HOST (the local engine) or the .env.benchmark LAB_ENGINE_* setting that names it at a running engine")]
     Unreachable { endpoint: String, reason: String },
     #[error("docker: {what}: {source}")]
     Api {
@@ -31,6 +36,20 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// A name already taken (HTTP 409 Conflict).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Api {
+                source: bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                },
+                ..
+            }
+        )
+    }
+
     fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Self {
         let what = what.into();
         move |source| DockerError::Api { what, source }
@@ -91,6 +110,8 @@ pub struct ContainerSpec {
     pub healthcheck: Option<HealthSpec>,
     /// `(name, soft, hard)` resource limits (`nofile`).
     pub ulimits: Vec<(String, u64, u64)>,
+    /// The signal `docker stop` sends (default SIGTERM).
+    pub stop_signal: Option<String>,
 }
 
 /// A container found by label.
@@ -102,6 +123,8 @@ pub struct ContainerInfo {
     pub state: String,
     pub status: String,
     pub labels: HashMap<String, String>,
+    /// Index of the engine it runs on (in [`Docker`]'s order; 0 is the local one).
+    pub engine: usize,
 }
 
 /// A container's state from inspect.
@@ -140,27 +163,51 @@ pub struct StatsPoint {
     pub rss_bytes: u64,
 }
 
-/// A connection to the Docker engine, its API version negotiated.
+/// A connection to one Docker engine, its API version negotiated. The lab talks to its
+/// engines through [`Docker`], which routes each container to its engine.
 #[derive(Clone)]
-pub struct Docker {
+pub struct Engine {
     inner: bollard::Docker,
+    label: String,
 }
 
-fn endpoint() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+/// Seconds bollard waits for any one answer (image loads and builds are slow).
+const API_TIMEOUT_SECS: u64 = 600;
+
+fn open(ep: &Endpoint) -> Result<bollard::Docker, bollard::errors::Error> {
+    let v = bollard::API_DEFAULT_VERSION;
+    match ep {
+        Endpoint::Local => bollard::Docker::connect_with_defaults(),
+        Endpoint::Unix(p) => {
+            bollard::Docker::connect_with_unix(&p.to_string_lossy(), API_TIMEOUT_SECS, v)
+        }
+        Endpoint::Tcp { addr, tls: None } => {
+            bollard::Docker::connect_with_http(addr, API_TIMEOUT_SECS, v)
+        }
+        Endpoint::Tcp { addr, tls: Some(t) } => bollard::Docker::connect_with_ssl(
+            addr,
+            &t.dir.join("key.pem"),
+            &t.dir.join("cert.pem"),
+            &t.dir.join("ca.pem"),
+            API_TIMEOUT_SECS,
+            v,
+        ),
+        Endpoint::Ssh(addr) => bollard::Docker::connect_with_ssh(addr, API_TIMEOUT_SECS, v),
+    }
 }
 
-impl Docker {
-    /// Connects (DOCKER_HOST or the local socket), negotiates the API version (Debian's
-    /// engine speaks 1.41) and pings; an engine that does not answer is a clear error.
-    pub async fn connect() -> Result<Self, DockerError> {
+impl Engine {
+    /// Connects, negotiates the API version (Debian's engine speaks 1.41) and pings; an
+    /// engine that does not answer is a clear error naming it.
+    pub async fn connect_to(ep: &Endpoint) -> Result<Self, DockerError> {
+        let label = ep.label();
         let unreachable = |reason: String| DockerError::Unreachable {
-            endpoint: endpoint(),
+            endpoint: label.clone(),
             reason,
         };
-        let docker = bollard::Docker::connect_with_defaults()
+        let docker = open(ep)
             .map_err(|e| unreachable(e.to_string()))?
-            .with_timeout(Duration::from_secs(600));
+            .with_timeout(Duration::from_secs(API_TIMEOUT_SECS));
         let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
             .await
             .map_err(|_| unreachable("no answer within 10 s".into()))?
@@ -169,7 +216,15 @@ impl Docker {
             .await
             .map_err(|_| unreachable("no answer to ping within 10 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Self { inner: docker })
+        Ok(Self {
+            inner: docker,
+            label,
+        })
+    }
+
+    /// The endpoint as shown to people.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// The engine's version, e.g. `20.10.24+dfsg1 (API 1.41)`.
@@ -324,6 +379,7 @@ impl Docker {
             cmd: spec.cmd.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
+            stop_signal: spec.stop_signal.clone(),
             healthcheck,
             host_config: Some(HostConfig {
                 network_mode: Some("host".into()),
@@ -460,6 +516,7 @@ impl Docker {
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                 status: c.status.unwrap_or_default(),
                 labels: c.labels.unwrap_or_default(),
+                engine: 0,
             })
             .collect())
     }
@@ -540,6 +597,85 @@ impl Docker {
             .collect();
         let skip = lines.len().saturating_sub(n);
         Ok(lines.into_iter().skip(skip).collect())
+    }
+
+    /// Copies a tar archive into a container (created, not necessarily started) at `dir`.
+    pub async fn upload(&self, name: &str, dir: &str, tar: Vec<u8>) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+            .path(dir)
+            .build();
+        self.inner
+            .upload_to_container(name, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(DockerError::api(format!("copy files into {name}:{dir}")))
+    }
+
+    /// One regular file out of a container (it may have exited).
+    pub async fn download_file(&self, name: &str, path: &str) -> Result<Vec<u8>, DockerError> {
+        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let mut stream = self.inner.download_from_container(name, Some(opts));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(
+                &chunk.map_err(DockerError::api(format!("copy {name}:{path}")))?,
+            );
+        }
+        tar::first_file(&archive).ok_or_else(|| DockerError::Failed {
+            what: format!("copy {name}:{path}"),
+            message: "the archive holds no regular file".into(),
+        })
+    }
+
+    /// An image as a `docker save` tar stream.
+    pub fn export_image(
+        &self,
+        image: &str,
+    ) -> impl Stream<Item = Result<bytes::Bytes, bollard::errors::Error>> + Send + 'static {
+        let docker = self.inner.clone();
+        let image = image.to_string();
+        futures_util::stream::once(async move { docker.export_image(&image) }).flatten()
+    }
+
+    /// Loads a `docker save` stream (`docker load`).
+    pub async fn load_image(
+        &self,
+        what: &str,
+        tar: impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::new()
+            .quiet(true)
+            .build();
+        let mut stream = self
+            .inner
+            .import_image(opts, bollard::body_try_stream(tar), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(DockerError::api(format!("load {what}")))?;
+            if let Some(err) = info.error {
+                return Err(DockerError::Failed {
+                    what: format!("load {what}"),
+                    message: err,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's `/info` and the time it reports, with the local clock before and after.
+    pub async fn info_timed(
+        &self,
+    ) -> Result<
+        (
+            bollard::models::SystemInfo,
+            std::time::SystemTime,
+            std::time::SystemTime,
+        ),
+        DockerError,
+    > {
+        let before = std::time::SystemTime::now();
+        let info = self.inner.info().await.map_err(DockerError::api("info"))?;
+        Ok((info, before, std::time::SystemTime::now()))
     }
 
     /// A stream of per-second stats readings for a running container; ends when the

@@ -48,6 +48,27 @@ impl TarBuilder {
     }
 }
 
+/// The contents of the first regular file in a ustar archive (what the Docker API returns
+/// when one file is copied out of a container).
+pub fn first_file(archive: &[u8]) -> Option<Vec<u8>> {
+    let mut at = 0;
+    while at + 512 <= archive.len() {
+        let h = &archive[at..at + 512];
+        if h.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let size_text = std::str::from_utf8(&h[124..136]).ok()?;
+        let size = u64::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+            .ok()? as usize;
+        let body = at + 512;
+        if matches!(h[156], b'0' | 0) {
+            return archive.get(body..body + size).map(<[u8]>::to_vec);
+        }
+        at = body + size.div_ceil(512) * 512;
+    }
+    None
+}
+
 fn octal(field: &mut [u8], v: u64) {
     let width = field.len() - 1;
     let s = format!("{v:0width$o}");
@@ -84,5 +105,18 @@ mod tests {
             "{listing}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_first_regular_file_comes_out_past_other_entries() {
+        let mut t = TarBuilder::new();
+        t.file("result.json", 0o644, &[b'x'; 700]).unwrap();
+        t.file("other", 0o644, b"no").unwrap();
+        let mut bytes = t.finish();
+        assert_eq!(first_file(&bytes).unwrap(), vec![b'x'; 700]);
+        // A pax header (type `x`) before the file is skipped.
+        bytes[156] = b'x';
+        assert_eq!(first_file(&bytes).unwrap(), b"no".to_vec());
+        assert_eq!(first_file(&[0u8; 1024]), None);
     }
 }

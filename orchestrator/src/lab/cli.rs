@@ -52,7 +52,7 @@ pub fn images(a: ImagesArgs) -> anyhow::Result<i32> {
     let lab = Lab::load(&a.lab)?;
     let mode = lab.image_mode(&a.lab)?;
     stack::runtime()?.block_on(async {
-        let docker = Docker::connect().await?;
+        let docker = crate::lab::engines::connect(&lab).await?;
         images::ensure_all(&docker, &lab, mode, lab.pull_timeout()).await?;
         Ok(0)
     })
@@ -77,14 +77,9 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
             "`{t}` is not a target service (x-lab-role: target)"
         );
     }
-    let wait = lab
-        .vars
-        .get_or("LAB_LOCK_WAIT_SECS", "1800")
-        .parse()
-        .unwrap_or(1800);
-    let _lock = crate::lab::lock::acquire(std::time::Duration::from_secs(wait))?;
+    let _lock = crate::lab::lock::acquire(lab.lock_wait())?;
     stack::runtime()?.block_on(async {
-        let docker = Docker::connect().await?;
+        let docker = crate::lab::engines::connect(&lab).await?;
         let choices = images::ensure_all(&docker, &lab, mode, lab.pull_timeout()).await?;
         stack::teardown(&docker, &lab.name).await?;
         let mut names: Vec<&str> = lab
@@ -96,7 +91,19 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
         let backing = lab.backing_for(&targets);
         names.extend(backing.iter().map(String::as_str));
         names.extend(targets.iter().map(String::as_str));
-        let result = stack::bring_up(&docker, &lab, &choices, &names).await;
+        let locks = crate::lab::engine_lock::acquire(&docker, &lab.name, lab.lock_wait()).await?;
+        let images: Vec<(String, String)> = names
+            .iter()
+            .filter_map(|n| {
+                let c = choices.get(*n).filter(|c| c.unavailable.is_none())?;
+                Some((lab.container_name(n), c.image.clone()))
+            })
+            .collect();
+        let result = match crate::lab::engines::prepare(&docker, &lab, &images).await {
+            Ok(_) => stack::bring_up(&docker, &lab, &choices, &names).await,
+            Err(e) => Err(e),
+        };
+        locks.release().await?;
         if let Err(e) = result {
             stack::teardown(&docker, &lab.name).await?;
             return Err(e);
@@ -109,23 +116,28 @@ pub fn start(a: StartArgs) -> anyhow::Result<i32> {
 /// `orchestrator stop`: removes every container with the lab label (idempotent).
 /// Works even when the compose file or env file is broken: it only needs the lab's name.
 pub fn stop(a: StopArgs) -> anyhow::Result<i32> {
-    let name = match Lab::load(&a.lab) {
-        Ok(lab) => lab.name,
+    let lab = Lab::load(&a.lab);
+    let name = match &lab {
+        Ok(lab) => lab.name.clone(),
         Err(e) => {
             let name = std::env::var("LAB_NAME")
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "llm-gateway-lab".into());
             eprintln!(
-                "warning: {e:#}\nremoving the containers labelled {}={name}",
+                "warning: {e:#}\nremoving the containers labelled {}={name} on the local engine",
                 stack::LABEL
             );
             name
         }
     };
     stack::runtime()?.block_on(async {
-        let docker = Docker::connect().await?;
+        let docker = match &lab {
+            Ok(lab) => crate::lab::engines::connect(lab).await?,
+            Err(_) => Docker::connect().await?,
+        };
         let removed = stack::teardown(&docker, &name).await?;
+        crate::lab::engine_lock::release_engines(&docker, &name).await?;
         if removed.is_empty() {
             println!("no container with label {}={name}", stack::LABEL);
         } else {
@@ -139,7 +151,7 @@ pub fn stop(a: StopArgs) -> anyhow::Result<i32> {
 pub fn status(a: StatusArgs) -> anyhow::Result<i32> {
     let lab = Lab::load(&a.lab)?;
     stack::runtime()?.block_on(async {
-        let docker = Docker::connect().await?;
+        let docker = crate::lab::engines::connect(&lab).await?;
         print_status(&docker, &lab).await?;
         Ok(0)
     })
@@ -157,8 +169,8 @@ async fn print_status(docker: &Docker, lab: &Lab) -> anyhow::Result<()> {
         lab.plan.monitoring
     );
     println!(
-        "{:<16} {:<30} {:<9} {:<10} {:<7} {:>9}  url",
-        "service", "container", "state", "health", "cpuset", "memory"
+        "{:<16} {:<30} {:<9} {:<10} {:<7} {:>9}  {:<24} url",
+        "service", "container", "state", "health", "cpuset", "memory", "engine"
     );
     let mut running = std::collections::BTreeSet::new();
     for c in &list {
@@ -185,13 +197,14 @@ async fn print_status(docker: &Docker, lab: &Lab) -> anyhow::Result<()> {
             .and_then(stack::base_url)
             .unwrap_or_default();
         println!(
-            "{:<16} {:<30} {:<9} {:<10} {:<7} {:>8}M  {}",
+            "{:<16} {:<30} {:<9} {:<10} {:<7} {:>8}M  {:<24} {}",
             svc,
             c.name,
             c.state,
             health,
             cpuset,
             mem >> 20,
+            docker.engines()[c.engine].label(),
             url
         );
     }

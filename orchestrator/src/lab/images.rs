@@ -363,6 +363,28 @@ fn tokio_util_stream(
 
 /// Builds the workspace's static binaries with cargo and returns their paths.
 fn build_rust_binaries(lab: &Lab, bins: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let args: Vec<&str> = bins.iter().flat_map(|b| ["-p", b.as_str()]).collect();
+    let dir = cargo_static(lab, &args, &bins.join(", "))?;
+    Ok(bins.iter().map(|b| (b.clone(), dir.join(b))).collect())
+}
+
+/// The load generator's binary (in the orchestrator's package), run by generator containers.
+pub const GENERATOR_BIN: &str = "lab-generator";
+
+/// Makes (or finds) the `FROM scratch` image of the load generator; returns its name.
+pub async fn ensure_generator(docker: &Docker, lab: &Lab) -> anyhow::Result<String> {
+    let dir = cargo_static(
+        lab,
+        &["-p", "orchestrator", "--bin", GENERATOR_BIN],
+        GENERATOR_BIN,
+    )?;
+    let choice = scratch_image(docker, GENERATOR_BIN, &dir.join(GENERATOR_BIN), "").await?;
+    crate::note!("image  {GENERATOR_BIN:<14} {}", choice.image);
+    Ok(choice.image)
+}
+
+/// Runs `cargo build --release` of `args` as static binaries; returns the output directory.
+fn cargo_static(lab: &Lab, args: &[&str], what: &str) -> anyhow::Result<PathBuf> {
     const TRIPLE: &str = "x86_64-unknown-linux-gnu";
     let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
@@ -374,24 +396,16 @@ fn build_rust_binaries(lab: &Lab, bins: &[String]) -> anyhow::Result<BTreeMap<St
     cmd.current_dir(&lab.root)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_TARGET_DIR", &target_dir)
-        .args(["build", "--release", "--quiet", "--target", TRIPLE]);
-    for b in bins {
-        cmd.args(["-p", b]);
-    }
-    crate::note!(
-        "build  static binaries {} (cargo build --release --target {TRIPLE})",
-        bins.join(", ")
-    );
+        .args(["build", "--release", "--quiet", "--target", TRIPLE])
+        .args(args);
+    crate::note!("build  static binaries {what} (cargo build --release --target {TRIPLE})");
     let status = cmd
         .status()
         .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
     if !status.success() {
-        bail!("cargo build of {} failed ({status})", bins.join(", "));
+        bail!("cargo build of {what} failed ({status})");
     }
-    Ok(bins
-        .iter()
-        .map(|b| (b.clone(), target_dir.join(TRIPLE).join("release").join(b)))
-        .collect())
+    Ok(target_dir.join(TRIPLE).join("release"))
 }
 
 /// FNV-1a 64 of the bytes, as hex: a content hash that is stable across builds of the
@@ -426,7 +440,7 @@ async fn scratch_image(
         t.file(bin, 0o755, &data)?;
         docker.build_from_tar(&image, t.finish()).await?;
     }
-    if compose_image != image {
+    if !compose_image.is_empty() && compose_image != image {
         if let Some((r, t)) = compose_image.rsplit_once(':') {
             docker.tag(&image, r, t).await?;
         }

@@ -204,16 +204,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<RunOutcome> {
     let estimate = crate::lab::estimate::estimate(&plan.suites, &plan.targets, plan.profile);
     crate::note!("{}", estimate.line(plan.profile));
     let mode = plan.lab.image_mode(&a.lab)?;
-    let wait = plan
-        .lab
-        .vars
-        .get_or("LAB_LOCK_WAIT_SECS", "1800")
-        .parse()
-        .unwrap_or(1800);
-    let _lock = crate::lab::lock::acquire(Duration::from_secs(wait))?;
+    let _lock = crate::lab::lock::acquire(plan.lab.lock_wait())?;
     // Images first, unpinned: building them uses every core.
-    let choices = runtime()?.block_on(async {
-        let docker = Docker::connect().await?;
+    let (choices, generator) = runtime()?.block_on(async {
+        let docker = crate::lab::engines::connect(&plan.lab).await?;
         // Fail fast, before any image build: leftovers of this lab go, ports must be free
         // (services that may have no image offline are checked once images are known).
         stack::teardown(&docker, &plan.lab.name).await?;
@@ -226,7 +220,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<RunOutcome> {
                 .and_then(|s| s.offline.as_ref());
             !matches!(offline, Some(o) if o.unavailable.is_some())
         }))?;
-        images::ensure_all(&docker, &plan.lab, mode, plan.lab.pull_timeout()).await
+        let choices = images::ensure_all(&docker, &plan.lab, mode, plan.lab.pull_timeout()).await?;
+        let generator = match plan.lab.engines.generators.is_empty() {
+            true => None,
+            false => Some(images::ensure_generator(&docker, &plan.lab).await?),
+        };
+        anyhow::Ok((choices, generator))
     })?;
     // Then pin this thread; the runtime and the generator's threads inherit the cpuset.
     plan::pin_self(&plan.lab.plan.generator).with_context(|| {
@@ -236,7 +235,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<RunOutcome> {
         )
     })?;
     let rt = runtime()?;
-    rt.block_on(run_lab(&plan, &choices))
+    rt.block_on(run_lab(&plan, &choices, generator.as_deref()))
 }
 
 fn read_trim(path: &str) -> String {
@@ -432,6 +431,7 @@ async fn new_manifest(
             .map(|s| (s.name.clone(), s.repeats))
             .collect(),
         lane: Some(plan.lane.name().to_string()),
+        engines: Vec::new(),
     })
 }
 
@@ -532,12 +532,81 @@ fn record_dashboards(st: &mut RunState, w: &watch::Watch) {
 /// What `run_lab` hands back: exit code, run directory, the report (or why not).
 pub type RunOutcome = (i32, PathBuf, Result<RenderedPaths, ReportError>);
 
+/// Runs the lab holding the lock of each of its Docker engines.
 async fn run_lab(
     plan: &Plan,
     choices: &BTreeMap<String, ImageChoice>,
+    generator: Option<&str>,
 ) -> anyhow::Result<RunOutcome> {
     let lab = &plan.lab;
-    let docker = Docker::connect().await?;
+    let docker = crate::lab::engines::connect(lab).await?;
+    let locks = crate::lab::engine_lock::acquire(&docker, &lab.name, lab.lock_wait()).await?;
+    let out = run_lab_locked(plan, choices, &docker, generator).await;
+    let released = locks.release().await;
+    let out = out?;
+    released?;
+    Ok(out)
+}
+
+/// The images each engine needs: every usable service's, on its engine, and the
+/// generator's on each generator engine (containers `<lab>-generator-<i>`).
+fn run_images(
+    plan: &Plan,
+    choices: &BTreeMap<String, ImageChoice>,
+    docker: &Docker,
+    generator: Option<&str>,
+) -> Vec<(String, String)> {
+    let lab = &plan.lab;
+    let mut out: Vec<(String, String)> = run_ports_services(plan)
+        .into_iter()
+        .filter_map(|n| {
+            choices
+                .get(&n)
+                .filter(|c| c.unavailable.is_none())
+                .map(|c| (lab.container_name(&n), c.image.clone()))
+        })
+        .collect();
+    if let Some(image) = generator {
+        for (i, ep) in lab.engines.generators.iter().enumerate() {
+            let name = crate::lab::generators::container_name(lab, i);
+            docker.place(&name, docker.index_of(ep));
+            out.push((name, image.to_string()));
+        }
+    }
+    out
+}
+
+/// The runner of the generator containers, when the run has some.
+fn generator_runner(
+    lab: &Lab,
+    docker: &Docker,
+    image: Option<&str>,
+    engines: &[crate::rundir::EngineRecord],
+) -> anyhow::Result<Option<Arc<dyn crate::load::engine::PhaseRunner>>> {
+    let Some(image) = image else { return Ok(None) };
+    let offsets: Vec<f64> = engines.iter().map(|e| e.clock_offset_ms).collect();
+    let runner = crate::lab::generators::DockerRunner::new(lab, docker, image, &offsets)?;
+    crate::note!(
+        "load   from {} generator containers ({})",
+        lab.engines.generators.len(),
+        lab.engines
+            .generators
+            .iter()
+            .map(|g| g.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Some(Arc::new(runner)))
+}
+
+async fn run_lab_locked(
+    plan: &Plan,
+    choices: &BTreeMap<String, ImageChoice>,
+    docker: &Docker,
+    generator: Option<&str>,
+) -> anyhow::Result<RunOutcome> {
+    let lab = &plan.lab;
+    let docker = docker.clone();
     let cancel = cancel_on_ctrl_c();
     let (run_id, dir) = create_run_dir(&plan.results)?;
     crate::note!("run    {run_id} -> {}", dir.root.display());
@@ -549,6 +618,8 @@ async fn run_lab(
         dir: dir.clone(),
         thresholds_missed: Vec::new(),
     };
+    let images = run_images(plan, choices, &docker, generator);
+    st.manifest.engines = crate::lab::engines::prepare(&docker, lab, &images).await?;
     initial_warnings(&mut st, lab, choices);
     let live = Live::new(
         &run_id,
@@ -569,6 +640,7 @@ async fn run_lab(
         docker: &docker,
         cancel: &cancel,
         live: &live,
+        runner: generator_runner(lab, &docker, generator, &st.manifest.engines)?,
     };
     let body = run_targets(&ctx, choices, &mut st, &mock_url).await;
     // Whatever happened: no container left behind (unless asked to keep the stack).
@@ -647,8 +719,9 @@ fn close_manifest(
     st.save()
 }
 
-/// Ports of the services a run uses (`usable` filters out services without an image).
-fn run_ports(plan: &Plan, usable: impl Fn(&str) -> bool) -> Vec<(String, u16)> {
+/// The services a run uses: its targets, the backing stores they need, the mocks and
+/// monitoring.
+fn run_ports_services(plan: &Plan) -> Vec<String> {
     let lab = &plan.lab;
     let backing = lab.backing_for(&plan.targets);
     lab.compose
@@ -659,8 +732,16 @@ fn run_ports(plan: &Plan, usable: impl Fn(&str) -> bool) -> Vec<(String, u16)> {
             Role::Backing => backing.contains(n),
             _ => true,
         })
-        .filter(|(n, _)| usable(n))
-        .filter_map(|(n, s)| stack::port_of(s).map(|p| (n.clone(), p)))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Ports of the services a run uses (`usable` filters out services without an image).
+fn run_ports(plan: &Plan, usable: impl Fn(&str) -> bool) -> Vec<(String, String, u16)> {
+    run_ports_services(plan)
+        .into_iter()
+        .filter(|n| usable(n))
+        .filter_map(|n| stack::endpoint_of(&n, plan.lab.service(&n).ok()?))
         .collect()
 }
 
@@ -671,6 +752,8 @@ struct Ctx<'a> {
     docker: &'a Docker,
     cancel: &'a CancelToken,
     live: &'a Live,
+    /// The generator containers, when `LAB_ENGINE_GENERATORS` names some.
+    runner: Option<Arc<dyn crate::load::engine::PhaseRunner>>,
 }
 
 /// The InfluxDB sink, when its service has an image.
@@ -1075,6 +1158,7 @@ async fn measure(
         threads: 0,
         cancel: suite_cancel,
         progress: true,
+        runner: ctx.runner.clone(),
     };
     let result = run_suite(def, spec, &opts, Some(observer)).await;
     watcher.abort();

@@ -10,6 +10,8 @@ use anyhow::{bail, Context};
 
 use crate::docker::{ContainerSpec, ContainerState, Docker, HealthSpec};
 use crate::lab::compose::{self, ComposeFile, Healthcheck, Role, Service, Vars};
+use crate::lab::copies;
+use crate::lab::engines::EnginePlan;
 use crate::lab::image_source::{ImageChoice, ImageMode};
 use crate::lab::plan::{self, CpusetPlan};
 
@@ -53,6 +55,8 @@ pub struct Lab {
     /// Value of the `lab` label and prefix of container names.
     pub name: String,
     pub cores: usize,
+    /// The Docker engine and address of each role (`LAB_ENGINE_*`, `LAB_ADDR_*`).
+    pub engines: EnginePlan,
 }
 
 fn find_root() -> anyhow::Result<PathBuf> {
@@ -98,7 +102,9 @@ impl Lab {
             "LITELLM_WORKERS".into(),
             plan::count(&plan.target).max(1).to_string(),
         );
-        let compose = compose::read_compose(&compose_path, &vars)?;
+        let mut compose = compose::read_compose(&compose_path, &vars)?;
+        let engines = EnginePlan::from_vars(&vars)?;
+        engines.apply_addresses(&mut compose);
         let name = vars.get_or("LAB_NAME", "llm-gateway-lab");
         for (svc_name, svc) in &compose.services {
             if svc.labels.get(LABEL) != Some(&name) {
@@ -115,6 +121,7 @@ impl Lab {
             plan,
             name,
             cores,
+            engines,
         })
     }
 
@@ -130,6 +137,16 @@ impl Lab {
             .get_or("LAB_IMAGES", "auto")
             .parse()
             .map_err(anyhow::Error::msg)
+    }
+
+    /// How long `run` and `start` wait for another run's locks (`LAB_LOCK_WAIT_SECS`).
+    pub fn lock_wait(&self) -> Duration {
+        Duration::from_secs(
+            self.vars
+                .get_or("LAB_LOCK_WAIT_SECS", "1800")
+                .parse()
+                .unwrap_or(1800),
+        )
     }
 
     pub fn pull_timeout(&self) -> Duration {
@@ -252,6 +269,7 @@ impl Lab {
             cpuset: Some(svc.cpuset.clone()),
             memory_bytes: Some(memory as i64),
             privileged: svc.privileged,
+            stop_signal: None,
             labels: svc.labels.clone().into_iter().collect(),
             ulimits: svc
                 .ulimits
@@ -387,17 +405,48 @@ pub fn port_of(svc: &Service) -> Option<u16> {
     hostport.rsplit_once(':')?.1.parse().ok()
 }
 
-/// The base URL of a service (`http://127.0.0.1:PORT`).
+/// The base URL of a service (`http://HOST:PORT`, HOST its role's address).
 pub fn base_url(svc: &Service) -> Option<String> {
-    port_of(svc).map(|p| format!("http://127.0.0.1:{p}"))
+    let rest = svc.health_url.split_once("://")?.1;
+    let hostport = rest.split('/').next()?;
+    port_of(svc)?;
+    Some(format!("http://{hostport}"))
 }
 
-/// Fails when a port is already in use on 127.0.0.1, naming the service and the variable.
-pub fn check_ports_free(ports: &[(String, u16)]) -> anyhow::Result<()> {
-    for (service, port) in ports {
-        if let Err(e) = TcpListener::bind(("127.0.0.1", *port)) {
+/// The host a service is reached at (its role's address), from its readiness URL.
+pub fn host_of(svc: &Service) -> Option<String> {
+    let rest = svc.health_url.split_once("://")?.1;
+    let hostport = rest.split('/').next()?;
+    Some(hostport.rsplit_once(':')?.0.to_string())
+}
+
+/// A service's `(name, host, port)` for [`check_ports_free`].
+pub fn endpoint_of(name: &str, svc: &Service) -> Option<(String, String, u16)> {
+    Some((name.to_string(), host_of(svc)?, port_of(svc)?))
+}
+
+/// Fails when a port is already in use, naming the service and the variable: on this
+/// machine (127.0.0.1) a bind tells; on another host, a connection that is accepted.
+pub fn check_ports_free(ports: &[(String, String, u16)]) -> anyhow::Result<()> {
+    for (service, host, port) in ports {
+        let taken = if host == crate::lab::engines::LOOPBACK {
+            TcpListener::bind((host.as_str(), *port))
+                .err()
+                .map(|e| e.to_string())
+        } else {
+            let addr = format!("{}:{port}", host.trim_matches(['[', ']']));
+            std::net::TcpStream::connect_timeout(
+                &std::net::ToSocketAddrs::to_socket_addrs(&addr)?
+                    .next()
+                    .with_context(|| format!("{addr} resolves to no address"))?,
+                Duration::from_secs(2),
+            )
+            .ok()
+            .map(|_| "something accepts connections there".to_string())
+        };
+        if let Some(why) = taken {
             bail!(
-                "port {port} for `{service}` is already in use on 127.0.0.1 ({e}): stop what listens there \
+                "port {port} for `{service}` is already in use on {host} ({why}): stop what listens there \
                  (`ss -ltnp 'sport = :{port}'`; a lab left running: `orchestrator stop`) or choose another port in .env.benchmark"
             );
         }
@@ -570,12 +619,21 @@ pub async fn start_service(
     choice: &ImageChoice,
 ) -> anyhow::Result<String> {
     let svc = lab.service(name)?;
-    let spec = lab.spec(name, svc, choice)?;
+    let mut spec = lab.spec(name, svc, choice)?;
     docker.remove(&spec.name).await?;
-    if let Some(p) = port_of(svc) {
-        check_ports_free(&[(name.to_string(), p)])?;
+    if let Some(p) = endpoint_of(name, svc) {
+        check_ports_free(&[p])?;
     }
+    let remote = docker.engine_of(&spec.name) != 0;
+    let repo = lab.root.canonicalize()?;
+    let moved = copies::moved_ports(lab);
+    let (binds, files) =
+        copies::split_binds(std::mem::take(&mut spec.binds), &repo, remote, &moved)?;
+    spec.binds = binds;
     docker.create(&spec).await?;
+    for f in files {
+        docker.upload(&spec.name, &f.dir, f.tar).await?;
+    }
     docker.start(&spec.name).await?;
     Ok(spec.name)
 }
@@ -596,15 +654,10 @@ pub async fn bring_up(
     choices: &BTreeMap<String, ImageChoice>,
     names: &[&str],
 ) -> anyhow::Result<()> {
-    let ports: Vec<(String, u16)> = names
+    let ports: Vec<_> = names
         .iter()
         .filter(|n| choices.get(**n).is_some_and(|c| c.unavailable.is_none()))
-        .filter_map(|n| {
-            lab.service(n)
-                .ok()
-                .and_then(port_of)
-                .map(|p| (n.to_string(), p))
-        })
+        .filter_map(|n| lab.service(n).ok().and_then(|s| endpoint_of(n, s)))
         .collect();
     check_ports_free(&ports)?;
     for name in names {
@@ -641,13 +694,19 @@ pub async fn stop_container(docker: &Docker, container: &str) -> anyhow::Result<
     Ok(())
 }
 
-/// Removes every container carrying `lab=<name>`; returns their names.
+/// Removes every container carrying `lab=<name>` on every engine; returns their names.
+/// An engine that fails does not keep the others from being swept; its error comes after.
 pub async fn teardown(docker: &Docker, name: &str) -> anyhow::Result<Vec<String>> {
-    let list = docker.list_labelled(LABEL, name).await?;
-    let mut removed = Vec::new();
-    for c in list {
-        docker.remove(&c.id).await?;
-        removed.push(c.name);
+    let (removed, failed) = docker.sweep(LABEL, name).await;
+    if let Some(first) = failed.into_iter().next() {
+        return Err(anyhow::Error::new(first).context(format!(
+            "removing the lab's containers (removed elsewhere: {})",
+            if removed.is_empty() {
+                "none".into()
+            } else {
+                removed.join(", ")
+            }
+        )));
     }
     Ok(removed)
 }
@@ -661,14 +720,15 @@ mod tests {
     fn a_taken_port_is_named_with_its_service() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let err = check_ports_free(&[("gateway".into(), port)]).unwrap_err();
+        let at = |p| [("gateway".to_string(), "127.0.0.1".to_string(), p)];
+        let err = check_ports_free(&at(port)).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains(&format!("port {port} for `gateway` is already in use")),
             "{msg}"
         );
         drop(l);
-        check_ports_free(&[("gateway".into(), port)]).unwrap();
+        check_ports_free(&at(port)).unwrap();
     }
 
     #[test]

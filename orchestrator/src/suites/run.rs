@@ -64,6 +64,8 @@ pub struct RunOpts {
     pub cancel: CancelToken,
     /// Live progress line on stderr (drawn only when it is a terminal).
     pub progress: bool,
+    /// Where phases run when not in this process (the lab's generator containers).
+    pub runner: Option<Arc<dyn crate::load::engine::PhaseRunner>>,
 }
 
 /// Runs one suite on the generator's own threads and awaits the result. Safe to call
@@ -105,7 +107,7 @@ pub fn run_suite_blocking(
         progress: opts.progress,
         observer,
         suite: def.name.clone(),
-        runner: None,
+        runner: opts.runner.clone(),
     };
     let warmup = if def.warmup {
         profile.warmup.0

@@ -18,7 +18,7 @@ start)
 JSON
     # containerd of its own too: the first engine's would mix the two engines' tasks.
     nohup dockerd --config-file "$dir/daemon.json" --containerd-namespace lab2 \
-        --containerd-plugins-namespace lab2p > "$dir/dockerd.log" 2>&1 &
+        --containerd-plugins-namespace lab2p > "$dir/dockerd.log" 2>&1 8>&- 9>&- &
     for _ in $(seq 1 60); do
         if DOCKER_HOST="unix://$dir/docker.sock" docker version >/dev/null 2>&1; then
             echo "unix://$dir/docker.sock"

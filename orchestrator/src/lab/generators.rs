@@ -15,7 +15,7 @@ use crate::lab::stack::{self, Lab};
 use crate::load::cli::epoch_now;
 use crate::load::engine::{report_started, PhaseRunner};
 use crate::load::remote::{
-    merge_outputs_with_failures, report_events, share, OutputFile, PlanFile,
+    merge_outputs_with_failures, report_events, share, start_offset_s, OutputFile, PlanFile,
 };
 use crate::load::{EngineOpts, LoadError, PhaseOutput, PhasePlan};
 
@@ -151,8 +151,9 @@ impl DockerRunner {
         let mut failed: Vec<(String, String)> = Vec::new();
         let mut launched = Vec::new();
         for (i, g) in self.generators.iter().enumerate() {
-            // The start time in that engine's clock.
-            let at = start_at + g.clock_offset_ms / 1e3;
+            // The start time in that engine's clock; open-model arrivals of the generators
+            // interleave rather than come n at a time.
+            let at = start_at + g.clock_offset_ms / 1e3 + start_offset_s(plan, i);
             let file = PlanFile::new(&share(plan, i, n), opts.threads, Some(at), &g.container);
             match self.launch(g, &file).await {
                 Ok(()) => launched.push(g),

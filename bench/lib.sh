@@ -69,13 +69,14 @@ rig_cleanup() {
 # pinned to CPU with its output in $work/NAME.log, and stores its address in VAR; its pid
 # is added to $pids and left in $server_pid.
 start_server() {
-    local var=$1 cpu=$2 log="$work/$3.log" addr
+    # (No local named like a caller's VAR: `printf -v` would set the local.)
+    local var=$1 cpu=$2 log="$work/$3.log" found
     shift 3
     pin_exec "$cpu" "$@" >"$log" 2>&1 &
     server_pid=$!
     pids+=("$server_pid")
-    addr=$(wait_addr "$log" "$server_pid") || exit 1
-    printf -v "$var" '%s' "$addr"
+    found=$(wait_addr "$log" "$server_pid") || exit 1
+    printf -v "$var" '%s' "$found"
 }
 
 # gateway_config FILE MOCK MOCK_B [PROVIDERS] [MODELS] -> the measured gateway config: key

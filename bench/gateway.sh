@@ -35,13 +35,6 @@
 #                            preempting the measured processes)
 # Needs: wrk, taskset, curl, jq (nginx-light for the nginx rows). Figures are only meaningful on an otherwise idle machine.
 set -euo pipefail
-
-if [ "${1:-}" = "--pin" ]; then
-    # Internal: `gateway.sh --pin CPU CMD...` execs CMD pinned (so $! is CMD's pid).
-    cpu=$2
-    shift 2
-    if [ -n "${RT:-}" ]; then exec taskset -c "$cpu" chrt -f 10 "$@"; else exec taskset -c "$cpu" "$@"; fi
-fi
 self=$(realpath "$0")
 cd "$(dirname "$self")/.."
 DURATION=${DURATION:-10s}
@@ -54,70 +47,26 @@ MOCK_CPU=${MOCK_CPU:-0}
 GW_CPU=${GW_CPU:-1}
 WRK_CPU=${WRK_CPU:-$MOCK_CPU}
 KEY=sk-lab-key
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-
-source "$(dirname "$self")/lib.sh"
-need_tools wrk taskset curl jq
-# 1000 client connections + 1000 upstream connections need more than the default 1024 fds.
-ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-cargo build --release -p gateway -p mock-upstream -p orchestrator >&2
-cargo build --release -p gateway --example latency >&2
-bin="$CARGO_TARGET_DIR/release"
+source bench/lib.sh
+rig_init wrk taskset curl jq
 # GATEWAY_BIN: another gateway binary in the same rig (e.g. a build of an earlier commit).
 gw_bin=${GATEWAY_BIN:-$bin/gateway}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$self" --pin "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 >"$work/mock.log" 2>&1 &
-mock_pid=$!
-pids+=("$mock_pid")
-mock=$(wait_addr "$work/mock.log" "$mock_pid")
+start_server mock "$MOCK_CPU" mock "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1
 # A second healthy deployment, and a faulty one (20 % 429 with retry-after: 1, 20 % 500).
-"$self" --pin "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 >"$work/mockb.log" 2>&1 &
-pids+=("$!")
-mockb=$(wait_addr "$work/mockb.log" "$!")
-"$self" --pin "$MOCK_CPU" "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 \
-    --429-rate 0.2 --error-rate 0.2 >"$work/mockf.log" 2>&1 &
-pids+=("$!")
-mockf=$(wait_addr "$work/mockf.log" "$!")
-
-cat >"$work/gateway.yaml" <<EOF
-listen: 127.0.0.1:0
-threads: 1
-api_keys: [$KEY]
-# A named key with limits far above the load, for the feature-tax row.
-keys: [{name: team-a, key: sk-limited, rpm: 1000000000, tpm: 1000000000000}]
-limits: {max_body_bytes: 1048576, upstream_timeout_ms: 120000}
-forward_headers: [x-mock-]
-providers:
-  mock: {type: openai, base_url: "http://$mock/v1"}
-  local: {type: loopback, output_tokens: 16}
-  mock_b: {type: openai, base_url: "http://$mockb/v1"}
-  mock_f: {type: openai, base_url: "http://$mockf/v1"}
-models:
-  - {name: gpt-4o-mini, provider: mock}
-  - {name: loopback, provider: local}
-  - {name: resilient, routing: latency, retries: 2, deployments: [{provider: mock}, {provider: mock_b}]}
-  - {name: faulty, routing: latency, retries: 2, deployments: [{provider: mock}, {provider: mock_f}]}
-EOF
-"$self" --pin "$GW_CPU" "$gw_bin" --config "$work/gateway.yaml" --threads 1 >"$work/gw.log" 2>&1 &
-gw_pid=$!
-pids+=("$gw_pid")
-gw=$(wait_addr "$work/gw.log" "$gw_pid")
+start_server mockb "$MOCK_CPU" mockb "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1
+start_server mockf "$MOCK_CPU" mockf "$bin/mock-upstream" --listen 127.0.0.1:0 --threads 1 \
+    --429-rate 0.2 --error-rate 0.2
+gateway_config "$work/gateway.yaml" "$mock" "$mockb" \
+    "  local: {type: loopback, output_tokens: 16}
+  mock_f: {type: openai, base_url: \"http://$mockf/v1\"}" \
+    "  - {name: loopback, provider: local}
+  - {name: faulty, routing: latency, retries: 2, deployments: [{provider: mock}, {provider: mock_f}]}"
+start_server gw "$GW_CPU" gw "$gw_bin" --config "$work/gateway.yaml" --threads 1
+gw_pid=$server_pid
 # A second gateway with busy polling on, for the latency rows only (idle otherwise).
 sed 's/^threads: 1$/threads: 1\nbusy_poll_us: 100/' "$work/gateway.yaml" >"$work/gateway-busy.yaml"
-"$self" --pin "$GW_CPU" "$gw_bin" --config "$work/gateway-busy.yaml" >"$work/gwb.log" 2>&1 &
-gwb_pid=$!
-pids+=("$gwb_pid")
-gwb=$(wait_addr "$work/gwb.log" "$gwb_pid")
+start_server gwb "$GW_CPU" gwb "$gw_bin" --config "$work/gateway-busy.yaml"
 
 # nginx in the gateway's place (the L7 floor): Debian's nginx-light, one worker on the
 # gateway's core, proxy_pass to the same mock over an upstream keepalive pool.
@@ -151,7 +100,7 @@ http {
     }
 }
 EOF
-    "$self" --pin "$GW_CPU" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/start.log" &
+    pin_exec "$GW_CPU" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/start.log" &
     nginx_pid=$!
     pids+=("$nginx_pid")
     for _ in $(seq 100); do curl -fsS "http://$nginx_addr/health" >/dev/null 2>&1 && break; sleep 0.05; done
@@ -178,8 +127,6 @@ curl -fsS "http://$gw/v1/chat/completions" -H "authorization: Bearer $KEY" \
 sleep 0.5
 idle_rss=$(rss_kb "$gw_pid")
 
-# cpu_ticks PID... -> CPU time (clock ticks) these processes have used so far.
-cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{ n += $1 } END { print n + 0 }'; }
 clk_tck=$(getconf CLK_TCK)
 
 # run_wrk NAME URL CONNS [env...] -> wrk output in $work/NAME.txt, the CPU ticks of the
@@ -190,8 +137,8 @@ run_wrk() {
     shift 3
     local t0
     t0=$(cpu_ticks $measured)
-    env GW_KEY=$KEY "$@" "$self" --pin "$WRK_CPU" wrk -t1 -c"$conns" -d"$DURATION" --timeout 30s --latency \
-        -s bench/gateway-post.lua "$url" >"$work/$name.txt" 2>&1
+    (export GW_KEY=$KEY "$@"; pin_exec "$WRK_CPU" wrk -t1 -c"$conns" -d"$DURATION" --timeout 30s --latency \
+        -s bench/gateway-post.lua "$url") >"$work/$name.txt" 2>&1
     echo $(($(cpu_ticks $measured) - t0)) >"$work/$name.cpu"
     if grep -q 'Non-2xx' "$work/$name.txt"; then
         echo "Warning: $name: $(grep 'Non-2xx' "$work/$name.txt")" >&2
@@ -212,17 +159,17 @@ echo "== measuring (DURATION=$DURATION): mock on CPU $MOCK_CPU, gateway on CPU $
 lat_rounds=1
 if [ -n "$nginx_addr" ]; then lat_rounds=$PAIRS; fi
 for i in $(seq "$lat_rounds"); do
-    "$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
-        ${nginx_addr:+--also "$nginx_addr"} --requests "${LAT_REQUESTS:-20000}" >"$work/latency_r$i.txt"
+    (pin_exec "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
+        ${nginx_addr:+--also "$nginx_addr"} --requests "${LAT_REQUESTS:-20000}") >"$work/latency_r$i.txt"
 done
 cp "$work/latency_r1.txt" "$work/latency.txt"
-"$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gwb" --key "$KEY" \
-    --requests "${LAT_REQUESTS:-20000}" >"$work/latency_busy.txt"
+(pin_exec "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gwb" --key "$KEY" \
+    --requests "${LAT_REQUESTS:-20000}") >"$work/latency_busy.txt"
 # The same with the gateway moved onto the mock's core: no cross-core wake-ups, so this
 # shows the gateway's own cost per request (for information; the target uses the above).
 taskset -pc "$MOCK_CPU" "$gw_pid" >/dev/null
-"$self" --pin "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
-    --requests "${LAT_REQUESTS:-20000}" >"$work/latency_same_core.txt"
+(pin_exec "$WRK_CPU" "$bin/examples/latency" --direct "$mock" --gateway "$gw" --key "$KEY" \
+    --requests "${LAT_REQUESTS:-20000}") >"$work/latency_same_core.txt"
 taskset -pc "$GW_CPU" "$gw_pid" >/dev/null
 run_wrk direct_tp "http://$mock" "$CONNS"
 if [ -n "$nginx_addr" ]; then
@@ -257,9 +204,9 @@ calls=$(( $(upstream_calls) - calls0 ))
 
 # Hold $STREAMS streams open (each lasts 60 tokens x 1 s) and sample while they are.
 hold_secs=12
-env GW_KEY=$KEY GW_STREAM=1 GW_HEADERS="x-mock-token-delay-ms: 1000; x-mock-output-tokens: 60" \
-    "$self" --pin "$WRK_CPU" wrk -t1 -c"$STREAMS" -d"${hold_secs}s" --timeout 120s \
-    -s bench/gateway-post.lua "http://$gw" >"$work/hold.txt" 2>&1 &
+(export GW_KEY=$KEY GW_STREAM=1 GW_HEADERS="x-mock-token-delay-ms: 1000; x-mock-output-tokens: 60"
+    pin_exec "$WRK_CPU" wrk -t1 -c"$STREAMS" -d"${hold_secs}s" --timeout 120s \
+        -s bench/gateway-post.lua "http://$gw") >"$work/hold.txt" 2>&1 &
 hold_pid=$!
 pids+=("$hold_pid")
 open=0
@@ -281,11 +228,11 @@ run_streams() {
     shift 2
     local t0
     t0=$(cpu_ticks "$@")
-    "$self" --pin "$WRK_CPU" "$bin/orchestrator" load --url "http://$addr" --api-key "$KEY" \
+    (pin_exec "$WRK_CPU" "$bin/orchestrator" load --url "http://$addr" --api-key "$KEY" \
         --vus "$STREAM_VUS" --stream --max-tokens 40 --duration "$STREAM_DURATION" --warmup 2s \
         --threads 1 --timeout 60s --max-in-flight $((STREAM_VUS * 2)) \
         --header x-mock-output-tokens:40 --header x-mock-token-delay-ms:20 --header x-mock-ttft-ms:50 \
-        --json "$work/$name.json" >"$work/$name.txt" 2>&1
+        --json "$work/$name.json") >"$work/$name.txt" 2>&1
     echo $(($(cpu_ticks "$@") - t0)) >"$work/$name.cpu"
 }
 run_streams gw_streams "$gw" "$gw_pid"
@@ -302,8 +249,6 @@ non2xx() { awk '/Non-2xx/ {print $NF}' "$work/$1.txt" | grep . || echo 0; }
 sockerr() { awk -F'[ ,]+' '/Socket errors/ { print $4 + $6 + $8 + $10 }' "$work/$1.txt" | grep . || echo 0; }
 fault_n=$(total gw_faults)
 fault_bad=$(( $(non2xx gw_faults) + $(sockerr gw_faults) ))
-# median: the middle of the numbers on stdin
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # pairs FN PREFIX -> FN PREFIX1, FN PREFIX2, ... (one line each)
 pairs() { for i in $(seq "$PAIRS"); do printf '%s\n' "$("$1" "$2$i")"; done; }
 # ratio A B I -> rps of run A_I over rps of run B_I
@@ -313,7 +258,7 @@ spread() {
     local r
     r=$(sort -g)
     printf '%s\n' "$r" | median | awk '{ printf "%.2f", $1 }'
-    printf '%s\n' "$r" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf " %.2f-%.2f", lo, hi }'
+    printf ' %s' "$(printf '%s\n' "$r" | range 2)"
 }
 # rounds A B -> spread of A's rps over B's across the rounds
 rounds() { for i in $(seq "$PAIRS"); do ratio "$1" "$2" "$i"; done | spread; }

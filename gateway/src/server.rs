@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::busy::BusyPoll;
 use crate::config::{ConfigError, RetrySettings, Settings};
-use crate::error::{GatewayError, LimitKind};
+use crate::error::GatewayError;
 use crate::fastpath::{
     check_body, find_usage, parse_json, replace_model, restore_model, restore_model_in_chunk,
     ChatProbe, MessagesProbe, SseKind, SseMeter,
@@ -302,7 +302,11 @@ impl Drop for Guard {
         if let Some(c) = self.charge {
             let used = self.input + self.output;
             let st = &self.state;
-            st.limits.settle(&st.keys, c, used, routing::now_ns());
+            // A whole answer's head was timed already: that instant, not another clock read.
+            let now = self
+                .elapsed
+                .map_or_else(routing::now_ns, |e| routing::ns_at(self.start + e));
+            st.limits.settle(&st.keys, c, used, now);
         }
         let m = &self.state.metrics;
         m.status(self.slot, self.status);
@@ -446,22 +450,19 @@ impl http_body::Body for Body {
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
-    full_sized(status, content_type, body, 0)
+    full_in(HeaderMap::new(), status, content_type, body)
 }
 
-/// A whole answer whose header map is made for `headers` headers at once when above
-/// 0 (the limits' six, say): no growing and rehashing on the way.
-fn full_sized(
+/// A whole answer whose headers start as `headers` (the limits', say).
+fn full_in(
+    headers: HeaderMap,
     status: StatusCode,
     content_type: &'static str,
     body: Bytes,
-    headers: usize,
 ) -> Response<Body> {
     let mut r = Response::new(Body::Full(Some(body)));
     *r.status_mut() = status;
-    if headers > 0 {
-        *r.headers_mut() = HeaderMap::with_capacity(headers);
-    }
+    *r.headers_mut() = headers;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -471,7 +472,8 @@ fn json(body: Bytes) -> Response<Body> {
     full(StatusCode::OK, "application/json", body)
 }
 
-fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard) -> Response<Body> {
+/// A stream's response; its headers start as `headers` (the limits', say).
+fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard, headers: HeaderMap) -> Response<Body> {
     guard.status = 200;
     let body = Body::Stream(Box::new(Metered {
         inner,
@@ -483,6 +485,7 @@ fn sse(inner: ByteStream, kind: SseKind, mut guard: Guard) -> Response<Body> {
         pending_err: None,
     }));
     let mut r = Response::new(body);
+    *r.headers_mut() = headers;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -968,24 +971,19 @@ async fn serve_job(
     } else {
         dispatch(state, job, first, g).await?
     };
-    // The limits' headers, and room for content-type and the gateway's own four.
-    let quota_headers_n =
-        3 * (usize::from(quotas.requests.is_some()) + usize::from(quotas.tokens.is_some()));
-    let mut resp = respond(answer, g, quota_headers_n);
-    for (kind, q) in [
-        (LimitKind::Requests, quotas.requests),
-        (LimitKind::Tokens, quotas.tokens),
-    ] {
-        if let Some(q) = q {
-            quota_headers(resp.headers_mut(), kind, q);
-        }
-    }
-    Ok(resp)
+    Ok(respond(answer, g, quotas.header_map()))
 }
 
 /// Checks the key's and the model's limits, reserving the request's `max_tokens`.
 fn admit(state: &State, job: &Job<'_>, m: usize, g: &mut Guard) -> Result<Quotas, GatewayError> {
-    let now = routing::now_ns();
+    // With nothing waited for yet (the body came with the head), the request's start is
+    // a few µs ago and stands for now, as it does for the retry budget: one clock read
+    // less. After a wait, the clock is read.
+    let now = if g.waited.is_zero() {
+        routing::ns_at(g.start)
+    } else {
+        routing::now_ns()
+    };
     match state
         .limits
         .admit(&state.keys, job.key, m, job.reserve, now)
@@ -1091,18 +1089,14 @@ async fn coalesced(
     }
 }
 
-/// The answer as a response; `extra` headers will be added to a whole one.
-fn respond(answer: Answer, g: &mut Guard, extra: usize) -> Response<Body> {
+/// The answer as a response, its headers starting as `headers` (the limits').
+fn respond(answer: Answer, g: &mut Guard, headers: HeaderMap) -> Response<Body> {
     match answer {
-        Answer::Full(b) if extra > 0 => {
-            g.usage(&b);
-            full_sized(StatusCode::OK, "application/json", b, extra + 5)
-        }
         Answer::Full(b) => {
             g.usage(&b);
-            json(b)
+            full_in(headers, StatusCode::OK, "application/json", b)
         }
-        Answer::Stream(s, kind) => sse(s, kind, g.take()),
+        Answer::Stream(s, kind) => sse(s, kind, g.take(), headers),
     }
 }
 

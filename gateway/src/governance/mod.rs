@@ -153,27 +153,95 @@ const RESET: [HeaderName; 2] = [
     HeaderName::from_static("x-ratelimit-reset-tokens"),
 ];
 
-/// Adds OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers. The
-/// three values are written into one buffer and sliced: one allocation, not five.
-pub fn quota_headers(h: &mut HeaderMap, kind: LimitKind, q: Quota) {
-    use std::fmt::Write as _;
-    let i = kind as usize;
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` values of `q`. The
+/// three are written into one buffer and sliced: one allocation, not five.
+fn quota_values(q: Quota) -> [HeaderValue; 3] {
     let mut buf = BytesMut::with_capacity(48);
-    let _ = write!(buf, "{}", q.limit);
+    put_u64(&mut buf, q.limit);
     let l = buf.len();
-    let _ = write!(buf, "{}", q.remaining);
+    put_u64(&mut buf, q.remaining);
     let r = buf.len();
-    let _ = write_duration(&mut buf, q.reset_ms);
+    if q.reset_ms < 1000 {
+        put_u64(&mut buf, q.reset_ms);
+        buf.extend_from_slice(b"ms");
+    } else {
+        let _ = write_duration(&mut buf, q.reset_ms);
+    }
     let all = buf.freeze();
-    h.reserve(3);
-    for (name, range) in [
-        (&LIMIT[i], 0..l),
-        (&REMAINING[i], l..r),
-        (&RESET[i], r..all.len()),
-    ] {
-        if let Ok(v) = HeaderValue::from_maybe_shared(all.slice(range)) {
-            h.insert(name.clone(), v);
+    // Digits and letters only: always valid header values.
+    [0..l, l..r, r..all.len()].map(|range| {
+        HeaderValue::from_maybe_shared(all.slice(range))
+            .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    })
+}
+
+/// Appends `n` in decimal, without the formatting machinery (`write!` costs several
+/// times more, and this runs three times for every answer under a limit).
+fn put_u64(buf: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Adds OpenAI's `x-ratelimit-*` headers of one limit to `h` (for refusals).
+pub fn quota_headers(h: &mut HeaderMap, kind: LimitKind, q: Quota) {
+    let i = kind as usize;
+    h.reserve(3);
+    for (name, v) in [&LIMIT[i], &REMAINING[i], &RESET[i]]
+        .into_iter()
+        .zip(quota_values(q))
+    {
+        h.insert(name.clone(), v);
+    }
+}
+
+/// Room an answer's header map keeps beyond the limits' six: content-type,
+/// cache-control, and the gateway's deployment, attempts, overhead and cache headers.
+const ANSWER_HEADERS: usize = 6;
+
+/// Header maps holding the `x-ratelimit-*` names (requests; tokens; both), made once.
+/// A cloned map is filled in by position, so the long names are not hashed per
+/// answer, as every `insert` would (FNV over some 28 bytes, six times).
+fn quota_templates() -> &'static [HeaderMap; 3] {
+    static MAPS: std::sync::OnceLock<[HeaderMap; 3]> = std::sync::OnceLock::new();
+    MAPS.get_or_init(|| {
+        [&[0][..], &[1], &[0, 1]].map(|kinds| {
+            let mut h = HeaderMap::with_capacity(6 + ANSWER_HEADERS);
+            for &i in kinds {
+                for name in [&LIMIT[i], &REMAINING[i], &RESET[i]] {
+                    h.insert(name.clone(), HeaderValue::from_static("0"));
+                }
+            }
+            h
+        })
+    })
+}
+
+impl Quotas {
+    /// A header map for an admitted request's answer holding these quotas'
+    /// `x-ratelimit-*` headers (the key's figures, else the model's); empty (no
+    /// allocation) when no limit applied.
+    pub fn header_map(&self) -> HeaderMap {
+        let (t, values) = match (self.requests, self.tokens) {
+            (None, None) => return HeaderMap::new(),
+            (Some(r), None) => (0, [Some(quota_values(r)), None]),
+            (None, Some(k)) => (1, [Some(quota_values(k)), None]),
+            (Some(r), Some(k)) => (2, [Some(quota_values(r)), Some(quota_values(k))]),
+        };
+        let mut h = quota_templates()[t].clone();
+        // The template's entries are in insertion order: limit, remaining, reset per kind.
+        for (slot, v) in h.values_mut().zip(values.into_iter().flatten().flatten()) {
+            *slot = v;
+        }
+        h
     }
 }
 
@@ -210,6 +278,49 @@ mod tests {
         assert_eq!(duration_text(1000), "1s");
         assert_eq!(duration_text(1500), "1.5s");
         assert_eq!(duration_text(360_000), "6m0s");
+        let decimal = |n| {
+            let mut b = BytesMut::new();
+            put_u64(&mut b, n);
+            String::from_utf8(b.to_vec()).unwrap()
+        };
+        for n in [0, 7, 10, 999, 1_000_000_000_000, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string());
+        }
+    }
+
+    #[test]
+    fn header_maps_carry_each_limit_once_with_its_figures() {
+        let q = |limit, remaining, reset_ms| Quota {
+            limit,
+            remaining,
+            reset_ms,
+        };
+        assert!(Quotas::default().header_map().is_empty());
+        let both = Quotas {
+            requests: Some(q(100, 99, 600)),
+            tokens: Some(q(5000, 4000, 12_000)),
+        }
+        .header_map();
+        let text = |n: &str| both.get(n).unwrap().to_str().unwrap().to_string();
+        assert_eq!(both.len(), 6);
+        assert_eq!(text("x-ratelimit-limit-requests"), "100");
+        assert_eq!(text("x-ratelimit-remaining-requests"), "99");
+        assert_eq!(text("x-ratelimit-reset-requests"), "600ms");
+        assert_eq!(text("x-ratelimit-limit-tokens"), "5000");
+        assert_eq!(text("x-ratelimit-remaining-tokens"), "4000");
+        assert_eq!(text("x-ratelimit-reset-tokens"), "12s");
+        let tokens = Quotas {
+            requests: None,
+            tokens: Some(q(7, 6, 1500)),
+        }
+        .header_map();
+        assert_eq!(tokens.len(), 3);
+        assert_eq!(tokens.get("x-ratelimit-reset-tokens").unwrap(), "1.5s");
+        assert!(tokens.get("x-ratelimit-limit-requests").is_none());
+        // A clone filled in by position keeps working as a map (lookups hash the names).
+        let mut with_more = tokens.clone();
+        with_more.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("a"));
+        assert_eq!(with_more.get("x-ratelimit-limit-tokens").unwrap(), "7");
     }
 
     #[test]

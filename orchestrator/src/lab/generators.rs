@@ -14,9 +14,7 @@ use crate::docker::{ContainerSpec, Docker};
 use crate::lab::stack::{self, Lab};
 use crate::load::cli::epoch_now;
 use crate::load::engine::{report_started, PhaseRunner};
-use crate::load::remote::{
-    merge_outputs_with_failures, report_events, share, start_offset_s, OutputFile, PlanFile,
-};
+use crate::load::remote::{finish_phase, share, start_offset_s, OutputFile, PlanFile};
 use crate::load::{EngineOpts, LoadError, PhaseOutput, PhasePlan};
 
 /// From launch to the shared start: time to create, fill and start every container.
@@ -170,17 +168,7 @@ impl DockerRunner {
                 Err(e) => failed.push((g.container.clone(), format!("{e:#}"))),
             }
         }
-        if parts.is_empty() {
-            let why: Vec<String> = failed.iter().map(|(n, w)| format!("{n}: {w}")).collect();
-            return Err(LoadError::Generators(format!(
-                "every generator failed: {}",
-                why.join("; ")
-            )));
-        }
-        let out = merge_outputs_with_failures(parts, &failed)
-            .map_err(|e| LoadError::Generators(e.to_string()))?;
-        report_events(plan, opts, &out, started);
-        Ok(out)
+        finish_phase(plan, opts, parts, &failed, started)
     }
 }
 

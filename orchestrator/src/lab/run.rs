@@ -957,8 +957,9 @@ async fn stop_backing(ctx: &Ctx<'_>, service: &str) -> anyhow::Result<()> {
 /// second deployment to route to.
 fn fault_control(lab: &Lab, target: &str) -> anyhow::Result<FaultControl> {
     let svc = lab.service(target_service(target))?;
-    let admin =
-        |var: &str, default: &str| format!("http://127.0.0.1:{}", lab.vars.get_or(var, default));
+    // The admin ports are the mocks' own, at the mock role's address.
+    let host = crate::lab::engines::with_host("http://127.0.0.1", &lab.engines.mock_addr);
+    let admin = |var: &str, default: &str| format!("{host}:{}", lab.vars.get_or(var, default));
     Ok(FaultControl {
         admin_urls: vec![
             admin("MOCK_ADMIN_PORT", "9010"),

@@ -434,6 +434,28 @@ pub fn report_events(
     }
 }
 
+/// The end of a [`PhaseRunner`]'s phase: the generators' outputs merged (those that failed
+/// named), and the observer told; an error when every generator failed.
+pub fn finish_phase(
+    plan: &PhasePlan,
+    opts: &EngineOpts,
+    parts: Vec<(String, PhaseOutput)>,
+    failed: &[(String, String)],
+    started: DateTime<Utc>,
+) -> Result<PhaseOutput, LoadError> {
+    if parts.is_empty() {
+        let why: Vec<String> = failed.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+        return Err(LoadError::Generators(format!(
+            "every generator failed: {}",
+            why.join("; ")
+        )));
+    }
+    let out = merge_outputs_with_failures(parts, failed)
+        .map_err(|e| LoadError::Generators(e.to_string()))?;
+    report_events(plan, opts, &out, started);
+    Ok(out)
+}
+
 /// Options of the `lab-generator` binary.
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -577,17 +599,7 @@ impl ProcessRunner {
                 Err(why) => failed.push((k.name.clone(), why)),
             }
         }
-        if parts.is_empty() {
-            let why: Vec<String> = failed.iter().map(|(n, w)| format!("{n}: {w}")).collect();
-            return Err(LoadError::Generators(format!(
-                "every generator failed: {}",
-                why.join("; ")
-            )));
-        }
-        let out = merge_outputs_with_failures(parts, &failed)
-            .map_err(|e| LoadError::Generators(e.to_string()))?;
-        report_events(plan, opts, &out, started);
-        Ok(out)
+        finish_phase(plan, opts, parts, &failed, started)
     }
 
     /// Writes each generator's plan file and starts it; on failure none is left running.

@@ -110,14 +110,11 @@ fn breaker(c: &mut Criterion) {
 
 fn coalesce(c: &mut Criterion) {
     let co = Coalescer::<Result<Bytes, GatewayError>>::default();
-    let key = AnswerKey {
-        api: 0,
-        key: 0,
-        model: 0,
-        body: Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
-    };
+    let body = Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+    let key = AnswerKey::new(0, 0, 0, body.clone());
     let mut g = c.benchmark_group("coalesce");
-    // A leader joins, a second request joins its flight, the leader finishes.
+    // Three operations: a leader joins, a second request joins its flight, the leader
+    // finishes (the key made once per request, measured apart below).
     g.bench_function("join_wait_finish", |b| {
         b.iter(|| {
             let Joined::Leader(l) = co.join(key.clone()) else {
@@ -128,6 +125,22 @@ fn coalesce(c: &mut Criterion) {
             black_box(w);
         })
     });
+    // The usual case with coalescing on: nothing identical in flight (two operations).
+    g.bench_function("join_finish_alone", |b| {
+        b.iter(|| {
+            let Joined::Leader(l) = co.join(key.clone()) else {
+                unreachable!()
+            };
+            l.finish(Ok(Bytes::from_static(b"{}")));
+        })
+    });
+    // A request's key (one SipHash of the body, shared by the cache and the coalescer).
+    let big = Bytes::from(vec![b'x'; 4096]);
+    for (name, b) in [("key_60B", body), ("key_4KB", big)] {
+        g.bench_function(name, |bench| {
+            bench.iter(|| black_box(AnswerKey::new(0, 0, 0, black_box(b.clone()))))
+        });
+    }
     g.finish();
 }
 

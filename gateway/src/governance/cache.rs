@@ -2,23 +2,84 @@
 //! entry count and bytes (the oldest go first). Only whole successful answers are
 //! stored. One mutex per model, taken only by models that opted in.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
 use crate::config::CacheSettings;
 
 /// What makes two requests the same: the API, the key's scope (keys never share
-/// answers), the model and the exact body bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// answers), the model and the exact body bytes. The body is hashed once, when the key
+/// is made, and the cache and the coalescer reuse that hash (a 40 KB prompt would cost
+/// tens of microseconds per lookup otherwise).
+#[derive(Debug, Clone)]
 pub struct AnswerKey {
     pub api: u8,
     /// Key index; `usize::MAX` without authentication.
     pub key: usize,
     pub model: usize,
     pub body: Bytes,
+    hash: u64,
 }
+
+impl AnswerKey {
+    pub fn new(api: u8, key: usize, model: usize, body: Bytes) -> Self {
+        // Keyed per process (SipHash with a random key): a client cannot pick bodies
+        // that collide on purpose.
+        static SEED: OnceLock<RandomState> = OnceLock::new();
+        let hash = SEED
+            .get_or_init(RandomState::new)
+            .hash_one((api, key, model, &body[..]));
+        AnswerKey {
+            api,
+            key,
+            model,
+            body,
+            hash,
+        }
+    }
+}
+
+impl PartialEq for AnswerKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.hash == o.hash
+            && (self.api, self.key, self.model) == (o.api, o.key, o.model)
+            && self.body == o.body
+    }
+}
+
+impl Eq for AnswerKey {}
+
+impl Hash for AnswerKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash);
+    }
+}
+
+/// Passes an [`AnswerKey`]'s own hash through to the map.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only write_u64 is used; anything else still spreads.
+        for b in bytes {
+            self.0 = self.0.rotate_left(5) ^ u64::from(*b);
+        }
+    }
+}
+
+/// A map by [`AnswerKey`], hashed once per key.
+pub type KeyMap<V> = HashMap<AnswerKey, V, BuildHasherDefault<KeyHasher>>;
 
 struct Entry {
     answer: Bytes,
@@ -29,7 +90,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<AnswerKey, Entry>,
+    map: KeyMap<Entry>,
     order: VecDeque<(AnswerKey, u64)>,
     bytes: usize,
     seq: u64,
@@ -129,12 +190,7 @@ mod tests {
     use super::*;
 
     fn key(body: &'static str) -> AnswerKey {
-        AnswerKey {
-            api: 0,
-            key: 0,
-            model: 0,
-            body: Bytes::from_static(body.as_bytes()),
-        }
+        AnswerKey::new(0, 0, 0, Bytes::from_static(body.as_bytes()))
     }
 
     fn cache(entries: usize, bytes: usize) -> Cache {
@@ -170,6 +226,21 @@ mod tests {
         assert_eq!(c.size(), (2, 7));
         assert_eq!(c.get(&key("a"), 0), None);
         assert!(!c.put(key("d"), Bytes::from_static(b"12345678901"), 0));
+    }
+
+    #[test]
+    fn keys_differ_by_scope_model_api_and_body() {
+        let b = || Bytes::from_static(b"{}");
+        let k = AnswerKey::new(0, 0, 0, b());
+        assert_eq!(k, AnswerKey::new(0, 0, 0, b()));
+        for other in [
+            AnswerKey::new(1, 0, 0, b()),
+            AnswerKey::new(0, 1, 0, b()),
+            AnswerKey::new(0, 0, 1, b()),
+            AnswerKey::new(0, 0, 0, Bytes::from_static(b"{ }")),
+        ] {
+            assert_ne!(k, other);
+        }
     }
 
     #[test]

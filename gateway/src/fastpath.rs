@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use memchr::memmem;
@@ -383,12 +384,14 @@ impl SseMeter {
         };
         let has_content = match self.kind {
             SseKind::OpenAi => openai_has_content(data),
-            SseKind::Anthropic => memmem::find(data, b"\"content_block_delta\"").is_some(),
+            SseKind::Anthropic => finder(&DELTA, b"\"content_block_delta\"")
+                .find(data)
+                .is_some(),
         };
         if has_content {
             self.content_chunks += 1;
         }
-        if memmem::find(data, b"\"usage\"").is_some() {
+        if finder(&USAGE, b"\"usage\"").find(data).is_some() {
             if let Some(u) = find_usage(data) {
                 if let Some(i) = u.input() {
                     self.input = Some(self.input.map_or(i, |o| o.max(i)));
@@ -406,8 +409,21 @@ impl SseMeter {
     }
 }
 
+// The searchers of the per-line scans, set up once (memmem::find sets one up per call,
+// which cost more than the search on a token's line).
+static CONTENT: OnceLock<memmem::Finder<'static>> = OnceLock::new();
+static USAGE: OnceLock<memmem::Finder<'static>> = OnceLock::new();
+static DELTA: OnceLock<memmem::Finder<'static>> = OnceLock::new();
+
+fn finder(
+    cell: &'static OnceLock<memmem::Finder<'static>>,
+    needle: &'static [u8],
+) -> &'static memmem::Finder<'static> {
+    cell.get_or_init(|| memmem::Finder::new(needle))
+}
+
 fn openai_has_content(data: &[u8]) -> bool {
-    let Some(at) = memmem::find(data, b"\"content\"") else {
+    let Some(at) = finder(&CONTENT, b"\"content\"").find(data) else {
         return false;
     };
     let i = skip_ws(data, at + 9);

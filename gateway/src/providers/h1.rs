@@ -528,29 +528,41 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, GatewayE
 /// once a size line put the decoder on the data.
 fn decode_chunk_line(c: &mut Chunk, buf: &mut BytesMut) -> Result<Option<Decoded>, GatewayError> {
     loop {
-        let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
+        // memchr, not memmem: a searcher set up per line cost more than the search.
+        let Some(eol) = memchr::memchr(b'\n', buf) else {
             if buf.len() > MAX_HEAD {
                 return Err(proto("chunk line too long"));
             }
             return Ok(Some(Decoded::NeedMore));
         };
-        let line = buf.split_to(eol + 2);
-        let line = &line[..eol];
-        match *c {
+        // CRLF, or a bare LF (which RFC 9112 lets a recipient accept).
+        let line = &buf[..eol];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let step = match *c {
             Chunk::Size => {
                 let hex = line.split(|&b| b == b';').next().unwrap_or_default();
                 let hex = std::str::from_utf8(hex).unwrap_or("").trim();
                 let n = u64::from_str_radix(hex, 16).map_err(|_| proto("bad chunk size"))?;
                 if n > 0 {
-                    *c = Chunk::Data(n);
-                    return Ok(None);
+                    Some(Chunk::Data(n))
+                } else {
+                    Some(Chunk::Trailer)
                 }
-                *c = Chunk::Trailer;
             }
-            Chunk::DataEnd if line.is_empty() => *c = Chunk::Size,
+            Chunk::DataEnd if line.is_empty() => Some(Chunk::Size),
             Chunk::DataEnd => return Err(proto("chunk data longer than its size")),
-            Chunk::Trailer if line.is_empty() => return Ok(Some(Decoded::Done)),
-            Chunk::Trailer | Chunk::Data(_) => {}
+            Chunk::Trailer if line.is_empty() => None,
+            Chunk::Trailer | Chunk::Data(_) => Some(*c),
+        };
+        // The line is only read: skipped over, not split off (no reference count).
+        buf.advance(eol + 1);
+        match step {
+            None => return Ok(Some(Decoded::Done)),
+            Some(next @ Chunk::Data(_)) => {
+                *c = next;
+                return Ok(None);
+            }
+            Some(next) => *c = next,
         }
     }
 }
@@ -707,6 +719,19 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn chunk_lines_may_end_in_a_bare_lf() {
+        let wire = b"5\nhello\n3\r\n, w\r\n0\n\n";
+        for step in [1, 4, 64] {
+            let (out, done) = decode_all(Framing::Chunked(Chunk::Size), wire, step);
+            assert_eq!((out.as_slice(), done), (&b"hello, w"[..], true));
+        }
+        let mut f = Framing::Chunked(Chunk::Size);
+        let mut buf = BytesMut::from(&b"2\r\nabc\r\n"[..]);
+        assert!(matches!(decode(&mut f, &mut buf), Ok(Decoded::Data(_))));
+        assert!(decode(&mut f, &mut buf).is_err(), "data longer than its size");
     }
 
     #[test]

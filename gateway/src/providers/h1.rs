@@ -731,7 +731,10 @@ mod tests {
         let mut f = Framing::Chunked(Chunk::Size);
         let mut buf = BytesMut::from(&b"2\r\nabc\r\n"[..]);
         assert!(matches!(decode(&mut f, &mut buf), Ok(Decoded::Data(_))));
-        assert!(decode(&mut f, &mut buf).is_err(), "data longer than its size");
+        assert!(
+            decode(&mut f, &mut buf).is_err(),
+            "data longer than its size"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use memchr::memmem;
@@ -384,14 +384,12 @@ impl SseMeter {
         };
         let has_content = match self.kind {
             SseKind::OpenAi => openai_has_content(data),
-            SseKind::Anthropic => finder(&DELTA, b"\"content_block_delta\"")
-                .find(data)
-                .is_some(),
+            SseKind::Anthropic => DELTA.find(data).is_some(),
         };
         if has_content {
             self.content_chunks += 1;
         }
-        if finder(&USAGE, b"\"usage\"").find(data).is_some() {
+        if USAGE.find(data).is_some() {
             if let Some(u) = find_usage(data) {
                 if let Some(i) = u.input() {
                     self.input = Some(self.input.map_or(i, |o| o.max(i)));
@@ -411,19 +409,15 @@ impl SseMeter {
 
 // The searchers of the per-line scans, set up once (memmem::find sets one up per call,
 // which cost more than the search on a token's line).
-static CONTENT: OnceLock<memmem::Finder<'static>> = OnceLock::new();
-static USAGE: OnceLock<memmem::Finder<'static>> = OnceLock::new();
-static DELTA: OnceLock<memmem::Finder<'static>> = OnceLock::new();
-
-fn finder(
-    cell: &'static OnceLock<memmem::Finder<'static>>,
-    needle: &'static [u8],
-) -> &'static memmem::Finder<'static> {
-    cell.get_or_init(|| memmem::Finder::new(needle))
-}
+static CONTENT: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"content\""));
+static USAGE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
+static DELTA: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"content_block_delta\""));
 
 fn openai_has_content(data: &[u8]) -> bool {
-    let Some(at) = finder(&CONTENT, b"\"content\"").find(data) else {
+    let Some(at) = CONTENT.find(data) else {
         return false;
     };
     let i = skip_ws(data, at + 9);

@@ -318,15 +318,17 @@ cpu_per_token() {
 }
 # streams_done PREFIX -> true when every round of PREFIX wrote its JSON
 streams_done() { for i in $(seq "$STREAM_PAIRS"); do [ -s "$work/$1_$i.json" ] || return 1; done; }
-# sfig PREFIX JQ-PATH -> median of that figure over the rounds; scpu PREFIX -> CPU/token's
-sfig() { for i in $(seq "$STREAM_PAIRS"); do stream_fig "$1_$i" "$2"; done | median; }
+# each_fig PREFIX JQ-PATH -> that figure of every round, one a line; sfig -> their median;
+# scpu PREFIX -> the median of CPU/token
+each_fig() { for i in $(seq "$STREAM_PAIRS"); do stream_fig "$1_$i" "$2"; done; }
+sfig() { each_fig "$1" "$2" | median; }
 scpu() { for i in $(seq "$STREAM_PAIRS"); do cpu_per_token "$1_$i"; done | median; }
 stream_row() {
     echo "| $STREAM_VUS streams, $2, medians of $STREAM_PAIRS rounds: TTFT p50, inter-token p50 / p99 / max, tokens/s, CPU/token, errors | $(sfig "$1" ttft_ms.p50) ms, $(sfig "$1" itl_ms.p50) / $(sfig "$1" itl_ms.p99) / $(sfig "$1" itl_ms.max) ms, $(sfig "$1" throughput.output_tokens_per_s), $(scpu "$1") us, $(sfig "$1" requests.error_percent) % | | |"
 }
 if streams_done gw_streams; then
     stream_row gw_streams gateway
-    gw_max=$(for i in $(seq "$STREAM_PAIRS"); do stream_fig "gw_streams_$i" itl_ms.max; done | sort -g | tail -n1)
+    gw_max=$(each_fig gw_streams itl_ms.max | sort -g | tail -n1)
     echo "| $STREAM_VUS streams: gateway's longest gap over all rounds (goal: none over 10x the 20 ms pacing) | $gw_max ms | <= 200 ms | $(ok "$(awk -v m="$gw_max" 'BEGIN { print (m <= 200) }')") |"
 else
     echo "Warning: a gateway streams run wrote no result: $(tail -n 3 "$work"/gw_streams_*.txt)" >&2

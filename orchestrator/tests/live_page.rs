@@ -15,6 +15,8 @@ mod chromium;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use load_support::{start, Reply};
 use orchestrator::live::{Live, PlanItem};
 use orchestrator::load::{ChannelObserver, Observer};
@@ -53,7 +55,9 @@ fn self_usage(last: &mut (f64, Instant)) -> (f64, u64) {
 }
 
 /// Runs `suite` against `url` as `target`, feeding the live state like the lab does.
-async fn measure(live: &Live, target: &str, url: &str) {
+/// With `hold`, the suite is reported done only once it fires, so a slow browser start
+/// on a loaded machine still finds the suite running.
+async fn measure(live: &Live, target: &str, url: &str, hold: Option<oneshot::Receiver<()>>) {
     let file = SuitesFile::parse(SUITES, "live.yaml").unwrap();
     let def = file.suite("steady").unwrap();
     live.suite_started(
@@ -98,6 +102,9 @@ async fn measure(live: &Live, target: &str, url: &str) {
     sampler.abort();
     let _ = events.await;
     assert!(result.phases[0].requests.ok > 0);
+    if let Some(hold) = hold {
+        let _ = hold.await;
+    }
     let k = orchestrator::report::figures::KeyFigures {
         requests_per_s: Some(result.phases[0].throughput.requests_per_s),
         ..Default::default()
@@ -144,11 +151,12 @@ fn live_page_charts_every_target_of_a_running_suite_and_links_the_report() {
             .await
             .unwrap();
         let url = format!("http://{}/", page.addr);
-        measure(&live, "direct", &server.url()).await;
+        measure(&live, "direct", &server.url(), None).await;
 
         // The second target runs while the browser looks.
         let (l, u) = (live.clone(), server.url());
-        let running = tokio::spawn(async move { measure(&l, "gateway", &u).await });
+        let (looked, hold) = oneshot::channel();
+        let running = tokio::spawn(async move { measure(&l, "gateway", &u, Some(hold)).await });
         tokio::time::sleep(Duration::from_secs(4)).await;
         let (profile, page_url) = (tmp.join("during"), url.clone());
         let (status, dom, stderr) = tokio::task::spawn_blocking(move || {
@@ -193,6 +201,7 @@ fn live_page_charts_every_target_of_a_running_suite_and_links_the_report() {
             dom.contains("<th scope=\"row\">direct</th><td>steady</td>"),
             "{dom}"
         );
+        let _ = looked.send(());
         running.await.unwrap();
 
         // The run ends: the page links to the report, which the server serves.

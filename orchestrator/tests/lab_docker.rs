@@ -518,6 +518,12 @@ fn check_thresholds(run_dir: &Path, log: &str) {
     assert!(raw("gateway", "frontier").thresholds.is_none());
     assert!(log.contains("litellm/overhead: thresholds FAIL: "), "{log}");
     assert!(log.contains("thresholds missed in: "), "{log}");
+    // Every target's idle latency was measured, so every phase started on a settled target.
+    for t in ["direct", "nginx", "gateway", "litellm"] {
+        let line = format!("target {t}: idle probe latency ");
+        assert!(log.contains(&line), "no `{line}` in\n{log}");
+    }
+    assert!(!log.contains("no settle step"), "{log}");
     let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
     let overhead = &md[md.find("## Suite `overhead`").unwrap()..];
     let verdict = overhead

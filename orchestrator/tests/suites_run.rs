@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_support::{start, Reply};
-use orchestrator::load::result::{RungFail, RungSearch};
+use orchestrator::load::result::{ResultWarningKind, RungFail, RungSearch};
+use orchestrator::load::settle::{self, Settle};
 use orchestrator::load::{ChannelObserver, Event};
 use orchestrator::suites::{
-    run_suite, run_suite_blocking, Profile, RunOpts, SuitesFile, TargetSpec,
+    probe_request, run_suite, run_suite_blocking, Profile, RunOpts, SuitesFile, TargetSpec,
 };
 
 const SUITES: &str = r#"
@@ -361,4 +362,106 @@ fn phases_suites_step_rates_and_stop_once_overwhelmed() {
     let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
     // Every answer a 500: the first rate is the last; the closed phase still runs.
     assert_eq!(names, ["unary-20rps", "held"]);
+}
+
+/// A server that answers in 40 ms until `busy_for` has passed since it started, then at once.
+fn busy_then_idle(busy_for: Duration) -> load_support::Server {
+    let t0 = std::time::Instant::now();
+    start(Arc::new(move |_| {
+        if t0.elapsed() < busy_for {
+            Reply::ok(40)
+        } else {
+            Reply::ok(0)
+        }
+    }))
+}
+
+#[test]
+fn a_phase_waits_for_the_target_to_settle_and_says_how_long() {
+    let server = busy_then_idle(Duration::from_millis(1500));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let t = TargetSpec::new("s", &server.url());
+    let r = run_suite_blocking(
+        &f.suite("base").unwrap(),
+        &t,
+        &RunOpts {
+            profile: Profile::Full,
+            threads: 1,
+            settle: Some(Settle::new(Duration::from_millis(1))),
+            ..RunOpts::default()
+        },
+        None,
+    )
+    .unwrap();
+    let w = &r.warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, ResultWarningKind::SettleWait, "{w:?}");
+    assert_eq!(w[0].phase.as_deref(), Some("base"));
+    assert!(w[0].message.starts_with("waited 1."), "{w:?}");
+    // Measured once idle: none of the 40 ms answers is in the phase.
+    let p = &r.phases[0];
+    assert!(p.latency_ms.max < 30.0, "{:?}", p.latency_ms);
+
+    // Idle from the start: no warning.
+    let idle = start(Arc::new(|_| Reply::ok(0)));
+    let r = run_suite_blocking(
+        &f.suite("base").unwrap(),
+        &TargetSpec::new("s", &idle.url()),
+        &RunOpts {
+            profile: Profile::Full,
+            threads: 1,
+            settle: Some(Settle::new(Duration::from_millis(1))),
+            ..RunOpts::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
+
+#[test]
+fn a_target_still_busy_after_the_longest_wait_is_measured_and_flagged() {
+    let server = start(Arc::new(|_| Reply::ok(40)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let settle = Settle {
+        idle: Duration::from_millis(1),
+        max_wait: Duration::from_millis(800),
+    };
+    let r = run_suite_blocking(
+        &f.suite("base").unwrap(),
+        &TargetSpec::new("s", &server.url()),
+        &RunOpts {
+            profile: Profile::Full,
+            threads: 1,
+            settle: Some(settle),
+            ..RunOpts::default()
+        },
+        None,
+    )
+    .unwrap();
+    let w = &r.warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, ResultWarningKind::Unsettled, "{w:?}");
+    assert!(w[0].message.contains("last probe: 4"), "{w:?}");
+    assert_eq!(r.phases[0].requests.ok, 20);
+}
+
+#[test]
+fn the_idle_latency_is_the_probes_median_and_a_failing_probe_is_an_error() {
+    let server = start(Arc::new(|_| Reply::ok(3)));
+    let probe = probe_request(&TargetSpec::new("s", &server.url())).unwrap();
+    let idle = settle::idle_latency(&probe).unwrap();
+    assert!(
+        idle >= Duration::from_millis(3) && idle < Duration::from_millis(50),
+        "{idle:?}"
+    );
+
+    let failing = start(Arc::new(|_| Reply::Json {
+        delay: Duration::ZERO,
+        status: 500,
+        body: None,
+    }));
+    let probe = probe_request(&TargetSpec::new("s", &failing.url())).unwrap();
+    let err = settle::idle_latency(&probe).unwrap_err();
+    assert!(err.to_string().contains("idle probe"), "{err}");
 }

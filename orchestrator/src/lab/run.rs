@@ -26,6 +26,7 @@ use crate::lab::rig;
 use crate::lab::stack::{self, bring_up, runtime, Lab, LabOpts, ServiceFailure};
 use crate::lab::watch;
 use crate::live::Live;
+use crate::load::settle::{self, Settle};
 use crate::load::{CancelToken, ChannelObserver, Event, Observer};
 use crate::report::figures::KeyFigures;
 use crate::report::{RenderedPaths, ReportError};
@@ -914,6 +915,7 @@ async fn run_target(
         faults: Some(fault_control(lab, target)?),
         ..TargetSpec::default()
     };
+    let settle = idle_settle(st, &spec).await;
     let mut failed = false;
     for def in ctx.plan.suites.iter().filter(|d| d.repeats >= round) {
         if cancel.is_cancelled() {
@@ -924,6 +926,7 @@ async fn run_target(
             spec: &spec,
             container: &container,
             repeat: round,
+            settle,
         };
         if let Err(f) = measure(ctx, sink, st, &at).await? {
             fail_target(st, i, target, Some(&def.name), &f);
@@ -1111,6 +1114,37 @@ struct Measured<'a> {
     container: &'a str,
     /// 1-based.
     repeat: u32,
+    /// The target's idle latency, waited for before each phase.
+    settle: Option<Settle>,
+}
+
+/// The target's idle latency to the settle probe, measured right after it started; `None`
+/// (with a warning: phases then start at once) when the probe fails.
+async fn idle_settle(st: &mut RunState, spec: &TargetSpec) -> Option<Settle> {
+    let probe = crate::suites::probe_request(spec);
+    let idle = tokio::task::spawn_blocking(move || settle::idle_latency(&probe?))
+        .await
+        .map_err(|e| crate::load::LoadError::Thread(e.to_string()))
+        .and_then(|r| r);
+    match idle {
+        Ok(idle) => {
+            crate::note!(
+                "target {}: idle probe latency {:.2} ms",
+                spec.name,
+                idle.as_secs_f64() * 1000.0
+            );
+            Some(Settle::new(idle))
+        }
+        Err(e) => {
+            st.warn(
+                WarningKind::Other,
+                Some(&spec.name),
+                None,
+                format!("no settle step between phases: {e}"),
+            );
+            None
+        }
+    }
 }
 
 impl Measured<'_> {
@@ -1160,6 +1194,7 @@ async fn measure(
         cancel: suite_cancel,
         progress: true,
         runner: ctx.runner.clone(),
+        settle: at.settle,
     };
     let result = run_suite(def, spec, &opts, Some(observer)).await;
     watcher.abort();

@@ -54,6 +54,7 @@ pub mod notes;
 pub mod remote;
 pub mod request;
 pub mod result;
+pub mod settle;
 mod stats;
 mod sys;
 pub mod table;

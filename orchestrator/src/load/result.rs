@@ -633,6 +633,12 @@ pub enum ResultWarningKind {
     /// A merged phase: one generator started late against the shared start time, or
     /// stopped early; the merged figures are short of its share for that time.
     GeneratorLagged,
+    /// Before the phase, the target took over a second to answer probes at its idle
+    /// latency again (see [`crate::load::settle`]).
+    SettleWait,
+    /// Before the phase, the target was still slow after the longest wait: the phase
+    /// measured it with an earlier load's backlog.
+    Unsettled,
 }
 
 #[cfg(test)]

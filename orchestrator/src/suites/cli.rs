@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::def::{Profile, SuitesFile};
-use super::run::{run_suite_blocking, RunOpts, TargetSpec};
+use super::run::{probe_request, run_suite_blocking, RunOpts, TargetSpec};
+use crate::load::settle::{self, Settle};
 use crate::load::table;
 
 /// Options of `orchestrator bench`.
@@ -52,6 +53,30 @@ pub struct BenchArgs {
     /// Generator worker threads (0 = the cores this process may use).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Start each phase at once, without waiting for the target to answer small probes
+    /// at its idle latency (measured before the first suite) again.
+    #[arg(long)]
+    pub no_settle: bool,
+}
+
+/// The target's idle latency to the settle probe; `None` (said on stderr) when the probe
+/// fails: phases then start at once.
+fn idle_settle(target: &TargetSpec) -> Option<Settle> {
+    match probe_request(target).and_then(|p| settle::idle_latency(&p)) {
+        Ok(idle) => {
+            eprintln!(
+                "idle probe latency {:.2} ms: each phase starts once the target answers probes \
+                 within {:.1} ms again",
+                idle.as_secs_f64() * 1000.0,
+                Settle::new(idle).bound().as_secs_f64() * 1000.0
+            );
+            Some(Settle::new(idle))
+        }
+        Err(e) => {
+            eprintln!("no settle step between phases: {e}");
+            None
+        }
+    }
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -88,6 +113,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         profile: args.profile,
         threads: args.threads,
         progress: true,
+        settle: (!args.no_settle).then(|| idle_settle(&target)).flatten(),
         ..RunOpts::default()
     };
     crate::load::cancel_on_ctrl_c(&opts.cancel);

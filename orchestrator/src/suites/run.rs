@@ -11,7 +11,10 @@ use super::faults::{self, FaultControl};
 use super::{frontier, paired};
 use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan, RoundLog};
 use crate::load::request::{PreparedRequest, RequestSpec};
-use crate::load::result::{Overhead, PhaseResult, SuiteResult, SCHEMA_VERSION};
+use crate::load::result::{
+    Overhead, PhaseResult, ResultWarning, ResultWarningKind, SuiteResult, SCHEMA_VERSION,
+};
+use crate::load::settle::{self, Settle, Settled};
 use crate::load::{CancelToken, LoadError, Observer};
 
 /// What to measure: a name for the results and the URL(s) to load.
@@ -66,6 +69,64 @@ pub struct RunOpts {
     pub progress: bool,
     /// Where phases run when not in this process (the lab's generator containers).
     pub runner: Option<Arc<dyn crate::load::engine::PhaseRunner>>,
+    /// Wait for the target to be idle before each phase (see [`crate::load::settle`]);
+    /// `None`: start each phase at once.
+    pub settle: Option<Settle>,
+}
+
+/// The small request the settle step probes with, and the lab measures the idle latency
+/// with: the default chat completion, with the target's key, model and headers.
+pub fn probe_request(target: &TargetSpec) -> Result<PreparedRequest, LoadError> {
+    let mut spec = RequestSpec::default();
+    target.apply(&mut spec);
+    PreparedRequest::new(&spec, &target.url)
+}
+
+/// Waits for the target to settle before phase `name` (when `probe` is set); a warning
+/// when that took long or did not happen.
+fn settle_before(
+    name: &str,
+    probe: &Option<(PreparedRequest, Settle)>,
+    cancel: &CancelToken,
+    warnings: &mut Vec<ResultWarning>,
+) -> Result<(), LoadError> {
+    let Some((probe, s)) = probe else {
+        return Ok(());
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (kind, message) = match settle::settle(probe, s, cancel)? {
+        Settled::Idle { waited, probes } if waited >= settle::REPORTED_WAIT => (
+            ResultWarningKind::SettleWait,
+            format!(
+                "waited {:.1} s ({probes} probes) for the target to answer {} probes in a row \
+                 within {:.1} ms (idle: {:.2} ms): it was still busy with the load before",
+                waited.as_secs_f64(),
+                settle::IN_A_ROW,
+                ms(s.bound()),
+                ms(s.idle)
+            ),
+        ),
+        Settled::Busy { waited, last } => (
+            ResultWarningKind::Unsettled,
+            format!(
+                "the target was still busy after {:.0} s (last probe: {}; idle: {:.2} ms): \
+                 this phase measured it with the backlog of the load before",
+                waited.as_secs_f64(),
+                last.map_or("failed or over 5 s".to_string(), |t| format!(
+                    "{:.1} ms",
+                    ms(t)
+                )),
+                ms(s.idle)
+            ),
+        ),
+        _ => return Ok(()),
+    };
+    warnings.push(ResultWarning {
+        kind,
+        phase: Some(name.to_string()),
+        message,
+    });
+    Ok(())
 }
 
 /// Runs one suite on the generator's own threads and awaits the result. Safe to call
@@ -121,6 +182,10 @@ pub fn run_suite_blocking(
     let mut frontier_search = None;
     let mut overhead = None;
     let mut faults_result = None;
+    let probe = match opts.settle {
+        Some(s) => Some((probe_request(target)?, s)),
+        None => None,
+    };
 
     // `warm`: a warm-up at the phase's first load level first (when the profile has one).
     let mut run = |name: &str,
@@ -131,6 +196,7 @@ pub fn run_suite_blocking(
         if engine.cancel.is_cancelled() {
             return Ok(None);
         }
+        settle_before(name, &probe, &engine.cancel, &mut warnings)?;
         if warm && !warmup.is_zero() {
             let warm_shape = match &shape {
                 LoadShape::Closed {
@@ -292,6 +358,8 @@ pub fn run_suite_blocking(
                 timeout: def.timeout,
                 max_in_flight: def.max_in_flight,
             };
+            // Once before the whole suite: its phases inject faults that slow probes.
+            settle_before(&def.name, &probe, &engine.cancel, &mut warnings)?;
             let out = faults::run(f, &ctx)?;
             phases.extend(out.phases);
             warnings.extend(out.warnings);

@@ -85,6 +85,9 @@ pub enum LoadError {
     /// Generators run elsewhere ([`remote`]) failed to run, or their results to merge.
     #[error("load generators: {0}")]
     Generators(String),
+    /// The settle step's probe (see [`settle`]) gets no answer.
+    #[error("probe {url}: {why}")]
+    Probe { url: String, why: String },
 }
 
 /// Shared flag to stop a run early; clones share the flag.

@@ -20,11 +20,15 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const REPORTED_WAIT: Duration = Duration::from_secs(1);
 /// A probe that takes longer counts as slow (and its connection is dropped).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A warm probe's timeout: a target's first answer can be slow (LiteLLM's took 4.7 s).
+const WARM_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a slow or failed probe, so probing adds no load of its own.
 const PAUSE: Duration = Duration::from_millis(100);
-/// Probes before the idle latency is measured, and probes it is the median of.
+/// Probes before the idle latency is measured (their failures do not count), probes it
+/// is the median of, and failed probes tolerated among those.
 const IDLE_WARM: usize = 5;
 const IDLE_MEASURED: usize = 21;
+const IDLE_FAILURES: usize = 5;
 
 /// What "idle" means for one target.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,14 +70,15 @@ pub enum Settled {
     Cancelled,
 }
 
-/// One probe on `conn`: its latency, or `None` when it failed or took over the timeout.
+/// One probe on `conn`: its latency, or `None` when it failed or took over `timeout`.
 async fn probe(
     conn: &mut Option<Conn>,
     req: &PreparedRequest,
     s: &mut Scratch,
+    timeout: Duration,
 ) -> Option<Duration> {
     let t0 = Instant::now();
-    match tokio::time::timeout(PROBE_TIMEOUT, exchange(conn, req, s)).await {
+    match tokio::time::timeout(timeout, exchange(conn, req, s)).await {
         Ok(Ok(_)) => Some(t0.elapsed()),
         Ok(Err(_)) => None,
         Err(_) => {
@@ -91,21 +96,26 @@ fn runtime() -> Result<tokio::runtime::Runtime, LoadError> {
 }
 
 /// The median latency of [`IDLE_MEASURED`] sequential probes after [`IDLE_WARM`] warm
-/// ones, on one kept-alive connection (blocking). An error when a probe fails: the target
-/// does not answer the probe, so it cannot be waited for.
+/// ones, on one kept-alive connection (blocking). An error when more than
+/// [`IDLE_FAILURES`] measured probes fail: the target does not answer the probe, so it
+/// cannot be waited for.
 pub fn idle_latency(req: &PreparedRequest) -> Result<Duration, LoadError> {
     runtime()?.block_on(async {
         let (mut conn, mut scratch) = (None, Scratch::new());
-        let mut seen = Vec::with_capacity(IDLE_MEASURED);
-        for i in 0..IDLE_WARM + IDLE_MEASURED {
-            let Some(t) = probe(&mut conn, req, &mut scratch).await else {
-                return Err(LoadError::Config {
-                    what: format!("the idle probe to {}", req.endpoint.url),
-                    why: "it failed or took over 5 s".into(),
-                });
-            };
-            if i >= IDLE_WARM {
-                seen.push(t);
+        for _ in 0..IDLE_WARM {
+            probe(&mut conn, req, &mut scratch, WARM_TIMEOUT).await;
+        }
+        let (mut seen, mut failed) = (Vec::with_capacity(IDLE_MEASURED), 0);
+        while seen.len() < IDLE_MEASURED {
+            match probe(&mut conn, req, &mut scratch, PROBE_TIMEOUT).await {
+                Some(t) => seen.push(t),
+                None if failed < IDLE_FAILURES => failed += 1,
+                None => {
+                    return Err(LoadError::Probe {
+                        url: req.endpoint.url.clone(),
+                        why: format!("{} of its probes failed or took over 5 s", failed + 1),
+                    })
+                }
             }
         }
         seen.sort();
@@ -128,7 +138,7 @@ pub fn settle(
             if cancel.is_cancelled() {
                 return Settled::Cancelled;
             }
-            let took = probe(&mut conn, req, &mut scratch).await;
+            let took = probe(&mut conn, req, &mut scratch, PROBE_TIMEOUT).await;
             probes += 1;
             match took {
                 Some(t) if t <= bound => in_row += 1,

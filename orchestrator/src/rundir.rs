@@ -249,6 +249,9 @@ pub enum WarningKind {
     /// The rig check fell outside its tolerance: the figures are not comparable.
     RigUnqualified,
     Interrupted,
+    /// The target was still busy with a suite's load well after it ended, so it was
+    /// restarted before the next suite.
+    Restarted,
     Other,
 }
 

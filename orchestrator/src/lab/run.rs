@@ -915,11 +915,36 @@ async fn run_target(
         faults: Some(fault_control(lab, target)?),
         ..TargetSpec::default()
     };
-    let settle = idle_settle(st, &spec).await;
+    let mut settle = idle_settle(st, &spec).await;
     let mut failed = false;
-    for def in ctx.plan.suites.iter().filter(|d| d.repeats >= round) {
+    for (n, def) in ctx
+        .plan
+        .suites
+        .iter()
+        .filter(|d| d.repeats >= round)
+        .enumerate()
+    {
         if cancel.is_cancelled() {
             break;
+        }
+        if n > 0 && target != DIRECT && still_busy(ctx, &spec, settle).await {
+            st.warn(
+                WarningKind::Restarted,
+                Some(target),
+                Some(&def.name),
+                format!(
+                    "still busy {} s after the suite before: restarted before `{}`",
+                    BUSY_WAIT.as_secs(),
+                    def.name
+                ),
+            );
+            stack::stop_container(docker, &container).await?;
+            stop_backing(ctx, target).await?;
+            match start_target(ctx, st, i, choice).await? {
+                Started::Ready => settle = idle_settle(st, &spec).await,
+                Started::Failed => return Ok(true),
+                Started::Interrupted => return Ok(false),
+            }
         }
         let at = Measured {
             def,
@@ -1116,6 +1141,26 @@ struct Measured<'a> {
     repeat: u32,
     /// The target's idle latency, waited for before each phase.
     settle: Option<Settle>,
+}
+
+/// How long a target may stay busy after a suite before it is restarted for the next.
+const BUSY_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether the target still fails to answer probes at its idle latency [`BUSY_WAIT`] after
+/// the suite before ended (see [`settle`]). A restart then gives the next suite an idle
+/// target; waiting on, LiteLLM was still busy 60 s after `realistic`.
+async fn still_busy(ctx: &Ctx<'_>, spec: &TargetSpec, settle: Option<Settle>) -> bool {
+    let Some(s) = settle else { return false };
+    let Ok(probe) = crate::suites::probe_request(spec) else {
+        return false;
+    };
+    let cancel = ctx.cancel.clone();
+    let s = Settle {
+        max_wait: BUSY_WAIT,
+        ..s
+    };
+    let waited = tokio::task::spawn_blocking(move || settle::settle(&probe, &s, &cancel)).await;
+    matches!(waited, Ok(Ok(settle::Settled::Busy { .. })))
 }
 
 /// The target's idle latency to the settle probe, measured right after it started; `None`

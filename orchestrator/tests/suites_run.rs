@@ -376,23 +376,29 @@ fn busy_then_idle(busy_for: Duration) -> load_support::Server {
     }))
 }
 
-#[test]
-fn a_phase_waits_for_the_target_to_settle_and_says_how_long() {
-    let server = busy_then_idle(Duration::from_millis(1500));
+/// Suite `base` against `url`, waiting for it to settle as `settle` says.
+fn base_settled(url: &str, settle: Settle) -> orchestrator::load::SuiteResult {
     let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
-    let t = TargetSpec::new("s", &server.url());
-    let r = run_suite_blocking(
+    let opts = RunOpts {
+        profile: Profile::Full,
+        threads: 1,
+        settle: Some(settle),
+        ..RunOpts::default()
+    };
+    run_suite_blocking(
         &f.suite("base").unwrap(),
-        &t,
-        &RunOpts {
-            profile: Profile::Full,
-            threads: 1,
-            settle: Some(Settle::new(Duration::from_millis(1))),
-            ..RunOpts::default()
-        },
+        &TargetSpec::new("s", url),
+        &opts,
         None,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_phase_waits_for_the_target_to_settle_and_says_how_long() {
+    let idle_1ms = Settle::new(Duration::from_millis(1));
+    let server = busy_then_idle(Duration::from_millis(1500));
+    let r = base_settled(&server.url(), idle_1ms);
     let w = &r.warnings;
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].kind, ResultWarningKind::SettleWait, "{w:?}");
@@ -404,41 +410,18 @@ fn a_phase_waits_for_the_target_to_settle_and_says_how_long() {
 
     // Idle from the start: no warning.
     let idle = start(Arc::new(|_| Reply::ok(0)));
-    let r = run_suite_blocking(
-        &f.suite("base").unwrap(),
-        &TargetSpec::new("s", &idle.url()),
-        &RunOpts {
-            profile: Profile::Full,
-            threads: 1,
-            settle: Some(Settle::new(Duration::from_millis(1))),
-            ..RunOpts::default()
-        },
-        None,
-    )
-    .unwrap();
+    let r = base_settled(&idle.url(), idle_1ms);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
 
 #[test]
 fn a_target_still_busy_after_the_longest_wait_is_measured_and_flagged() {
     let server = start(Arc::new(|_| Reply::ok(40)));
-    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
     let settle = Settle {
         idle: Duration::from_millis(1),
         max_wait: Duration::from_millis(800),
     };
-    let r = run_suite_blocking(
-        &f.suite("base").unwrap(),
-        &TargetSpec::new("s", &server.url()),
-        &RunOpts {
-            profile: Profile::Full,
-            threads: 1,
-            settle: Some(settle),
-            ..RunOpts::default()
-        },
-        None,
-    )
-    .unwrap();
+    let r = base_settled(&server.url(), settle);
     let w = &r.warnings;
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].kind, ResultWarningKind::Unsettled, "{w:?}");

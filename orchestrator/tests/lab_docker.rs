@@ -765,9 +765,23 @@ fn check_engines(results: &Path) {
     );
     assert!(ratio(rps2, 4000.0) < 1.05, "req/s {rps2}, 4,000 scheduled");
     let (p1, p2) = (one.latency_ms.p50, two.latency_ms.p50);
+    // Between two runs the p50s moved together with the host: 0.119/0.128 and
+    // 0.101/0.171 ms once, 1.112/0.412 and 2.099/1.581 ms in two CI runs of 12-06. So the
+    // runs are held to a light-load bound, and the merge to its parts: the merged p50
+    // lies between the two generators' own (HDR rounding: 2 %).
     assert!(
-        (p1 - p2).abs() < 0.25,
+        p1 < 5.0 && p2 < 5.0,
         "p50 {p1} ms (one generator) vs {p2} ms (two)"
+    );
+    let (lo, hi) = two
+        .generators
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), g| {
+            (lo.min(g.p50_ms), hi.max(g.p50_ms))
+        });
+    assert!(
+        p2 >= lo * 0.98 && p2 <= hi * 1.02,
+        "merged p50 {p2} ms outside its parts' {lo}..{hi} ms"
     );
     eprintln!(
         "engines: one generator {rps1:.0} req/s p50 {p1:.3} ms; two {rps2:.0} req/s p50 {p2:.3} ms"

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// (each plain target then its governed variant, for the report's feature tax).
     #[arg(long, value_enum)]
     pub lane: Option<Lane>,
+    /// Start each phase at once, without waiting for the target to answer small probes at
+    /// its idle latency again, and never restart a target still busy after a suite.
+    #[arg(long)]
+    pub no_settle: bool,
 }
 
 /// The control target: the mock upstream called directly.
@@ -91,6 +95,8 @@ struct Plan {
     keep: bool,
     fail_on_thresholds: bool,
     lane: Lane,
+    /// Wait for an idle target before each phase (not `--no-settle`).
+    settle: bool,
 }
 
 fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
@@ -158,6 +164,7 @@ fn prepare(a: &RunArgs) -> anyhow::Result<Plan> {
         keep: a.keep,
         fail_on_thresholds: a.fail_on_thresholds,
         lane,
+        settle: !a.no_settle,
     })
 }
 
@@ -915,7 +922,7 @@ async fn run_target(
         faults: Some(fault_control(lab, target)?),
         ..TargetSpec::default()
     };
-    let mut settle = idle_settle(st, &spec).await;
+    let mut settle = idle_settle(ctx, st, &spec).await;
     let mut failed = false;
     for (n, def) in ctx
         .plan
@@ -941,7 +948,7 @@ async fn run_target(
             stack::stop_container(docker, &container).await?;
             stop_backing(ctx, target).await?;
             match start_target(ctx, st, i, choice).await? {
-                Started::Ready => settle = idle_settle(st, &spec).await,
+                Started::Ready => settle = idle_settle(ctx, st, &spec).await,
                 Started::Failed => return Ok(true),
                 Started::Interrupted => return Ok(false),
             }
@@ -1164,21 +1171,24 @@ async fn still_busy(ctx: &Ctx<'_>, spec: &TargetSpec, settle: Option<Settle>) ->
 }
 
 /// The target's idle latency to the settle probe, measured right after it started; `None`
-/// (with a warning: phases then start at once) when the probe fails.
-async fn idle_settle(st: &mut RunState, spec: &TargetSpec) -> Option<Settle> {
-    let probe = crate::suites::probe_request(spec);
-    let idle = tokio::task::spawn_blocking(move || settle::idle_latency(&probe?))
+/// (with a warning: phases then start at once) when the probe fails or `--no-settle`.
+async fn idle_settle(ctx: &Ctx<'_>, st: &mut RunState, spec: &TargetSpec) -> Option<Settle> {
+    if !ctx.plan.settle {
+        return None;
+    }
+    let target = spec.clone();
+    let idle = tokio::task::spawn_blocking(move || crate::suites::idle_settle(&target))
         .await
         .map_err(|e| crate::load::LoadError::Thread(e.to_string()))
         .and_then(|r| r);
     match idle {
-        Ok(idle) => {
+        Ok(s) => {
             crate::note!(
                 "target {}: idle probe latency {:.2} ms",
                 spec.name,
-                idle.as_secs_f64() * 1000.0
+                s.idle.as_secs_f64() * 1000.0
             );
-            Some(Settle::new(idle))
+            Some(s)
         }
         Err(e) => {
             st.warn(

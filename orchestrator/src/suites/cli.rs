@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::def::{Profile, SuitesFile};
-use super::run::{probe_request, run_suite_blocking, RunOpts, TargetSpec};
-use crate::load::settle::{self, Settle};
+use super::run::{run_suite_blocking, RunOpts, TargetSpec};
+use crate::load::settle::Settle;
 use crate::load::table;
 
 /// Options of `orchestrator bench`.
@@ -62,15 +62,15 @@ pub struct BenchArgs {
 /// The target's idle latency to the settle probe; `None` (said on stderr) when the probe
 /// fails: phases then start at once.
 fn idle_settle(target: &TargetSpec) -> Option<Settle> {
-    match probe_request(target).and_then(|p| settle::idle_latency(&p)) {
-        Ok(idle) => {
+    match super::idle_settle(target) {
+        Ok(s) => {
             eprintln!(
                 "idle probe latency {:.2} ms: each phase starts once the target answers probes \
                  within {:.1} ms again",
-                idle.as_secs_f64() * 1000.0,
-                Settle::new(idle).bound().as_secs_f64() * 1000.0
+                s.idle.as_secs_f64() * 1000.0,
+                s.bound().as_secs_f64() * 1000.0
             );
-            Some(Settle::new(idle))
+            Some(s)
         }
         Err(e) => {
             eprintln!("no settle step between phases: {e}");

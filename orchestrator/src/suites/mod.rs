@@ -9,4 +9,4 @@ pub mod run;
 pub mod thresholds;
 
 pub use def::{Profile, SuiteDef, SuiteError, SuiteKind, SuitesFile};
-pub use run::{probe_request, run_suite, run_suite_blocking, RunOpts, TargetSpec};
+pub use run::{idle_settle, probe_request, run_suite, run_suite_blocking, RunOpts, TargetSpec};

@@ -82,6 +82,13 @@ pub fn probe_request(target: &TargetSpec) -> Result<PreparedRequest, LoadError> 
     PreparedRequest::new(&spec, &target.url)
 }
 
+/// The target's idle latency to [`probe_request`], measured once (blocking; see
+/// [`settle::idle_latency`]): what each phase then waits for.
+pub fn idle_settle(target: &TargetSpec) -> Result<Settle, LoadError> {
+    let probe = probe_request(target)?;
+    settle::idle_latency(&probe).map(Settle::new)
+}
+
 /// Waits for the target to settle before phase `name` (when `probe` is set); a warning
 /// when that took long or did not happen.
 fn settle_before(

@@ -352,6 +352,17 @@ fn phases_suites_step_rates_and_stop_once_overwhelmed() {
     let held: Vec<u64> = r.phases[3].stages.iter().map(|s| s.target_vus).collect();
     assert_eq!(held, [2, 4], "{:?}", r.phases[3].stages);
     assert_eq!(r.phases[3].stages[1].start_s, Some(1.0));
+    // Each phase carries the machine's CPU over it (/proc/stat: this is Linux).
+    for p in &r.phases {
+        let cpu = p
+            .host_cpu
+            .unwrap_or_else(|| panic!("{}: no host CPU", p.name));
+        assert!(
+            cpu.busy_percent > 0.0 && cpu.busy_percent <= 100.0,
+            "{cpu:?}"
+        );
+        assert!((0.0..=100.0).contains(&cpu.steal_percent), "{cpu:?}");
+    }
 
     let failing = start(Arc::new(|_| Reply::Json {
         delay: Duration::from_millis(1),

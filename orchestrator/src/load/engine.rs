@@ -786,6 +786,7 @@ fn phase_result(
         latency_by_due_ms: Vec::new(),
         histograms: super::merge::histograms_of(total, stream),
         generators: Vec::new(),
+        host_cpu: None,
     }
 }
 
@@ -1295,6 +1296,7 @@ mod tests {
             latency_by_due_ms: vec![],
             histograms: None,
             generators: Vec::new(),
+            host_cpu: None,
         };
         let w = phase_warnings(&r);
         let bound = w

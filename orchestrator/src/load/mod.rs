@@ -48,6 +48,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod host;
 mod http;
 pub mod merge;
 pub mod notes;

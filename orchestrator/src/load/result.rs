@@ -104,6 +104,11 @@ pub struct PhaseResult {
     /// so a generator that failed, lagged or hit its own limit is named; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generators: Vec<GeneratorPart>,
+    /// The CPU of the machine the orchestrator ran on over the phase ([`super::host`]):
+    /// how busy its cores were and how much the hypervisor took (steal); absent outside
+    /// suites, off Linux and in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<super::host::HostCpu>,
 }
 
 /// One generator's part of a merged phase.
@@ -639,6 +644,9 @@ pub enum ResultWarningKind {
     /// Before the phase, the target was still slow after the longest wait: the phase
     /// measured it with an earlier load's backlog.
     Unsettled,
+    /// During the phase the hypervisor took more than [`super::host::STEAL_WARN_PERCENT`]
+    /// of the machine's CPU time (steal): the latencies carry the VM's neighbours too.
+    HostSteal,
 }
 
 #[cfg(test)]
@@ -706,6 +714,7 @@ pub(crate) mod tests {
             latency_by_due_ms: vec![s.clone(); 4],
             histograms: None,
             generators: Vec::new(),
+            host_cpu: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use load_support::{start, Reply};
-use orchestrator::load::result::{ResultWarningKind, RungFail, RungSearch};
+use orchestrator::load::result::{ResultWarning, ResultWarningKind, RungFail, RungSearch};
 use orchestrator::load::settle::{self, Settle};
 use orchestrator::load::{ChannelObserver, Event};
 use orchestrator::suites::{
@@ -331,7 +331,7 @@ fn iteration_suite_runs_exactly_its_iterations() {
     )
     .unwrap();
     assert_eq!(r.phases[0].requests.ok, 20);
-    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert!(lab_warnings(&r).is_empty(), "{:?}", r.warnings);
 }
 
 #[test]
@@ -352,17 +352,14 @@ fn phases_suites_step_rates_and_stop_once_overwhelmed() {
     let held: Vec<u64> = r.phases[3].stages.iter().map(|s| s.target_vus).collect();
     assert_eq!(held, [2, 4], "{:?}", r.phases[3].stages);
     assert_eq!(r.phases[3].stages[1].start_s, Some(1.0));
-    // Each phase carries the machine's CPU over it (/proc/stat: this is Linux).
-    for p in &r.phases {
-        let cpu = p
-            .host_cpu
-            .unwrap_or_else(|| panic!("{}: no host CPU", p.name));
-        assert!(
-            cpu.busy_percent > 0.0 && cpu.busy_percent <= 100.0,
-            "{cpu:?}"
-        );
-        assert!((0.0..=100.0).contains(&cpu.steal_percent), "{cpu:?}");
-    }
+    // A phase carries the machine's CPU over it (/proc/stat: this is Linux); the 2 s one
+    // surely has the 100 ticks that takes (the 500 ms steps are at the edge on 2 cores).
+    let cpu = r.phases[3].host_cpu.expect("no host CPU over 2 s");
+    assert!(
+        cpu.busy_percent > 0.0 && cpu.busy_percent <= 100.0,
+        "{cpu:?}"
+    );
+    assert!((0.0..=100.0).contains(&cpu.steal_percent), "{cpu:?}");
 
     let failing = start(Arc::new(|_| Reply::Json {
         delay: Duration::from_millis(1),
@@ -405,12 +402,18 @@ fn base_settled(url: &str, settle: Settle) -> orchestrator::load::SuiteResult {
     .unwrap()
 }
 
+/// The result's warnings but `host_steal`: the VM's neighbours are not the test's.
+fn lab_warnings(r: &orchestrator::load::SuiteResult) -> Vec<&ResultWarning> {
+    let steal = ResultWarningKind::HostSteal;
+    r.warnings.iter().filter(|w| w.kind != steal).collect()
+}
+
 #[test]
 fn a_phase_waits_for_the_target_to_settle_and_says_how_long() {
     let idle_1ms = Settle::new(Duration::from_millis(1));
     let server = busy_then_idle(Duration::from_millis(1500));
     let r = base_settled(&server.url(), idle_1ms);
-    let w = &r.warnings;
+    let w = lab_warnings(&r);
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].kind, ResultWarningKind::SettleWait, "{w:?}");
     assert_eq!(w[0].phase.as_deref(), Some("base"));
@@ -422,7 +425,7 @@ fn a_phase_waits_for_the_target_to_settle_and_says_how_long() {
     // Idle from the start: no warning.
     let idle = start(Arc::new(|_| Reply::ok(0)));
     let r = base_settled(&idle.url(), idle_1ms);
-    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert!(lab_warnings(&r).is_empty(), "{:?}", r.warnings);
 }
 
 #[test]
@@ -433,7 +436,7 @@ fn a_target_still_busy_after_the_longest_wait_is_measured_and_flagged() {
         max_wait: Duration::from_millis(800),
     };
     let r = base_settled(&server.url(), settle);
-    let w = &r.warnings;
+    let w = lab_warnings(&r);
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].kind, ResultWarningKind::Unsettled, "{w:?}");
     assert!(w[0].message.contains("last probe: 4"), "{w:?}");

@@ -13,6 +13,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::host::{CpuTicks, HostCpu, STEAL_WARN_PERCENT};
 use super::http::{exchange, Conn, Scratch, Timing};
 use super::request::PreparedRequest;
 use super::result::{
@@ -239,9 +240,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Runs a phase to completion on dedicated threads, blocking the calling thread; or hands
 /// it to `opts.runner` when one is set.
 pub fn run_phase(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, LoadError> {
-    if let Some(runner) = &opts.runner {
-        return runner.run(plan, opts);
+    let ticks = CpuTicks::now();
+    let mut out = match &opts.runner {
+        // The generators' own steal warnings would repeat this machine's (said below).
+        Some(runner) => {
+            let mut out = runner.run(plan, opts)?;
+            out.warnings
+                .retain(|w| w.kind != ResultWarningKind::HostSteal);
+            out
+        }
+        None => run_here(plan, opts)?,
+    };
+    let cpu = ticks.zip(CpuTicks::now()).and_then(|(a, b)| a.until(&b));
+    for r in &mut out.results {
+        r.host_cpu = cpu;
     }
+    if !plan.warmup {
+        out.warnings.extend(steal_warning(&plan.name, cpu));
+    }
+    Ok(out)
+}
+
+/// A `host_steal` warning when the hypervisor took a noticeable share of the machine
+/// during phase `name`.
+fn steal_warning(name: &str, cpu: Option<HostCpu>) -> Option<ResultWarning> {
+    let cpu = cpu.filter(|c| c.steal_percent > STEAL_WARN_PERCENT)?;
+    Some(ResultWarning {
+        kind: ResultWarningKind::HostSteal,
+        phase: Some(name.to_string()),
+        message: format!(
+            "the hypervisor took {:.1} % of this machine's CPU time during the phase (steal; \
+             the cores were {:.0} % busy): its latencies include the VM's neighbours",
+            cpu.steal_percent, cpu.busy_percent
+        ),
+    })
+}
+
+/// [`run_phase`] on this process's own worker threads.
+fn run_here(plan: &PhasePlan, opts: &EngineOpts) -> Result<PhaseOutput, LoadError> {
     sys::raise_nofile();
     let cores = sys::allowed_cores();
     let threads = thread_count(plan, opts.threads, cores)?;
@@ -1230,6 +1266,22 @@ impl<'a> Pool<'a> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn steal_over_two_percent_is_a_warning_on_the_phase() {
+        let cpu = |steal_percent| {
+            Some(HostCpu {
+                busy_percent: 60.0,
+                steal_percent,
+            })
+        };
+        assert_eq!(steal_warning("p", cpu(1.5)), None);
+        assert_eq!(steal_warning("p", None), None);
+        let w = steal_warning("p", cpu(7.31)).unwrap();
+        assert_eq!(w.kind, ResultWarningKind::HostSteal);
+        assert_eq!(w.phase.as_deref(), Some("p"));
+        assert!(w.message.contains("7.3 %"), "{}", w.message);
+    }
 
     #[test]
     fn late_sends_are_flagged() {

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Steal over this share of the phase's CPU time raises a `host_steal` warning.
 pub const STEAL_WARN_PERCENT: f64 = 2.0;
 
+/// The fewest ticks (1/100 s of one core each) a share is given for: 1 % resolution.
+pub const MIN_TICKS: u64 = 100;
+
 /// Cumulative CPU time of all cores, in ticks (the `cpu` line of `/proc/stat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuTicks {
@@ -39,13 +42,14 @@ impl CpuTicks {
         })
     }
 
-    /// The share of the time from `self` to `later`; `None` when no tick passed.
+    /// The share of the time from `self` to `later`; `None` under [`MIN_TICKS`], too
+    /// coarse to say (one tick of a 50 ms phase on 2 cores is 10 %).
     pub fn until(&self, later: &CpuTicks) -> Option<HostCpu> {
         let busy = later.busy.saturating_sub(self.busy) as f64;
         let idle = later.idle.saturating_sub(self.idle) as f64;
         let steal = later.steal.saturating_sub(self.steal) as f64;
         let total = busy + idle + steal;
-        (total > 0.0).then(|| HostCpu {
+        (total >= MIN_TICKS as f64).then(|| HostCpu {
             busy_percent: 100.0 * busy / total,
             steal_percent: 100.0 * steal / total,
         })
@@ -77,7 +81,9 @@ mod tests {
         let s = a.until(&b).unwrap();
         assert!((s.busy_percent - 60.0).abs() < 1e-9, "{s:?}");
         assert!((s.steal_percent - 10.0).abs() < 1e-9, "{s:?}");
-        assert_eq!(a.until(&a), None);
+        // 99 ticks: too few to say.
+        let c = CpuTicks::parse("cpu  139 0 60 825 55 0 10 10 0 0\n").unwrap();
+        assert_eq!(a.until(&c), None);
         assert_eq!(CpuTicks::parse("intr 1 2 3\n"), None);
         assert_eq!(CpuTicks::parse("cpu  1 x 3\n"), None);
     }

@@ -105,8 +105,8 @@ pub struct PhaseResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generators: Vec<GeneratorPart>,
     /// The CPU of the machine the orchestrator ran on over the phase ([`super::host`]):
-    /// how busy its cores were and how much the hypervisor took (steal); absent outside
-    /// suites, off Linux and in older results.
+    /// how busy its cores were and how much the hypervisor took (steal); absent off Linux
+    /// and in older results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_cpu: Option<super::host::HostCpu>,
 }

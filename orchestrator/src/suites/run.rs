@@ -10,7 +10,6 @@ use super::def::{Phase, Profile, ProfileDef, SuiteDef, SuiteKind};
 use super::faults::{self, FaultControl};
 use super::{frontier, paired};
 use crate::load::engine::{run_phase, EngineOpts, LoadShape, PhasePlan, RoundLog};
-use crate::load::host::{CpuTicks, HostCpu, STEAL_WARN_PERCENT};
 use crate::load::request::{PreparedRequest, RequestSpec};
 use crate::load::result::{
     Overhead, PhaseResult, ResultWarning, ResultWarningKind, SuiteResult, SCHEMA_VERSION,
@@ -137,21 +136,6 @@ fn settle_before(
     Ok(())
 }
 
-/// A `host_steal` warning when the hypervisor took a noticeable share of the machine
-/// during phase `name`.
-fn host_steal(name: &str, cpu: Option<HostCpu>) -> Option<ResultWarning> {
-    let cpu = cpu.filter(|c| c.steal_percent > STEAL_WARN_PERCENT)?;
-    Some(ResultWarning {
-        kind: ResultWarningKind::HostSteal,
-        phase: Some(name.to_string()),
-        message: format!(
-            "the hypervisor took {:.1} % of this machine's CPU time during the phase (steal; \
-             the cores were {:.0} % busy): its latencies include the VM's neighbours",
-            cpu.steal_percent, cpu.busy_percent
-        ),
-    })
-}
-
 /// Runs one suite on the generator's own threads and awaits the result. Safe to call
 /// from any tokio runtime; see the `load` module docs.
 pub async fn run_suite(
@@ -256,7 +240,6 @@ pub fn run_suite_blocking(
             }
         }
         let started_s = t0.elapsed().as_secs_f64();
-        let ticks = CpuTicks::now();
         let mut out = run_phase(
             &PhasePlan {
                 name: name.to_string(),
@@ -267,13 +250,10 @@ pub fn run_suite_blocking(
             },
             &engine,
         )?;
-        let host_cpu = ticks.zip(CpuTicks::now()).and_then(|(a, b)| a.until(&b));
         for r in &mut out.results {
             r.started_s = Some(started_s);
-            r.host_cpu = host_cpu;
         }
         warnings.extend(out.warnings);
-        warnings.extend(host_steal(name, host_cpu));
         if out.interrupted {
             interrupted = true;
         }

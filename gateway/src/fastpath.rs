@@ -289,10 +289,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Position just after `"key"` `:` (and whitespace) for the LAST occurrence of `"key"`.
-fn after_key(body: &[u8], key: &[u8]) -> Option<usize> {
-    let at = memmem::rfind(body, key)?;
-    let i = skip_ws(body, at + key.len());
+/// Position just after `"usage"` `:` (and whitespace) for its LAST occurrence.
+fn after_usage_key(body: &[u8]) -> Option<usize> {
+    // Forward (vectorised) search; a line holds `"usage"` once or not at all.
+    let at = USAGE.find_iter(body).last()?;
+    let i = skip_ws(body, at + USAGE.needle().len());
     if body.get(i) != Some(&b':') {
         return None;
     }
@@ -311,7 +312,7 @@ fn after_first_key(body: &[u8], key: &[u8]) -> Option<usize> {
 
 /// Reads the last `"usage":{…}` object in a JSON text, parsing only that slice.
 pub fn find_usage(body: &[u8]) -> Option<UsageProbe> {
-    let i = after_key(body, b"\"usage\"")?;
+    let i = after_usage_key(body)?;
     if body.get(i) != Some(&b'{') {
         return None;
     }
@@ -389,14 +390,12 @@ impl SseMeter {
         if has_content {
             self.content_chunks += 1;
         }
-        if USAGE.find(data).is_some() {
-            if let Some(u) = find_usage(data) {
-                if let Some(i) = u.input() {
-                    self.input = Some(self.input.map_or(i, |o| o.max(i)));
-                }
-                if let Some(o) = u.output() {
-                    self.output = Some(o);
-                }
+        if let Some(u) = find_usage(data) {
+            if let Some(i) = u.input() {
+                self.input = Some(self.input.map_or(i, |o| o.max(i)));
+            }
+            if let Some(o) = u.output() {
+                self.output = Some(o);
             }
         }
     }

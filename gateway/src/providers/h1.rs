@@ -649,12 +649,7 @@ impl Stream for BodyStream {
                     this.finish();
                     return Poll::Ready(None);
                 }
-                Ok(Decoded::Data(d)) => {
-                    // The deadline moves; the timer follows lazily, when it fires: no
-                    // timer-wheel update per chunk.
-                    conn.deadline.restart(Instant::now());
-                    return Poll::Ready(Some(Ok(d)));
-                }
+                Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(d))),
                 Ok(Decoded::NeedMore) => {}
             }
             match poll_fill(conn, cx) {
@@ -667,7 +662,12 @@ impl Stream for BodyStream {
                     let e = proto("the upstream closed the connection mid-stream");
                     return Poll::Ready(Some(Err(e)));
                 }
-                Poll::Ready(Ok(_)) => continue,
+                Poll::Ready(Ok(_)) => {
+                    // Data came: the deadline moves (once per read, not per chunk); the
+                    // timer follows lazily, when it fires: no timer-wheel update here.
+                    conn.deadline.restart(Instant::now());
+                    continue;
+                }
                 Poll::Ready(Err(e)) => {
                     this.conn = None;
                     return Poll::Ready(Some(Err(io_err(&e))));

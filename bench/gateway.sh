@@ -129,6 +129,9 @@ sleep 0.5
 idle_rss=$(rss_kb "$gw_pid")
 
 clk_tck=$(getconf CLK_TCK)
+# The machine's CPU over the whole measurement: on a VM, steal (the hypervisor running
+# other guests on our cores) disturbs every figure below; it is printed with them.
+host0=$(host_cpu)
 
 # run_wrk NAME URL CONNS [env...] -> wrk output in $work/NAME.txt, the CPU ticks of the
 # measured proxy ($measured: the gateway, or nginx's worker) in NAME.cpu
@@ -230,7 +233,7 @@ wait "$hold_pid" 2>/dev/null || true
 run_streams() {
     local name=$1 addr=$2
     shift 2
-    local t0 load
+    local t0 load h0
     (pin_exec "$WRK_CPU" "$bin/orchestrator" load --url "http://$addr" --api-key "$KEY" \
         --vus "$STREAM_VUS" --stream --max-tokens 40 --duration "$STREAM_DURATION" --warmup 2s \
         --threads 1 --timeout 60s --max-in-flight $((STREAM_VUS * 2)) \
@@ -239,8 +242,10 @@ run_streams() {
     load=$!
     sleep 2
     t0=$(cpu_ticks "$@")
+    h0=$(host_cpu)
     wait "$load" || true
     echo $(($(cpu_ticks "$@") - t0)) >"$work/$name.cpu"
+    host_steal "$h0" "$(host_cpu)" >"$work/$name.steal"
 }
 for i in $(seq "$STREAM_PAIRS"); do
     run_streams "gw_streams_$i" "$gw" "$gw_pid"
@@ -338,6 +343,12 @@ if [ -n "$nginx_addr" ] && streams_done nginx_streams && streams_done gw_streams
     worse() { awk -v g="$(sfig gw_streams "$1")" -v n="$(sfig nginx_streams "$1")" 'BEGIN { print (g <= n) }'; }
     cpu_le=$(awk -v g="$(scpu gw_streams)" -v n="$(scpu nginx_streams)" 'BEGIN { print (g <= n) }')
     echo "| $STREAM_VUS streams: gateway inter-token p99, TTFT p50 and CPU per token at or below nginx's (medians) | | <= nginx | $(ok "$(( $(worse itl_ms.p99) && $(worse ttft_ms.p50) && cpu_le ))") |"
+fi
+steal=$(host_steal "$host0" "$(host_cpu)")
+round_steal=$(cat "$work"/*_streams_*.steal 2>/dev/null | sort -g | tail -n1)
+echo "| host CPU steal (hypervisor): whole bench; worst streams round | $steal %; ${round_steal:--} % | < 2 % | $(ok "$(awk -v s="$steal" -v r="${round_steal:-0}" 'BEGIN { print (s < 2 && r < 2) }')") |"
+if awk -v s="$steal" -v r="${round_steal:-0}" 'BEGIN { exit !(s >= 2 || r >= 2) }'; then
+    echo "Warning: the hypervisor took ${steal} % of the machine's CPU (up to ${round_steal} % in a streams round): the figures above are disturbed; rerun when the host is quiet" >&2
 fi
 if [ -n "${VERBOSE:-}" ]; then
     for f in "$work"/*.txt; do echo; echo "== $(basename "$f" .txt)"; cat "$f"; done

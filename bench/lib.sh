@@ -105,6 +105,16 @@ EOT
 # cpu_ticks PID... -> CPU time (clock ticks, user + system) these processes have used so far
 cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{ n += $1 } END { print n + 0 }'; }
 
+# host_cpu -> the machine's CPU ticks so far as "TOTAL IDLE STEAL" (the cpu line of
+# /proc/stat; steal is time the hypervisor gave other guests while ours wanted the core)
+host_cpu() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $5 + $6, $9; exit }' /proc/stat; }
+
+# host_steal "BEFORE" "AFTER" -> steal as a % of the machine's CPU time between two host_cpu readings
+host_steal() {
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[1] - x[1]
+        printf "%.1f\n", (d > 0 ? 100 * (y[3] - x[3]) / d : 0) }'
+}
+
 # median -> the middle of the numbers on stdin
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 

@@ -289,25 +289,26 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Position just after `"usage"` `:` (and whitespace) for its LAST occurrence.
-fn after_usage_key(body: &[u8]) -> Option<usize> {
-    // Forward (vectorised) search; a line holds `"usage"` once or not at all.
-    let at = USAGE.find_iter(body).last()?;
-    let i = skip_ws(body, at + USAGE.needle().len());
+/// Position of the value of the key that ends at `key_end`: past `:` and whitespace.
+fn value_after(body: &[u8], key_end: usize) -> Option<usize> {
+    let i = skip_ws(body, key_end);
     if body.get(i) != Some(&b':') {
         return None;
     }
     Some(skip_ws(body, i + 1))
 }
 
-/// Position just after `"key"` `:` (and whitespace) for the FIRST occurrence of `"key"`.
+/// Position of the value of the LAST `"usage"` key. A forward (vectorised) search with
+/// the shared finder: a stream line holds the key once or not at all.
+fn after_usage_key(body: &[u8]) -> Option<usize> {
+    let at = USAGE.find_iter(body).last()?;
+    value_after(body, at + USAGE.needle().len())
+}
+
+/// Position of the value of the FIRST `"key"`.
 fn after_first_key(body: &[u8], key: &[u8]) -> Option<usize> {
     let at = memmem::find(body, key)?;
-    let i = skip_ws(body, at + key.len());
-    if body.get(i) != Some(&b':') {
-        return None;
-    }
-    Some(skip_ws(body, i + 1))
+    value_after(body, at + key.len())
 }
 
 /// Reads the last `"usage":{…}` object in a JSON text, parsing only that slice.

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
+use futures_util::{Stream as _, StreamExt as _};
 use http::header::{
     HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
     RETRY_AFTER,
@@ -395,7 +395,7 @@ impl Metered {
             if self.held_len() >= COALESCE_MAX {
                 return self.emit();
             }
-            match self.inner.as_mut().poll_next(cx) {
+            match Pin::new(&mut self.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(c))) => self.hold(c),
                 Poll::Ready(Some(Err(e))) => {
                     if self.held_len() == 0 {
@@ -632,7 +632,7 @@ impl Drop for InFlight<'_> {
 fn restore_stream(s: ByteStream, upstream: &str, client: &str) -> ByteStream {
     let field = |m: &str| Bytes::from(format!("\"model\":{}", serde_json::Value::from(m)));
     let (from, to) = (field(upstream), field(client));
-    Box::pin(s.map(move |r| r.map(|c| restore_model_in_chunk(c, &from, &to))))
+    ByteStream::boxed(s.map(move |r| r.map(|c| restore_model_in_chunk(c, &from, &to))))
 }
 
 /// One attempt on one deployment.
@@ -672,7 +672,7 @@ async fn attempt(
             if job.stream {
                 let s = provider.chat_stream(creq).await?;
                 let t = Translated::new(s, OpenAiToAnthropicStream::new(job.model));
-                return Ok(Answer::Stream(Box::pin(t), SseKind::Anthropic));
+                return Ok(Answer::Stream(ByteStream::boxed(t), SseKind::Anthropic));
             }
             let b = provider.chat(creq).await?;
             Answer::Full(openai_to_anthropic_response(&b)?)

@@ -435,7 +435,7 @@ impl<T: SseTranslator> Stream for Translated<T> {
             if this.ended {
                 return Poll::Ready(None);
             }
-            match this.inner.as_mut().poll_next(cx) {
+            match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     let mut out = Vec::new();
                     this.partial.extend_from_slice(&chunk);

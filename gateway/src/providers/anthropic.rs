@@ -99,7 +99,7 @@ impl Provider for AnthropicProvider {
             .upstream
             .open_stream(&self.messages_uri, &self.headers, req.headers, body.into())
             .await?;
-        Ok(Box::pin(Translated::new(
+        Ok(ByteStream::boxed(Translated::new(
             s,
             AnthropicToOpenAiStream::new(req.model, req.include_usage),
         )))

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -62,11 +62,20 @@ pub struct Conn {
 /// timer-wheel update), and the timer, registered once per connection at some earlier
 /// instant, is moved up to `at` only when it fires early. So a timer is touched about
 /// once per timeout period per connection, not twice per request (as
-/// `tokio::time::timeout` would: insert and remove, plus a clock read).
+/// `tokio::time::timeout` would: insert and remove, plus a clock read). A stream's
+/// waits poll the timer only when it may have fired (see [`Deadline::poll_wait`]): with
+/// thousands of streams, the boxed timer is a cache miss per token otherwise.
 struct Deadline {
     sleep: Pin<Box<Sleep>>,
+    /// The timer's deadline, kept here so that checking it does not touch the box.
+    armed: Instant,
     at: Instant,
     timeout: Duration,
+    /// The task the timer was last polled from, while the timer cannot have fired
+    /// unseen; cleared when a read finds the clock past `armed`.
+    waker: Option<Waker>,
+    /// Data was read since the last wait.
+    fed: bool,
 }
 
 impl Deadline {
@@ -74,8 +83,11 @@ impl Deadline {
         let at = now + timeout;
         Deadline {
             sleep: Box::pin(tokio::time::sleep_until(at)),
+            armed: at,
             at,
             timeout,
+            waker: None,
+            fed: false,
         }
     }
 
@@ -84,9 +96,17 @@ impl Deadline {
     fn restart(&mut self, now: Instant) {
         let at = now + self.timeout;
         self.at = at;
-        if at < self.sleep.deadline() {
-            self.sleep.as_mut().reset(at);
+        if at < self.armed {
+            self.rearm(at);
         }
+        if now >= self.armed {
+            self.waker = None; // it may have fired: the next wait polls it
+        }
+    }
+
+    fn rearm(&mut self, at: Instant) {
+        self.armed = at;
+        self.sleep.as_mut().reset(at);
     }
 
     /// Ready once `at` has passed.
@@ -95,12 +115,37 @@ impl Deadline {
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if self.sleep.deadline() >= self.at {
+            if self.armed >= self.at {
                 return Poll::Ready(());
             }
             let at = self.at;
-            self.sleep.as_mut().reset(at);
+            self.rearm(at);
         }
+    }
+
+    /// Data came at `now` (a stream's read): the deadline moves.
+    fn fed(&mut self, now: Instant) {
+        self.restart(now);
+        self.fed = true;
+    }
+
+    /// A stream's wait for data: ready once `at` has passed. The timer is polled only
+    /// when it may have fired unseen or may not wake this task. It is skipped when it
+    /// was last polled from this task and the clock, read by the last data or else now,
+    /// is short of `armed`: tokio never fires a timer early, so it has not fired and
+    /// will wake this task when it does. (A stream is polled about twice per wait, by
+    /// the gateway's meter and by hyper: the second costs a clock read, not the timer.)
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let fed = std::mem::take(&mut self.fed);
+        let ours = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if ours && (fed || Instant::now() < self.armed) {
+            return Poll::Pending;
+        }
+        let r = self.poll_expired(cx);
+        if r.is_pending() && !ours {
+            self.waker = Some(cx.waker().clone());
+        }
+        r
     }
 
     fn error(&self) -> GatewayError {
@@ -614,6 +659,7 @@ fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
 impl BodyStream {
     pub fn new(mut conn: Conn, head: &Head, pool: Arc<Endpoint>) -> Self {
         conn.deadline.restart(Instant::now());
+        conn.deadline.waker = None; // the first wait registers the timer with its task
         BodyStream {
             conn: Some(conn),
             framing: head.framing,
@@ -623,7 +669,8 @@ impl BodyStream {
     }
 
     fn finish(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
+            conn.deadline.waker = None; // an idle connection holds no task
             if self.keep_alive && self.framing != Framing::Close {
                 self.pool.give_back(conn);
             }
@@ -665,7 +712,7 @@ impl Stream for BodyStream {
                 Poll::Ready(Ok(_)) => {
                     // Data came: the deadline moves (once per read, not per chunk); the
                     // timer follows lazily, when it fires: no timer-wheel update here.
-                    conn.deadline.restart(Instant::now());
+                    conn.deadline.fed(Instant::now());
                     continue;
                 }
                 Poll::Ready(Err(e)) => {
@@ -674,7 +721,7 @@ impl Stream for BodyStream {
                 }
                 Poll::Pending => {}
             }
-            if conn.deadline.poll_expired(cx).is_ready() {
+            if conn.deadline.poll_wait(cx).is_ready() {
                 let e = conn.deadline.error();
                 this.conn = None;
                 return Poll::Ready(Some(Err(e)));

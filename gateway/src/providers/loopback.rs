@@ -95,7 +95,7 @@ impl Provider for LoopbackProvider {
             )));
         }
         chunks.push(Bytes::from_static(b"data: [DONE]\n\n"));
-        Ok(Box::pin(futures_util::stream::iter(
+        Ok(ByteStream::boxed(futures_util::stream::iter(
             chunks.into_iter().map(Ok),
         )))
     }

@@ -27,8 +27,31 @@ use tokio::time::Sleep;
 use crate::config::{ConfigError, ProviderKind, Settings};
 use crate::error::{upstream_error_body, GatewayError};
 
-/// A stream of body chunks going to the client.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, GatewayError>> + Send>>;
+/// A stream of body chunks going to the client: the plain-HTTP client's body held inline
+/// (the common case: the stream's state sits in the allocation of whatever holds it, and
+/// a poll is a direct call), or any other stream boxed.
+pub enum ByteStream {
+    Plain(h1::BodyStream),
+    Boxed(Pin<Box<dyn Stream<Item = Result<Bytes, GatewayError>> + Send>>),
+}
+
+impl ByteStream {
+    /// Any stream of chunks, boxed.
+    pub fn boxed(s: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static) -> Self {
+        ByteStream::Boxed(Box::pin(s))
+    }
+}
+
+impl Stream for ByteStream {
+    type Item = Result<Bytes, GatewayError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            ByteStream::Plain(s) => Pin::new(s).poll_next(cx),
+            ByteStream::Boxed(s) => s.as_mut().poll_next(cx),
+        }
+    }
+}
 
 /// Largest upstream answer the gateway buffers (non-streaming).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -284,8 +307,11 @@ impl Upstream {
     ) -> Result<ByteStream, GatewayError> {
         if let Some(ep) = &t.plain {
             let (conn, head) = self.plain(ep, headers, client, &body).await?;
-            let s = h1::BodyStream::new(conn, &head, ep.clone());
-            return Ok(Box::pin(s) as ByteStream);
+            return Ok(ByteStream::Plain(h1::BodyStream::new(
+                conn,
+                &head,
+                ep.clone(),
+            )));
         }
         let work = async {
             let resp = self
@@ -294,12 +320,12 @@ impl Upstream {
             if !resp.status().is_success() {
                 return Err(self.status_error(resp).await);
             }
-            Ok(Box::pin(UpstreamStream {
+            Ok(ByteStream::boxed(UpstreamStream {
                 body: resp.into_body(),
                 idle: self.timeout,
                 timer: Box::pin(tokio::time::sleep(self.timeout)),
                 timeout_ms: self.timeout_ms(),
-            }) as ByteStream)
+            }))
         };
         tokio::time::timeout(self.timeout, work)
             .await

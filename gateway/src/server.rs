@@ -396,7 +396,12 @@ impl Metered {
                 return self.emit();
             }
             match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(c))) => self.hold(c),
+                Poll::Ready(Some(Ok(c))) => {
+                    self.hold(c);
+                    if self.inner.would_wait() {
+                        return self.emit(); // hyper polls again: that poll waits
+                    }
+                }
                 Poll::Ready(Some(Err(e))) => {
                     if self.held_len() == 0 {
                         return self.failed(e);

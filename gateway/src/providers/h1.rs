@@ -555,7 +555,14 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, GatewayE
             *n -= take as u64;
             if let Framing::Chunked(c) = framing {
                 if *c == Chunk::Data(0) {
-                    *c = Chunk::DataEnd;
+                    // The data's CRLF is taken now when it is in (it normally came
+                    // with the data), so that an empty buffer means nothing to decode.
+                    *c = if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        Chunk::Size
+                    } else {
+                        Chunk::DataEnd
+                    };
                 }
             }
             Ok(Decoded::Data(d))
@@ -567,6 +574,20 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, GatewayE
         }),
         Framing::Chunked(_) => Ok(Decoded::NeedMore),
     }
+}
+
+/// A chunk-size line's size: hex digits, optionally between blanks, then optional
+/// `;extensions`.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let hex = line.split(|&b| b == b';').next().unwrap_or_default();
+    let hex = hex.trim_ascii();
+    if hex.is_empty() {
+        return None;
+    }
+    hex.iter().try_fold(0u64, |n, &b| {
+        let d = (b as char).to_digit(16)?;
+        n.checked_mul(16)?.checked_add(u64::from(d))
+    })
 }
 
 /// The lines of a chunked body around the data: sizes, data ends, trailers. `None`
@@ -585,9 +606,7 @@ fn decode_chunk_line(c: &mut Chunk, buf: &mut BytesMut) -> Result<Option<Decoded
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let step = match *c {
             Chunk::Size => {
-                let hex = line.split(|&b| b == b';').next().unwrap_or_default();
-                let hex = std::str::from_utf8(hex).unwrap_or("").trim();
-                let n = u64::from_str_radix(hex, 16).map_err(|_| proto("bad chunk size"))?;
+                let n = chunk_size(line).ok_or_else(|| proto("bad chunk size"))?;
                 if n > 0 {
                     Some(Chunk::Data(n))
                 } else {
@@ -620,6 +639,8 @@ pub struct BodyStream {
     framing: Framing,
     keep_alive: bool,
     pool: Arc<Endpoint>,
+    /// The last read left room in the buffer: it drained the socket's queue.
+    drained: bool,
 }
 
 /// Reads what the socket has into the buffer (`Ok(0)`: the upstream closed it), or
@@ -665,7 +686,17 @@ impl BodyStream {
             framing: head.framing,
             keep_alive: head.keep_alive,
             pool,
+            drained: false,
         }
+    }
+
+    /// Whether the next poll would wait: the last read drained the socket and left
+    /// nothing undecoded, and the body is not at its end. A caller that has data in
+    /// hand may send it rather than poll once more for nothing.
+    pub fn would_wait(&self) -> bool {
+        self.drained
+            && self.framing != Framing::Length(0)
+            && self.conn.as_ref().is_some_and(|c| c.buf.is_empty())
     }
 
     fn finish(&mut self) {
@@ -710,6 +741,7 @@ impl Stream for BodyStream {
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(Ok(_)) => {
+                    this.drained = conn.buf.len() < conn.buf.capacity();
                     // Data came: the deadline moves (once per read, not per chunk); the
                     // timer follows lazily, when it fires: no timer-wheel update here.
                     conn.deadline.fed(Instant::now());
@@ -766,6 +798,38 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_blanks_and_extensions() {
+        let cases: [(&[u8], Option<u64>); 7] = [
+            (b"1a", Some(26)),
+            (b" 5 ;ext=1", Some(5)),
+            (b"0", Some(0)),
+            (b"", None),
+            (b" ", None),
+            (b"zz", None),
+            (b"1ffffffffffffffff", None), // over 64 bits
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                chunk_size(line),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn a_chunk_takes_its_crlf_when_it_came_with_the_data() {
+        let mut f = Framing::Chunked(Chunk::Size);
+        let mut buf = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+        assert!(matches!(decode(&mut f, &mut buf), Ok(Decoded::Data(_))));
+        assert!(buf.is_empty() && f == Framing::Chunked(Chunk::Size));
+        let mut buf = BytesMut::from(&b"5\r\nhello"[..]);
+        assert!(matches!(decode(&mut f, &mut buf), Ok(Decoded::Data(_))));
+        assert!(f == Framing::Chunked(Chunk::DataEnd));
     }
 
     #[test]

@@ -40,6 +40,11 @@ impl ByteStream {
     pub fn boxed(s: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static) -> Self {
         ByteStream::Boxed(Box::pin(s))
     }
+
+    /// Whether the next poll would surely wait (known for the plain-HTTP body only).
+    pub fn would_wait(&self) -> bool {
+        matches!(self, ByteStream::Plain(s) if s.would_wait())
+    }
 }
 
 impl Stream for ByteStream {

@@ -133,8 +133,8 @@ impl Deadline {
     /// when it may have fired unseen or may not wake this task. It is skipped when it
     /// was last polled from this task and the clock, read by the last data or else now,
     /// is short of `armed`: tokio never fires a timer early, so it has not fired and
-    /// will wake this task when it does. (A stream is polled about twice per wait, by
-    /// the gateway's meter and by hyper: the second costs a clock read, not the timer.)
+    /// will wake this task when it does. (A wait right after data costs nothing; one
+    /// after a wake-up without data, a clock read.)
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let fed = std::mem::take(&mut self.fed);
         let ours = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
@@ -146,6 +146,12 @@ impl Deadline {
             self.waker = Some(cx.waker().clone());
         }
         r
+    }
+
+    /// Forgets the task the timer was polled from: the next wait polls it again (a new
+    /// stream's task may differ; an idle connection holds no task).
+    fn release_task(&mut self) {
+        self.waker = None;
     }
 
     fn error(&self) -> GatewayError {
@@ -680,7 +686,7 @@ fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
 impl BodyStream {
     pub fn new(mut conn: Conn, head: &Head, pool: Arc<Endpoint>) -> Self {
         conn.deadline.restart(Instant::now());
-        conn.deadline.waker = None; // the first wait registers the timer with its task
+        conn.deadline.release_task();
         BodyStream {
             conn: Some(conn),
             framing: head.framing,
@@ -701,7 +707,7 @@ impl BodyStream {
 
     fn finish(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            conn.deadline.waker = None; // an idle connection holds no task
+            conn.deadline.release_task();
             if self.keep_alive && self.framing != Framing::Close {
                 self.pool.give_back(conn);
             }

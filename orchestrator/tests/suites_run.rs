@@ -444,6 +444,35 @@ fn a_target_still_busy_after_the_longest_wait_is_measured_and_flagged() {
 }
 
 #[test]
+fn a_wait_made_before_the_suite_counts_as_its_first_phases() {
+    // Slow throughout: a phase that probed again would wait 800 ms and flag it unsettled.
+    let server = start(Arc::new(|_| Reply::ok(40)));
+    let f = SuitesFile::parse(SUITES, "t.yaml").unwrap();
+    let opts = RunOpts {
+        profile: Profile::Full,
+        threads: 1,
+        settle: Some(Settle {
+            idle: Duration::from_millis(1),
+            max_wait: Duration::from_millis(800),
+        }),
+        settled: Some(settle::Settled::Idle {
+            waited: Duration::from_millis(2500),
+            probes: 40,
+        }),
+        ..RunOpts::default()
+    };
+    let target = TargetSpec::new("s", &server.url());
+    let r = run_suite_blocking(&f.suite("base").unwrap(), &target, &opts, None).unwrap();
+    let w = lab_warnings(&r);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, ResultWarningKind::SettleWait, "{w:?}");
+    assert!(
+        w[0].message.starts_with("waited 2.5 s (40 probes)"),
+        "{w:?}"
+    );
+}
+
+#[test]
 fn the_idle_latency_is_the_probes_median_and_a_failing_probe_is_an_error() {
     let server = start(Arc::new(|_| Reply::ok(3)));
     let probe = probe_request(&TargetSpec::new("s", &server.url())).unwrap();

@@ -934,7 +934,13 @@ async fn run_target(
         if cancel.is_cancelled() {
             break;
         }
-        if n > 0 && target != DIRECT && still_busy(ctx, &spec, settle).await {
+        let waited = if n > 0 && target != DIRECT {
+            wait_idle(ctx, &spec, settle).await
+        } else {
+            None
+        };
+        let restart = matches!(waited, Some(settle::Settled::Busy { .. }));
+        if restart {
             st.warn(
                 WarningKind::Restarted,
                 Some(target),
@@ -959,6 +965,8 @@ async fn run_target(
             container: &container,
             repeat: round,
             settle,
+            // After a restart the first phase waits afresh, for the new idle latency.
+            settled: waited.filter(|_| !restart),
         };
         if let Err(f) = measure(ctx, sink, st, &at).await? {
             fail_target(st, i, target, Some(&def.name), &f);
@@ -1148,26 +1156,32 @@ struct Measured<'a> {
     repeat: u32,
     /// The target's idle latency, waited for before each phase.
     settle: Option<Settle>,
+    /// The wait for an idle target made just before the suite (it counts as its first
+    /// phase's).
+    settled: Option<settle::Settled>,
 }
 
 /// How long a target may stay busy after a suite before it is restarted for the next.
 const BUSY_WAIT: Duration = Duration::from_secs(30);
 
-/// Whether the target still fails to answer probes at its idle latency [`BUSY_WAIT`] after
-/// the suite before ended (see [`settle`]). A restart then gives the next suite an idle
-/// target; waiting on, LiteLLM was still busy 60 s after `realistic`.
-async fn still_busy(ctx: &Ctx<'_>, spec: &TargetSpec, settle: Option<Settle>) -> bool {
-    let Some(s) = settle else { return false };
-    let Ok(probe) = crate::suites::probe_request(spec) else {
-        return false;
-    };
+/// Waits up to [`BUSY_WAIT`] for the target to answer probes at its idle latency after the
+/// suite before (see [`settle`]); `Busy`: it did not, and a restart then gives the next
+/// suite an idle target (waiting on, LiteLLM was still busy 60 s after `realistic`).
+/// `None` when there is nothing to wait for (no settle step) or the wait failed.
+async fn wait_idle(
+    ctx: &Ctx<'_>,
+    spec: &TargetSpec,
+    settle: Option<Settle>,
+) -> Option<settle::Settled> {
+    let s = settle?;
+    let probe = crate::suites::probe_request(spec).ok()?;
     let cancel = ctx.cancel.clone();
     let s = Settle {
         max_wait: BUSY_WAIT,
         ..s
     };
     let waited = tokio::task::spawn_blocking(move || settle::settle(&probe, &s, &cancel)).await;
-    matches!(waited, Ok(Ok(settle::Settled::Busy { .. })))
+    waited.ok()?.ok()
 }
 
 /// The target's idle latency to the settle probe, measured right after it started; `None`
@@ -1250,6 +1264,7 @@ async fn measure(
         progress: true,
         runner: ctx.runner.clone(),
         settle: at.settle,
+        settled: at.settled,
     };
     let result = run_suite(def, spec, &opts, Some(observer)).await;
     watcher.abort();

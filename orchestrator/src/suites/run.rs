@@ -1,6 +1,7 @@
 //! Running a suite against a target: warm-ups, phases, the overhead comparison and the
 //! frontier search, assembled into one [`SuiteResult`].
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,9 @@ pub struct RunOpts {
     /// Wait for the target to be idle before each phase (see [`crate::load::settle`]);
     /// `None`: start each phase at once.
     pub settle: Option<Settle>,
+    /// How a wait for the target to settle that the caller has just made went (the lab's
+    /// check between suites): the first phase takes it as its own instead of probing again.
+    pub settled: Option<Settled>,
 }
 
 /// The small request the settle step probes with, and the lab measures the idle latency
@@ -89,19 +93,32 @@ pub fn idle_settle(target: &TargetSpec) -> Result<Settle, LoadError> {
     settle::idle_latency(&probe).map(Settle::new)
 }
 
-/// Waits for the target to settle before phase `name` (when `probe` is set); a warning
+/// The settle step before each phase: its probe, what idle means, and a wait the caller
+/// already made (see [`RunOpts::settled`]), taken by the first phase.
+struct SettleStep {
+    probe: PreparedRequest,
+    settle: Settle,
+    made: Cell<Option<Settled>>,
+}
+
+/// Waits for the target to settle before phase `name` (when `step` is set); a warning
 /// when that took long or did not happen.
 fn settle_before(
     name: &str,
-    probe: &Option<(PreparedRequest, Settle)>,
+    step: &Option<SettleStep>,
     cancel: &CancelToken,
     warnings: &mut Vec<ResultWarning>,
 ) -> Result<(), LoadError> {
-    let Some((probe, s)) = probe else {
+    let Some(step) = step else {
         return Ok(());
     };
+    let s = &step.settle;
+    let outcome = match step.made.take() {
+        Some(made) => made,
+        None => settle::settle(&step.probe, s, cancel)?,
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let (kind, message) = match settle::settle(probe, s, cancel)? {
+    let (kind, message) = match outcome {
         Settled::Idle { waited, probes } if waited >= settle::REPORTED_WAIT => (
             ResultWarningKind::SettleWait,
             format!(
@@ -190,7 +207,11 @@ pub fn run_suite_blocking(
     let mut overhead = None;
     let mut faults_result = None;
     let probe = match opts.settle {
-        Some(s) => Some((probe_request(target)?, s)),
+        Some(settle) => Some(SettleStep {
+            probe: probe_request(target)?,
+            settle,
+            made: Cell::new(opts.settled),
+        }),
         None => None,
     };
 

@@ -559,16 +559,7 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, GatewayE
                 return Ok(Decoded::NeedMore);
             }
             let take = usize::try_from(*n).unwrap_or(usize::MAX).min(buf.len());
-            // A small piece (a stream's token) is copied out: splitting it off would
-            // share the read buffer through a counted header, one more cold cache
-            // line per token with thousands of streams open.
-            let d = if take <= COPY_MAX {
-                let d = Bytes::copy_from_slice(&buf[..take]);
-                buf.advance(take);
-                d
-            } else {
-                buf.split_to(take).freeze()
-            };
+            let d = take_piece(buf, take);
             *n -= take as u64;
             if let Framing::Chunked(c) = framing {
                 if *c == Chunk::Data(0) {
@@ -587,9 +578,22 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Decoded, GatewayE
         Framing::Close => Ok(if buf.is_empty() {
             Decoded::NeedMore
         } else {
-            Decoded::Data(buf.split().freeze())
+            Decoded::Data(take_piece(buf, buf.len()))
         }),
         Framing::Chunked(_) => Ok(Decoded::NeedMore),
+    }
+}
+
+/// The first `n` bytes of `buf`, taken out. A small piece (a stream's token) is copied:
+/// splitting it off would share the read buffer through a counted header, one more
+/// cold cache line per token with thousands of streams open.
+fn take_piece(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= COPY_MAX {
+        let d = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        d
+    } else {
+        buf.split_to(n).freeze()
     }
 }
 
@@ -833,6 +837,10 @@ mod tests {
         }
         let (out, done) = decode_all(Framing::Length(big.len() as u64), &big, big.len());
         assert!(done && out == big, "a whole length-framed body");
+        for step in [7, big.len()] {
+            let (out, _) = decode_all(Framing::Close, &big, step);
+            assert!(out == big, "a close-delimited body, step {step}");
+        }
     }
 
     #[test]
